@@ -1,0 +1,14 @@
+//! Flotilla's pure core: the [`Message`] every component passes around, message ids
+//! ([`Ulid`]), human durations, and (with the reactor) the condition language.
+//!
+//! Architecture Invariant: nothing in this crate touches a socket, a file or a clock it
+//! was not handed. Callers pass "now" in; the only ambient input is the random seed of
+//! the id generator.
+
+pub mod duration;
+pub mod message;
+pub mod ulid;
+
+pub use duration::{DurationError, parse_duration};
+pub use message::{Message, MessageError};
+pub use ulid::Ulid;
