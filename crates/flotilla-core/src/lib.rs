@@ -5,6 +5,7 @@
 //! was not handed. Callers pass "now" in; the only ambient input is the random seed of
 //! the id generator.
 
+pub mod condition;
 pub mod duration;
 pub mod message;
 pub mod ulid;
