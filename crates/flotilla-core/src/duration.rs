@@ -9,7 +9,9 @@ use std::time::Duration;
 pub enum DurationError {
     #[error("empty duration")]
     Empty,
-    #[error("invalid duration '{text}': expected a number followed by one of s, m, h, d, w, M, y (e.g. 5s, 15m, 1h30m)")]
+    #[error(
+        "invalid duration '{text}': expected a number followed by one of s, m, h, d, w, M, y (e.g. 5s, 15m, 1h30m)"
+    )]
     Invalid { text: String },
 }
 

@@ -203,9 +203,7 @@ impl Message {
     }
 
     fn check_envelope(&self) -> Result<(), MessageError> {
-        let problem = |field, problem: &str| {
-            Err(MessageError::Envelope { field, problem: problem.to_string() })
-        };
+        let problem = |field, problem: &str| Err(MessageError::Envelope { field, problem: problem.to_string() });
         if let Some(id) = self.fields.get(ID) {
             match id {
                 Value::String(text) if text.parse::<Ulid>().is_ok() => {}

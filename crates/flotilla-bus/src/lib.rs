@@ -1,0 +1,177 @@
+//! Flotilla's message bus: named, durable, ordered queues with consumer groups.
+//!
+//! The [`Bus`] trait is what every component talks to. Its contract (SPEC §5):
+//!
+//! - [`Bus::publish`] appends a batch to one queue, in order, and returns only when the
+//!   whole batch is durable under the backend's policy. Once it has returned, the
+//!   messages are never lost.
+//! - A [`Consumer`] belongs to a named group. Each group has its own acknowledged
+//!   position per queue; delivery is at-least-once and in queue order, and whatever a
+//!   group has not acknowledged is delivered again after a restart or when the
+//!   consumer that held it goes away.
+//! - A [`Reader`] follows a queue without consuming (what `flotilla tail` uses).
+//!
+//! Payloads are opaque bytes (Flotilla puts JSON messages in them); the bus never looks
+//! inside. Backends: [`embedded`] (a segment log on local disk, the default, needs
+//! nothing but the binary). Redis Streams and NATS JetStream fit the same trait: their
+//! delivery ids are text, hence [`DeliveryId::Text`].
+
+pub mod embedded;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use embedded::{Durability, EmbeddedBus, EmbeddedOptions};
+
+/// Identifies one delivered message to its backend for acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DeliveryId {
+    /// A sequence number within the queue (embedded bus).
+    Seq(u64),
+    /// A backend-specific id (a Redis stream entry id, a JetStream ack subject).
+    Text(std::sync::Arc<str>),
+}
+
+/// One message handed to a consumer or reader.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// What to pass to [`Consumer::ack`].
+    pub id: DeliveryId,
+    /// Sequence number within the queue when the backend has one (0 otherwise).
+    pub seq: u64,
+    /// When the bus accepted the message, milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// The message bytes exactly as published.
+    pub payload: Bytes,
+}
+
+/// Where a [`Reader`] starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// The oldest retained message.
+    Start,
+    /// Only messages published after the reader was opened.
+    End,
+}
+
+/// The sequence numbers a publish was given (embedded bus; empty for backends without).
+pub type SeqRange = std::ops::Range<u64>;
+
+/// A queue's figures for `flotilla status` and `/metrics`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct QueueStats {
+    pub queue: String,
+    /// Sequence number of the oldest retained message (embedded bus).
+    pub first_seq: u64,
+    /// Sequence number the next published message will get.
+    pub next_seq: u64,
+    /// Bytes on disk.
+    pub bytes: u64,
+    /// Messages not yet acknowledged by the slowest group (all retained messages when
+    /// the queue has no groups).
+    pub depth: u64,
+    pub groups: Vec<GroupStats>,
+}
+
+/// One consumer group's position in a queue.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GroupStats {
+    pub group: String,
+    /// Every message up to and including this sequence number is acknowledged.
+    pub acked_seq: Option<u64>,
+    /// Messages delivered and not yet acknowledged.
+    pub in_flight: u64,
+    /// Messages not yet acknowledged.
+    pub pending: u64,
+    /// Consumers currently attached.
+    pub consumers: u64,
+}
+
+/// Counters since the bus was opened.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BusCounters {
+    pub published: u64,
+    pub publish_batches: u64,
+    pub syncs: u64,
+    pub delivered: u64,
+    pub acked: u64,
+    pub corrupt_records_skipped: u64,
+    pub publish_errors: u64,
+}
+
+/// Why a bus operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BusError {
+    #[error("invalid queue name '{0}': use 1 to 200 characters from A-Z a-z 0-9 _ . -")]
+    InvalidQueueName(String),
+    #[error("invalid group name '{0}': use 1 to 200 characters from A-Z a-z 0-9 _ . -")]
+    InvalidGroupName(String),
+    #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("{context}: {detail}")]
+    Io { context: String, detail: String, kind: std::io::ErrorKind },
+    #[error("the bus at {path} is in use by another process{holder}")]
+    Locked { path: String, holder: String },
+    #[error("the bus is closed")]
+    Closed,
+    #[error("{0}")]
+    Backend(String),
+}
+
+impl BusError {
+    pub(crate) fn io(context: impl Into<String>, error: &std::io::Error) -> BusError {
+        BusError::Io { context: context.into(), detail: error.to_string(), kind: error.kind() }
+    }
+}
+
+/// A durable bus of named queues.
+#[async_trait::async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Appends `payloads` to `queue` in order and returns once all of them are durable.
+    async fn publish(&self, queue: &str, payloads: Vec<Bytes>) -> Result<SeqRange, BusError>;
+
+    /// Attaches a consumer of `queue` in `group`. A group seen for the first time starts
+    /// at the oldest retained message.
+    async fn subscribe(&self, queue: &str, group: &str) -> Result<Box<dyn Consumer>, BusError>;
+
+    /// Follows `queue` without consuming.
+    async fn read(&self, queue: &str, from: ReadFrom) -> Result<Box<dyn Reader>, BusError>;
+
+    /// Figures for every queue.
+    async fn stats(&self) -> Result<Vec<QueueStats>, BusError>;
+
+    /// Counters since the bus was opened.
+    fn counters(&self) -> BusCounters;
+
+    /// Flushes everything and stops; later calls fail with [`BusError::Closed`].
+    async fn close(&self) -> Result<(), BusError>;
+}
+
+/// A member of a consumer group.
+#[async_trait::async_trait]
+pub trait Consumer: Send {
+    /// Up to `max` messages, in order. Waits up to `wait` for the first one; an empty
+    /// batch means nothing arrived in time.
+    async fn fetch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError>;
+
+    /// Acknowledges deliveries: they will not be delivered to this group again.
+    async fn ack(&mut self, ids: &[DeliveryId]) -> Result<(), BusError>;
+}
+
+/// Follows a queue without consuming it.
+#[async_trait::async_trait]
+pub trait Reader: Send {
+    /// Up to `max` messages, in order, waiting up to `wait` for the first one.
+    async fn fetch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError>;
+}
+
+/// Checks a queue or group name: 1–200 characters from `A-Z a-z 0-9 _ . -`, not `.`
+/// or `..` (names become directory names).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}

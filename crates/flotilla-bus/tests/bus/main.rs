@@ -1,0 +1,211 @@
+//! The embedded bus's behaviour through the public `Bus` trait, on the real file system
+//! and on the simulated disk (named crash scenarios). The proptest model lives in
+//! `model.rs`.
+
+mod crash;
+mod model;
+mod support;
+
+use std::time::Duration;
+
+use flotilla_bus::{Bus, BusError, EmbeddedBus, EmbeddedOptions, ReadFrom};
+use support::*;
+
+#[tokio::test]
+async fn publish_then_consume_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EmbeddedBus::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    let range = bus.publish("reactor", payloads(0..3)).await.unwrap();
+    assert_eq!(range, 0..3);
+    assert_eq!(bus.publish("reactor", payloads(3..5)).await.unwrap(), 3..5);
+    let mut consumer = bus.subscribe("reactor", "g").await.unwrap();
+    let got = fetch_all(consumer.as_mut(), 5).await;
+    assert_eq!(texts(&got), names(0..5));
+    assert_eq!(got.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    bus.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn acknowledged_messages_are_not_delivered_again_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let bus = EmbeddedBus::open(dir.path(), EmbeddedOptions::default()).unwrap();
+        bus.publish("q", payloads(0..10)).await.unwrap();
+        let mut consumer = bus.subscribe("q", "g").await.unwrap();
+        let got = fetch_all(consumer.as_mut(), 6).await;
+        // Acknowledge 0..4 and 5, but not 4: the group must resume at 4.
+        let ids: Vec<_> = got.iter().filter(|d| d.seq != 4).map(|d| d.id.clone()).collect();
+        consumer.ack(&ids).await.unwrap();
+        drop(consumer);
+        bus.close().await.unwrap();
+    }
+    let bus = EmbeddedBus::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    let mut consumer = bus.subscribe("q", "g").await.unwrap();
+    let got = fetch_all(consumer.as_mut(), 6).await;
+    assert_eq!(texts(&got), names(4..10), "resumes at the first unacknowledged message");
+    let stats = bus.stats().await.unwrap();
+    assert_eq!(stats[0].groups[0].acked_seq, Some(3));
+    assert_eq!(stats[0].next_seq, 10);
+}
+
+#[tokio::test]
+async fn a_new_group_starts_at_the_oldest_message_and_groups_are_independent() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EmbeddedBus::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    bus.publish("q", payloads(0..3)).await.unwrap();
+    let mut a = bus.subscribe("q", "a").await.unwrap();
+    let got = fetch_all(a.as_mut(), 3).await;
+    a.ack(&ids(&got)).await.unwrap();
+    let mut b = bus.subscribe("q", "b").await.unwrap();
+    assert_eq!(texts(&fetch_all(b.as_mut(), 3).await), names(0..3));
+}
+
+#[tokio::test]
+async fn consumers_of_one_group_share_work_and_a_departed_consumers_messages_come_back_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EmbeddedBus::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    bus.publish("q", payloads(0..6)).await.unwrap();
+    let mut first = bus.subscribe("q", "g").await.unwrap();
+    let mut second = bus.subscribe("q", "g").await.unwrap();
+    let a = first.fetch(2, Duration::from_secs(1)).await.unwrap();
+    let b = second.fetch(2, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(texts(&a), names(0..2));
+    assert_eq!(texts(&b), names(2..4));
+    second.ack(&ids(&b)).await.unwrap();
+    drop(first); // Never acknowledged 0 and 1.
+    let again = fetch_all(second.as_mut(), 4).await;
+    assert_eq!(texts(&again), ["m0", "m1", "m4", "m5"]);
+}
+
+#[tokio::test]
+async fn fetch_waits_for_new_messages_and_times_out_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EmbeddedBus::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    let mut consumer = bus.subscribe("q", "g").await.unwrap();
+    assert!(consumer.fetch(10, Duration::from_millis(20)).await.unwrap().is_empty());
+    let publisher = bus.clone();
+    let waiter = tokio::spawn(async move { consumer.fetch(10, Duration::from_secs(10)).await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    publisher.publish("q", payloads(0..1)).await.unwrap();
+    let got = waiter.await.unwrap().unwrap();
+    assert_eq!(texts(&got), names(0..1));
+}
+
+#[tokio::test]
+async fn readers_follow_without_consuming() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EmbeddedBus::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    bus.publish("q", payloads(0..2)).await.unwrap();
+    let mut from_start = bus.read("q", ReadFrom::Start).await.unwrap();
+    let mut from_end = bus.read("q", ReadFrom::End).await.unwrap();
+    bus.publish("q", payloads(2..3)).await.unwrap();
+    assert_eq!(texts(&from_start.fetch(10, Duration::from_secs(1)).await.unwrap()), names(0..3));
+    assert_eq!(texts(&from_end.fetch(10, Duration::from_secs(1)).await.unwrap()), names(2..3));
+    let mut consumer = bus.subscribe("q", "g").await.unwrap();
+    assert_eq!(texts(&fetch_all(consumer.as_mut(), 3).await), names(0..3), "reading consumed nothing");
+}
+
+#[tokio::test]
+async fn segments_roll_and_reads_cross_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = EmbeddedOptions { segment_bytes: 200, ..EmbeddedOptions::default() };
+    let bus = EmbeddedBus::open(dir.path(), options.clone()).unwrap();
+    for i in 0..20 {
+        bus.publish("q", payloads(i..i + 1)).await.unwrap();
+    }
+    let segments = std::fs::read_dir(dir.path().join("q"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"));
+    assert!(segments.count() >= 3, "small segments roll");
+    let mut consumer = bus.subscribe("q", "g").await.unwrap();
+    assert_eq!(texts(&fetch_all(consumer.as_mut(), 20).await), names(0..20));
+    drop(consumer);
+    bus.close().await.unwrap();
+    drop(bus);
+    let bus = EmbeddedBus::open(dir.path(), options).unwrap();
+    let mut reader = bus.read("q", ReadFrom::Start).await.unwrap();
+    assert_eq!(texts(&reader.fetch(100, Duration::from_secs(1)).await.unwrap()), names(0..20));
+    assert_eq!(bus.publish("q", payloads(20..21)).await.unwrap(), 20..21);
+}
+
+#[tokio::test]
+async fn retention_removes_only_what_every_group_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = EmbeddedOptions { segment_bytes: 200, ..EmbeddedOptions::default() };
+    options.retention.max_bytes = Some(1);
+    let bus = EmbeddedBus::open(dir.path(), options).unwrap();
+    let mut slow = bus.subscribe("q", "slow").await.unwrap();
+    let mut fast = bus.subscribe("q", "fast").await.unwrap();
+    for i in 0..20 {
+        bus.publish("q", payloads(i..i + 1)).await.unwrap();
+    }
+    let got = fetch_all(fast.as_mut(), 20).await;
+    fast.ack(&ids(&got)).await.unwrap();
+    bus.apply_retention().unwrap();
+    assert_eq!(bus.stats().await.unwrap()[0].first_seq, 0, "the slow group still needs everything");
+
+    let got = fetch_all(slow.as_mut(), 10).await;
+    slow.ack(&ids(&got)).await.unwrap();
+    bus.apply_retention().unwrap();
+    let stats = bus.stats().await.unwrap();
+    assert!(stats[0].first_seq > 0 && stats[0].first_seq <= 10, "removed acknowledged segments: {stats:?}");
+    assert_eq!(texts(&fetch_all(slow.as_mut(), 10).await), names(10..20), "nothing unacknowledged was removed");
+    let mut reader = bus.read("q", ReadFrom::Start).await.unwrap();
+    let first = reader.fetch(1, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(first[0].seq, stats[0].first_seq);
+}
+
+#[tokio::test]
+async fn bad_names_and_oversized_messages_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = EmbeddedOptions { max_message_bytes: 10, ..EmbeddedOptions::default() };
+    let bus = EmbeddedBus::open(dir.path(), options).unwrap();
+    let err = bus.publish("../etc", payloads(0..1)).await.unwrap_err();
+    assert!(matches!(err, BusError::InvalidQueueName(_)), "{err}");
+    let err = bus.publish("q", vec![bytes::Bytes::from(vec![0u8; 11])]).await.unwrap_err();
+    assert_eq!(err.to_string(), "message of 11 bytes exceeds the limit of 10 bytes");
+    assert!(bus.subscribe("q", "").await.is_err());
+    assert_eq!(bus.publish("q", payloads(0..1)).await.unwrap(), 0..1, "the queue still works");
+}
+
+#[tokio::test]
+async fn a_second_process_cannot_open_the_same_bus() {
+    let dir = tempfile::tempdir().unwrap();
+    let _bus = EmbeddedBus::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    // flock locks are per open file description, so a second open in this process
+    // conflicts exactly as another process would.
+    let Err(err) = EmbeddedBus::open(dir.path(), EmbeddedOptions::default()) else { panic!("opened twice") };
+    let text = err.to_string();
+    assert!(
+        text.contains("in use by another process") && text.contains(&format!("pid {}", std::process::id())),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn many_concurrent_publishers_share_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EmbeddedBus::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    let mut tasks = Vec::new();
+    for p in 0..16 {
+        let bus = bus.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50 {
+                bus.publish("q", vec![format!("p{p}-{i}").into()]).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let counters = bus.counters();
+    assert_eq!(counters.published, 800);
+    assert!(counters.syncs <= counters.publish_batches, "{counters:?}");
+    // Per publisher, order is kept.
+    let mut reader = bus.read("q", ReadFrom::Start).await.unwrap();
+    let all = texts(&reader.fetch(1000, Duration::from_secs(1)).await.unwrap());
+    for p in 0..16 {
+        let mine: Vec<_> = all.iter().filter(|t| t.starts_with(&format!("p{p}-"))).cloned().collect();
+        assert_eq!(mine, (0..50).map(|i| format!("p{p}-{i}")).collect::<Vec<_>>());
+    }
+}
