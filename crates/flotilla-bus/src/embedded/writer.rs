@@ -69,6 +69,8 @@ const MAX_COMMIT_BYTES: usize = 32 << 20;
 /// A groups log larger than this is rewritten with one line per group.
 const GROUPS_LOG_COMPACT_BYTES: u64 = 1 << 20;
 const GROUPS_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest a commit waits for more publishers to join it.
+const MAX_GATHER: Duration = Duration::from_micros(400);
 
 pub(crate) struct Writer {
     fs: Arc<dyn Filesystem>,
@@ -80,6 +82,10 @@ pub(crate) struct Writer {
     last_data_sync: Instant,
     last_groups_sync: Instant,
     last_retention: Instant,
+    /// Publishes served by the last commit: how many are likely to come back.
+    last_commit_appends: usize,
+    /// How long the last data sync took.
+    last_sync_time: Duration,
 }
 
 impl Writer {
@@ -100,6 +106,8 @@ impl Writer {
             last_data_sync: now,
             last_groups_sync: now,
             last_retention: now,
+            last_commit_appends: 0,
+            last_sync_time: Duration::ZERO,
         }
     }
 
@@ -116,16 +124,34 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             let mut bytes = 0usize;
+            let mut appends = 0usize;
+            // Group commit: take whatever is waiting. When the last commit served many
+            // publishers, they are probably about to come back: wait a fraction of a
+            // sync for them so one fsync serves them all (PostgreSQL's commit_delay).
+            let gather_until = (self.last_commit_appends > 1 && !batch.is_empty())
+                .then(|| Instant::now() + self.last_sync_time.min(MAX_GATHER) / 2);
             while bytes < MAX_COMMIT_BYTES {
-                match rx.try_recv() {
-                    Ok(msg) => {
-                        if let WriterMsg::Append { payloads, .. } = &msg {
-                            bytes += payloads.iter().map(Bytes::len).sum::<usize>();
+                let next = match gather_until {
+                    Some(deadline) if appends + 1 < self.last_commit_appends => {
+                        match deadline.checked_duration_since(Instant::now()) {
+                            Some(left) => rx.recv_timeout(left).ok(),
+                            None => rx.try_recv().ok(),
                         }
-                        batch.push(msg);
                     }
-                    Err(_) => break,
+                    _ => rx.try_recv().ok(),
+                };
+                let Some(msg) = next else { break };
+                if let WriterMsg::Append { payloads, .. } = &msg {
+                    bytes += payloads.iter().map(Bytes::len).sum::<usize>();
+                    appends += 1;
                 }
+                batch.push(msg);
+            }
+            if let Some(WriterMsg::Append { .. }) = batch.first() {
+                appends += 1;
+            }
+            if appends > 0 {
+                self.last_commit_appends = appends;
             }
             let close = self.commit(batch);
             self.periodic();
@@ -191,7 +217,10 @@ impl Writer {
                 qw.written += qw.buf.len() as u64;
                 if sync_now {
                     self.counters.syncs.fetch_add(1, Ordering::Relaxed);
-                    qw.file.sync_data()
+                    let started = Instant::now();
+                    let synced = qw.file.sync_data();
+                    self.last_sync_time = started.elapsed();
+                    synced
                 } else {
                     Ok(())
                 }
