@@ -127,8 +127,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
         while let Some(key) = map.next_key::<String>()? {
             if key == NODE_TOKEN && entries.is_empty() {
                 map.next_value::<()>()?;
-                return take()
-                    .ok_or_else(|| de::Error::custom("configuration node handed over twice"));
+                return take().ok_or_else(|| de::Error::custom("configuration node handed over twice"));
             }
             let value: Node = map.next_value()?;
             // Keys are unique in a node; like JSON readers, let the last one win.

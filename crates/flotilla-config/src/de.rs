@@ -35,8 +35,8 @@ use std::rc::Rc;
 
 use serde::de::value::{BorrowedStrDeserializer, StringDeserializer};
 use serde::de::{
-    self, DeserializeOwned, DeserializeSeed, Deserializer, EnumAccess, IntoDeserializer, MapAccess,
-    SeqAccess, VariantAccess, Visitor,
+    self, DeserializeOwned, DeserializeSeed, Deserializer, EnumAccess, IntoDeserializer, MapAccess, SeqAccess,
+    VariantAccess, Visitor,
 };
 
 use crate::location::{Diagnostic, sort_diagnostics};
@@ -79,17 +79,8 @@ pub fn decode_at<T: DeserializeOwned>(node: &Node, path: &str) -> (Option<T>, Ve
     let mut known: HashSet<Diagnostic> = HashSet::new();
     let mut exhausted = true;
     for _ in 0..MAX_PASSES {
-        let pass = Pass {
-            hidden: &hidden,
-            diagnostics: RefCell::new(Vec::new()),
-        };
-        let root = NodeDe {
-            node,
-            pass: &pass,
-            path: Rc::from(path),
-            hide: None,
-            is_key: false,
-        };
+        let pass = Pass { hidden: &hidden, diagnostics: RefCell::new(Vec::new()) };
+        let root = NodeDe { node, pass: &pass, path: Rc::from(path), hide: None, is_key: false };
         let result = root.settle(T::deserialize(root.clone()));
         for diagnostic in pass.diagnostics.take() {
             if known.insert(diagnostic.clone()) {
@@ -122,10 +113,7 @@ pub fn decode_at<T: DeserializeOwned>(node: &Node, path: &str) -> (Option<T>, Ve
     if found.is_empty() {
         // Every abort is recorded or is the consequence of a recorded one, so this is
         // unreachable in practice; still, never answer "failed" without saying why.
-        found.push(Diagnostic::at(
-            &node.location,
-            "the configuration could not be decoded",
-        ));
+        found.push(Diagnostic::at(&node.location, "the configuration could not be decoded"));
     }
     sort_diagnostics(&mut found);
     (None, found)
@@ -148,9 +136,7 @@ impl Pass<'_> {
         if let Fresh::MissingField(field) = error {
             return self.hidden.contains(&push_key(path, field));
         }
-        self.hidden
-            .iter()
-            .any(|hidden| is_strict_descendant(hidden, path))
+        self.hidden.iter().any(|hidden| is_strict_descendant(hidden, path))
     }
 }
 
@@ -239,10 +225,9 @@ impl Fresh {
         let subject = subject(path);
         match self {
             Fresh::MissingField(field) => format!("missing required key '{field}' {}", place(path)),
-            Fresh::UnknownVariant { variant, expected } => format!(
-                "unknown value '{variant}' for {subject} (expected {})",
-                alternatives(expected)
-            ),
+            Fresh::UnknownVariant { variant, expected } => {
+                format!("unknown value '{variant}' for {subject} (expected {})", alternatives(expected))
+            }
             Fresh::UnknownField { field, expected } => unknown_key_message(field, path, expected),
             Fresh::InvalidType { found, expected } => {
                 format!("expected {expected} for {subject}, found {found}")
@@ -251,13 +236,10 @@ impl Fresh {
                 format!("invalid value for {subject}: expected {expected}, found {found}")
             }
             Fresh::InvalidLength { len, expected } => {
-                format!("expected {expected} for {subject}, found {len} items")
+                format!("expected {expected} for {subject}, found {}", count_items(*len))
             }
             Fresh::DuplicateField(field) => {
-                format!(
-                    "key '{field}' is given twice {} (under two of its names)",
-                    place(path)
-                )
+                format!("key '{field}' is given twice {} (under two of its names)", place(path))
             }
             Fresh::Custom(message) => format!("invalid value for {subject}: {message}"),
         }
@@ -270,38 +252,23 @@ impl de::Error for DecodeError {
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        DecodeError::Fresh(Fresh::InvalidType {
-            found: unexp.to_string(),
-            expected: exp.to_string(),
-        })
+        DecodeError::Fresh(Fresh::InvalidType { found: unexp.to_string(), expected: exp.to_string() })
     }
 
     fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        DecodeError::Fresh(Fresh::InvalidValue {
-            found: unexp.to_string(),
-            expected: exp.to_string(),
-        })
+        DecodeError::Fresh(Fresh::InvalidValue { found: unexp.to_string(), expected: exp.to_string() })
     }
 
     fn invalid_length(len: usize, exp: &dyn de::Expected) -> Self {
-        DecodeError::Fresh(Fresh::InvalidLength {
-            len,
-            expected: exp.to_string(),
-        })
+        DecodeError::Fresh(Fresh::InvalidLength { len, expected: exp.to_string() })
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
-        DecodeError::Fresh(Fresh::UnknownVariant {
-            variant: variant.to_string(),
-            expected,
-        })
+        DecodeError::Fresh(Fresh::UnknownVariant { variant: variant.to_string(), expected })
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        DecodeError::Fresh(Fresh::UnknownField {
-            field: field.to_string(),
-            expected,
-        })
+        DecodeError::Fresh(Fresh::UnknownField { field: field.to_string(), expected })
     }
 
     fn missing_field(field: &'static str) -> Self {
@@ -317,20 +284,17 @@ type Result<T> = std::result::Result<T, DecodeError>;
 
 /// `'path'`, or "the top level" for the root.
 fn subject(path: &str) -> String {
-    if path.is_empty() {
-        "the top level".to_string()
-    } else {
-        format!("'{path}'")
-    }
+    if path.is_empty() { "the top level".to_string() } else { format!("'{path}'") }
 }
 
 /// "in path", or "at the top level".
 fn place(path: &str) -> String {
-    if path.is_empty() {
-        "at the top level".to_string()
-    } else {
-        format!("in {path}")
-    }
+    if path.is_empty() { "at the top level".to_string() } else { format!("in {path}") }
+}
+
+/// "1 item", "3 items".
+fn count_items(count: usize) -> String {
+    if count == 1 { "1 item".to_string() } else { format!("{count} items") }
 }
 
 /// `'a', 'b' or 'c'`.
@@ -349,11 +313,7 @@ fn unknown_key_message(key: &str, path: &str, expected: &[&str]) -> String {
     let mut message = if expected.is_empty() {
         format!("unknown key '{key}' {} (it takes no keys)", place(path))
     } else {
-        format!(
-            "unknown key '{key}' {} (expected one of: {})",
-            place(path),
-            expected.join(", ")
-        )
+        format!("unknown key '{key}' {} (expected one of: {})", place(path), expected.join(", "))
     };
     if let Some(suggestion) = closest(key, expected) {
         message.push_str(&format!("; did you mean '{suggestion}'?"));
@@ -366,13 +326,12 @@ fn closest<'a>(key: &str, expected: &[&'a str]) -> Option<&'a str> {
     let key_lower = key.to_lowercase();
     expected
         .iter()
-        .map(|candidate| {
-            (
-                edit_distance(&key_lower, &candidate.to_lowercase()),
-                *candidate,
-            )
+        .map(|candidate| (edit_distance(&key_lower, &candidate.to_lowercase()), *candidate))
+        .filter(|(distance, candidate)| {
+            // A typo changes a few letters, not the whole name (`y` is not a typo of `x`).
+            let length = candidate.chars().count();
+            *distance <= (length / 3).max(1) && *distance < length
         })
-        .filter(|(distance, candidate)| *distance <= (candidate.chars().count() / 3).max(1))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
 }
@@ -390,9 +349,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
         current[0] = i;
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (previous[j] + 1)
-                .min(current[j - 1] + 1)
-                .min(previous[j - 1] + cost);
+            let mut best = (previous[j] + 1).min(current[j - 1] + 1).min(previous[j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(before[j - 2] + 1);
             }
@@ -420,13 +377,7 @@ struct NodeDe<'n, 'p> {
 impl<'n, 'p> NodeDe<'n, 'p> {
     fn child(&self, node: &'n Node, path: String) -> NodeDe<'n, 'p> {
         let path: Rc<str> = Rc::from(path);
-        NodeDe {
-            node,
-            pass: self.pass,
-            path: path.clone(),
-            hide: Some(path),
-            is_key: false,
-        }
+        NodeDe { node, pass: self.pass, path: path.clone(), hide: Some(path), is_key: false }
     }
 
     fn is_hidden(&self) -> bool {
@@ -434,14 +385,11 @@ impl<'n, 'p> NodeDe<'n, 'p> {
     }
 
     fn record(&self, message: String) {
-        self.pass
-            .record(Diagnostic::at(&self.node.location, message));
+        self.pass.record(Diagnostic::at(&self.node.location, message));
     }
 
     fn reported(&self) -> DecodeError {
-        DecodeError::Reported {
-            hide: self.hide.clone(),
-        }
+        DecodeError::Reported { hide: self.hide.clone() }
     }
 
     /// Places a fresh error at this node (recording it unless hiding explains it) and
@@ -468,11 +416,7 @@ impl<'n, 'p> NodeDe<'n, 'p> {
     }
 
     fn mismatch(&self, expected: &str) {
-        self.record(format!(
-            "expected {expected} for {}, found {}",
-            subject(&self.path),
-            self.node.describe()
-        ));
+        self.record(format!("expected {expected} for {}, found {}", subject(&self.path), self.node.describe()));
     }
 
     /// The text of a scalar, any quoting.
@@ -521,19 +465,11 @@ impl<'n, 'p> NodeDe<'n, 'p> {
     }
 
     fn empty_seq<V: Visitor<'n>>(&self, visitor: V) -> Result<V::Value> {
-        visitor.visit_seq(Items {
-            de: self.clone(),
-            items: [].iter().enumerate(),
-        })
+        visitor.visit_seq(Items { de: self.clone(), items: [].iter().enumerate() })
     }
 
     fn empty_map<V: Visitor<'n>>(&self, visitor: V) -> Result<V::Value> {
-        visitor.visit_map(Entries {
-            de: self.clone(),
-            entries: [].iter(),
-            fields: None,
-            value: None,
-        })
+        visitor.visit_map(Entries { de: self.clone(), entries: [].iter(), fields: None, value: None })
     }
 }
 
@@ -555,9 +491,7 @@ impl<'n> Deserializer<'n> for NodeDe<'n, '_> {
     fn deserialize_any<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
         let result = match &self.node.kind {
             NodeKind::Null => visitor.visit_unit(),
-            NodeKind::Scalar { text, plain } if self.is_key || !plain => {
-                visitor.visit_borrowed_str(text)
-            }
+            NodeKind::Scalar { text, plain } if self.is_key || !plain => visitor.visit_borrowed_str(text),
             NodeKind::Scalar { text, .. } => match resolve(text) {
                 Resolved::Null => visitor.visit_unit(),
                 Resolved::Bool(value) => visitor.visit_bool(value),
@@ -573,16 +507,10 @@ impl<'n> Deserializer<'n> for NodeDe<'n, '_> {
                 Resolved::Float(value) => visitor.visit_f64(value),
                 Resolved::Str => visitor.visit_borrowed_str(text),
             },
-            NodeKind::Seq(items) => visitor.visit_seq(Items {
-                de: self.clone(),
-                items: items.iter().enumerate(),
-            }),
-            NodeKind::Map(entries) => visitor.visit_map(Entries {
-                de: self.clone(),
-                entries: entries.iter(),
-                fields: None,
-                value: None,
-            }),
+            NodeKind::Seq(items) => visitor.visit_seq(Items { de: self.clone(), items: items.iter().enumerate() }),
+            NodeKind::Map(entries) => {
+                visitor.visit_map(Entries { de: self.clone(), entries: entries.iter(), fields: None, value: None })
+            }
         };
         self.settle(result)
     }
@@ -674,11 +602,7 @@ impl<'n> Deserializer<'n> for NodeDe<'n, '_> {
     }
 
     fn deserialize_option<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
-        let result = if self.node.is_null() {
-            visitor.visit_none()
-        } else {
-            visitor.visit_some(self.clone())
-        };
+        let result = if self.node.is_null() { visitor.visit_none() } else { visitor.visit_some(self.clone()) };
         self.settle(result)
     }
 
@@ -690,24 +614,13 @@ impl<'n> Deserializer<'n> for NodeDe<'n, '_> {
         self.settle(result)
     }
 
-    fn deserialize_unit_struct<V: Visitor<'n>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value> {
+    fn deserialize_unit_struct<V: Visitor<'n>>(self, _name: &'static str, visitor: V) -> Result<V::Value> {
         self.deserialize_unit(visitor)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'n>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value> {
+    fn deserialize_newtype_struct<V: Visitor<'n>>(self, name: &'static str, visitor: V) -> Result<V::Value> {
         let result = match name {
-            LOCATED_NAME => visitor.visit_map(LocatedAccess {
-                de: self.clone(),
-                step: 0,
-            }),
+            LOCATED_NAME => visitor.visit_map(LocatedAccess { de: self.clone(), step: 0 }),
             NODE_NAME => {
                 crate::capture::leave(self.node.clone());
                 let result = visitor.visit_map(TokenAccess { step: 0 });
@@ -722,10 +635,7 @@ impl<'n> Deserializer<'n> for NodeDe<'n, '_> {
 
     fn deserialize_seq<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
         let result = match &self.node.kind {
-            NodeKind::Seq(items) => visitor.visit_seq(Items {
-                de: self.clone(),
-                items: items.iter().enumerate(),
-            }),
+            NodeKind::Seq(items) => visitor.visit_seq(Items { de: self.clone(), items: items.iter().enumerate() }),
             NodeKind::Null => self.empty_seq(visitor),
             _ => {
                 self.mismatch("a list");
@@ -735,27 +645,31 @@ impl<'n> Deserializer<'n> for NodeDe<'n, '_> {
         self.settle(result)
     }
 
-    fn deserialize_tuple<V: Visitor<'n>>(self, _len: usize, visitor: V) -> Result<V::Value> {
+    fn deserialize_tuple<V: Visitor<'n>>(self, len: usize, visitor: V) -> Result<V::Value> {
+        // A tuple visitor stops after `len` items without looking further, so extra items
+        // would pass unnoticed; too few it reports itself.
+        if let NodeKind::Seq(items) = &self.node.kind
+            && items.len() > len
+        {
+            self.record(format!(
+                "expected a list of {} for {}, found {}",
+                count_items(len),
+                subject(&self.path),
+                count_items(items.len())
+            ));
+        }
         self.deserialize_seq(visitor)
     }
 
-    fn deserialize_tuple_struct<V: Visitor<'n>>(
-        self,
-        _name: &'static str,
-        _len: usize,
-        visitor: V,
-    ) -> Result<V::Value> {
-        self.deserialize_seq(visitor)
+    fn deserialize_tuple_struct<V: Visitor<'n>>(self, _name: &'static str, len: usize, visitor: V) -> Result<V::Value> {
+        self.deserialize_tuple(len, visitor)
     }
 
     fn deserialize_map<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
         let result = match &self.node.kind {
-            NodeKind::Map(entries) => visitor.visit_map(Entries {
-                de: self.clone(),
-                entries: entries.iter(),
-                fields: None,
-                value: None,
-            }),
+            NodeKind::Map(entries) => {
+                visitor.visit_map(Entries { de: self.clone(), entries: entries.iter(), fields: None, value: None })
+            }
             NodeKind::Null => self.empty_map(visitor),
             _ => {
                 self.mismatch("a map");
@@ -795,27 +709,16 @@ impl<'n> Deserializer<'n> for NodeDe<'n, '_> {
         visitor: V,
     ) -> Result<V::Value> {
         let result = match &self.node.kind {
-            NodeKind::Scalar { text, .. } => visitor.visit_enum(Variant {
-                de: self.clone(),
-                name: text,
-                name_de: self.clone(),
-                content: None,
-            }),
+            NodeKind::Scalar { text, .. } => {
+                visitor.visit_enum(Variant { de: self.clone(), name: text, name_de: self.clone(), content: None })
+            }
             NodeKind::Map(entries) if entries.len() == 1 => {
                 let (key, value) = &entries[0];
                 let name = key.as_str().unwrap_or_default();
                 let mut name_de = self.clone();
                 name_de.node = key;
-                let content = NodeDe {
-                    hide: self.hide.clone(),
-                    ..self.child(value, push_key(&self.path, name))
-                };
-                visitor.visit_enum(Variant {
-                    de: self.clone(),
-                    name,
-                    name_de,
-                    content: Some(content),
-                })
+                let content = NodeDe { hide: self.hide.clone(), ..self.child(value, push_key(&self.path, name)) };
+                visitor.visit_enum(Variant { de: self.clone(), name, name_de, content: Some(content) })
             }
             _ => {
                 self.record(format!(
@@ -879,11 +782,7 @@ impl<'n, 'p> MapAccess<'n> for Entries<'n, 'p> {
             if child.is_hidden() {
                 continue;
             }
-            let key_de = NodeDe {
-                node: key,
-                is_key: true,
-                ..child.clone()
-            };
+            let key_de = NodeDe { node: key, is_key: true, ..child.clone() };
             let decoded = match self.fields {
                 Some(fields) => {
                     if !fields.contains(&name) {
@@ -904,9 +803,7 @@ impl<'n, 'p> MapAccess<'n> for Entries<'n, 'p> {
     fn next_value_seed<V: DeserializeSeed<'n>>(&mut self, seed: V) -> Result<V::Value> {
         match self.value.take() {
             Some(child) => child.settle(seed.deserialize(child.clone())),
-            None => Err(de::Error::custom(
-                "a map value was asked for before its key",
-            )),
+            None => Err(de::Error::custom("a map value was asked for before its key")),
         }
     }
 }
@@ -926,9 +823,7 @@ impl<'n, 'p> EnumAccess<'n> for Variant<'n, 'p> {
     type Variant = Variant<'n, 'p>;
 
     fn variant_seed<T: DeserializeSeed<'n>>(self, seed: T) -> Result<(T::Value, Self::Variant)> {
-        let chosen = self
-            .name_de
-            .settle(seed.deserialize(BorrowedStrDeserializer::new(self.name)))?;
+        let chosen = self.name_de.settle(seed.deserialize(BorrowedStrDeserializer::new(self.name)))?;
         Ok((chosen, self))
     }
 }
@@ -960,11 +855,7 @@ impl<'n> VariantAccess<'n> for Variant<'n, '_> {
         content.deserialize_tuple(len, visitor)
     }
 
-    fn struct_variant<V: Visitor<'n>>(
-        self,
-        fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value> {
+    fn struct_variant<V: Visitor<'n>>(self, fields: &'static [&'static str], visitor: V) -> Result<V::Value> {
         let content = self.content_or_report()?;
         content.deserialize_struct("", fields, visitor)
     }
@@ -1002,8 +893,7 @@ impl<'n> MapAccess<'n> for LocatedAccess<'n, '_> {
             1 => LOCATED_VALUE_KEY,
             _ => return Ok(None),
         };
-        seed.deserialize(BorrowedStrDeserializer::new(key))
-            .map(Some)
+        seed.deserialize(BorrowedStrDeserializer::new(key)).map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'n>>(&mut self, seed: V) -> Result<V::Value> {
@@ -1030,8 +920,7 @@ impl<'n> MapAccess<'n> for TokenAccess {
         if self.step > 0 {
             return Ok(None);
         }
-        seed.deserialize(BorrowedStrDeserializer::new(NODE_TOKEN))
-            .map(Some)
+        seed.deserialize(BorrowedStrDeserializer::new(NODE_TOKEN)).map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'n>>(&mut self, seed: V) -> Result<V::Value> {
@@ -1065,6 +954,9 @@ mod tests {
         assert_eq!(closest("Timeout", &fields), Some("timeout"));
         assert_eq!(closest("zzz", &fields), None);
         assert_eq!(closest("x", &[]), None);
+        assert_eq!(closest("y", &["x"]), None);
+        assert_eq!(closest("ab", &["ac"]), Some("ac"));
+        assert_eq!(closest("abd", &["abc"]), Some("abc"));
     }
 
     #[test]

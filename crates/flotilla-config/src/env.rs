@@ -27,10 +27,7 @@ pub enum SubstError {
 
 /// Replaces every reference in `text`. Returns every error found in the value, not just
 /// the first, so one `flotilla check` run shows them all.
-pub fn substitute<'t>(
-    text: &'t str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Cow<'t, str>, Vec<SubstError>> {
+pub fn substitute<'t>(text: &'t str, env: &dyn Fn(&str) -> Option<String>) -> Result<Cow<'t, str>, Vec<SubstError>> {
     if !text.contains('$') {
         return Ok(Cow::Borrowed(text));
     }
@@ -70,11 +67,7 @@ pub fn substitute<'t>(
         }
     }
     out.push_str(rest);
-    if errors.is_empty() {
-        Ok(Cow::Owned(out))
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(Cow::Owned(out)) } else { Err(errors) }
 }
 
 fn is_variable_name(name: &str) -> bool {
@@ -125,19 +118,13 @@ mod tests {
         check("^foo$", "^foo$");
         check("cost: 5$ or $5", "cost: 5$ or $5");
         check("$", "$");
-        check(
-            "${UNSET}",
-            "ERR environment variable UNSET is not set (write ${UNSET:-default} to give a default)",
-        );
+        check("${UNSET}", "ERR environment variable UNSET is not set (write ${UNSET:-default} to give a default)");
         check(
             "${A} and ${B}",
             "ERR environment variable A is not set (write ${A:-default} to give a default) \
              | environment variable B is not set (write ${B:-default} to give a default)",
         );
-        check(
-            "x${HOME",
-            "ERR unterminated '${' in a value (write '$$' for a literal '$')",
-        );
+        check("x${HOME", "ERR unterminated '${' in a value (write '$$' for a literal '$')");
         check(
             "${}",
             "ERR invalid environment variable reference '${}' (expected ${NAME} or ${NAME:-default}, NAME made of letters, digits and '_')",
@@ -150,10 +137,7 @@ mod tests {
             "${A-b}",
             "ERR invalid environment variable reference '${A-b}' (expected ${NAME} or ${NAME:-default}, NAME made of letters, digits and '_')",
         );
-        check(
-            "${_x9}",
-            "ERR environment variable _x9 is not set (write ${_x9:-default} to give a default)",
-        );
+        check("${_x9}", "ERR environment variable _x9 is not set (write ${_x9:-default} to give a default)");
         check("€${UNSET:-ü}€", "€ü€");
     }
 }

@@ -27,11 +27,9 @@ const MAX_DIRECTORY_DEPTH: usize = 32;
 /// Loads the configuration at `path` (a YAML file, or a directory read as described in
 /// the module docs) for the host whose short name is `shorthost`, substituting
 /// environment variables from `env`. Returns the merged tree, or every problem found.
-pub fn load(
-    path: &Path,
-    shorthost: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Node, Vec<Diagnostic>> {
+pub fn load(path: &Path, shorthost: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Node, Vec<Diagnostic>> {
+    // The short name is what precedes the first dot; accept a full name too.
+    let shorthost = shorthost.split('.').next().unwrap_or_default();
     let mut loader = Loader {
         shorthost,
         env,
@@ -40,18 +38,13 @@ pub fn load(
         visited: HashSet::new(),
     };
     match fs::metadata(path) {
-        Err(error) => loader.diagnostics.push(Diagnostic::global(format!(
-            "cannot read configuration {}: {error}",
-            path.display()
-        ))),
+        Err(error) => loader
+            .diagnostics
+            .push(Diagnostic::global(format!("cannot read configuration {}: {error}", path.display()))),
         Ok(metadata) if metadata.is_dir() => loader.directory(path, &mut Vec::new(), 0),
         Ok(_) => loader.file(path, None),
     }
-    if loader.diagnostics.is_empty() {
-        Ok(loader.root)
-    } else {
-        Err(loader.diagnostics)
-    }
+    if loader.diagnostics.is_empty() { Ok(loader.root) } else { Err(loader.diagnostics) }
 }
 
 struct Loader<'a> {
@@ -89,20 +82,14 @@ impl Loader<'_> {
                 }
             }
             Err(error) => {
-                self.diagnostics.push(Diagnostic::global(format!(
-                    "cannot read directory {}: {error}",
-                    dir.display()
-                )));
+                self.diagnostics.push(Diagnostic::global(format!("cannot read directory {}: {error}", dir.display())));
                 return;
             }
         }
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(error) => {
-                self.diagnostics.push(Diagnostic::global(format!(
-                    "cannot read directory {}: {error}",
-                    dir.display()
-                )));
+                self.diagnostics.push(Diagnostic::global(format!("cannot read directory {}: {error}", dir.display())));
                 return;
             }
         };
@@ -110,10 +97,9 @@ impl Loader<'_> {
         for entry in entries {
             match entry {
                 Ok(entry) => names.push(entry.file_name()),
-                Err(error) => self.diagnostics.push(Diagnostic::global(format!(
-                    "cannot read directory {}: {error}",
-                    dir.display()
-                ))),
+                Err(error) => self
+                    .diagnostics
+                    .push(Diagnostic::global(format!("cannot read directory {}: {error}", dir.display()))),
             }
         }
         names.sort();
@@ -150,10 +136,7 @@ impl Loader<'_> {
                 }
                 Err(error) => {
                     if self.selected(&name).is_some() {
-                        self.diagnostics.push(Diagnostic::global(format!(
-                            "cannot read {}: {error}",
-                            path.display()
-                        )));
+                        self.diagnostics.push(Diagnostic::global(format!("cannot read {}: {error}", path.display())));
                     }
                 }
             }
@@ -179,17 +162,11 @@ impl Loader<'_> {
 
     /// Places a selected file: `Ok(None)` merges at the root, `Ok(Some)` is a plugin file,
     /// `Err` a file misplaced under `plugins/` (reported).
-    fn plugin_file(
-        &mut self,
-        path: &Path,
-        relative: &[String],
-        instance: &str,
-    ) -> Result<Option<PluginFile>, ()> {
+    fn plugin_file(&mut self, path: &Path, relative: &[String], instance: &str) -> Result<Option<PluginFile>, ()> {
         match relative {
-            [top, plugin] if top == "plugins" => Ok(Some(PluginFile {
-                plugin: plugin.clone(),
-                instance: instance.to_string(),
-            })),
+            [top, plugin] if top == "plugins" => {
+                Ok(Some(PluginFile { plugin: plugin.clone(), instance: instance.to_string() }))
+            }
             [top, ..] if top == "plugins" => {
                 self.diagnostics.push(Diagnostic::global(format!(
                     "{}: files under plugins/ must be plugins/<Plugin>/<instance>.yaml",
@@ -206,8 +183,7 @@ impl Loader<'_> {
         let bytes = match fs::read(path) {
             Ok(bytes) => bytes,
             Err(error) => {
-                self.diagnostics
-                    .push(Diagnostic::global(format!("cannot read {name}: {error}")));
+                self.diagnostics.push(Diagnostic::global(format!("cannot read {name}: {error}")));
                 return;
             }
         };
@@ -270,26 +246,12 @@ impl Loader<'_> {
             .and_then(Node::as_str)
             == Some(kind.as_str());
         if !type_known {
-            entries.insert(
-                0,
-                (
-                    Node::plain("type", file_start.clone()),
-                    Node::plain(kind, file_start.clone()),
-                ),
-            );
+            entries.insert(0, (Node::plain("type", file_start.clone()), Node::plain(kind, file_start.clone())));
         }
         let connector = Node::new(NodeKind::Map(entries), file_start.clone());
-        let connectors = Node::new(
-            NodeKind::Map(vec![(Node::plain(name, file_start.clone()), connector)]),
-            file_start.clone(),
-        );
-        Some(Node::new(
-            NodeKind::Map(vec![(
-                Node::plain("connectors", file_start.clone()),
-                connectors,
-            )]),
-            file_start,
-        ))
+        let connectors =
+            Node::new(NodeKind::Map(vec![(Node::plain(name, file_start.clone()), connector)]), file_start.clone());
+        Some(Node::new(NodeKind::Map(vec![(Node::plain("connectors", file_start.clone()), connectors)]), file_start))
     }
 }
 
@@ -298,10 +260,6 @@ impl Loader<'_> {
 fn utf8_error_location(file: &str, bytes: &[u8], offset: usize) -> Location {
     let before = String::from_utf8_lossy(&bytes[..offset.min(bytes.len())]);
     let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map_or(0, |last| last.chars().count())
-        + 1;
+    let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
     Location::new(Arc::<str>::from(file), line, column)
 }

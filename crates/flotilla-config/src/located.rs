@@ -82,10 +82,7 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for LocatedVisitor<T> {
     }
 
     /// Formats other than this crate's: the plain value, location unknown.
-    fn visit_newtype_struct<D: Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Self::Value, D::Error> {
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         T::deserialize(deserializer).map(|value| Located::new(value, Location::unknown()))
     }
 
@@ -93,9 +90,7 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for LocatedVisitor<T> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let key: Option<String> = map.next_key()?;
         if key.as_deref() != Some(LOCATED_LOCATION_KEY) {
-            return Err(de::Error::custom(
-                "this format gave a map where a located value was expected",
-            ));
+            return Err(de::Error::custom("this format gave a map where a located value was expected"));
         }
         let encoded: String = map.next_value()?;
         let location = decode_location(&encoded)

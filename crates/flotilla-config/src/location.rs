@@ -23,21 +23,13 @@ pub struct Location {
 impl Location {
     /// A location in `file`.
     pub fn new(file: impl Into<Arc<str>>, line: usize, column: usize) -> Location {
-        Location {
-            file: file.into(),
-            line,
-            column,
-        }
+        Location { file: file.into(), line, column }
     }
 
     /// The location of a value that did not come from a YAML file (for instance a
     /// [`crate::Located`] decoded from JSON). Displays as `<unknown location>`.
     pub fn unknown() -> Location {
-        Location {
-            file: Arc::from(""),
-            line: 0,
-            column: 0,
-        }
+        Location { file: Arc::from(""), line: 0, column: 0 }
     }
 
     /// False for [`Location::unknown`].
@@ -72,18 +64,12 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A diagnostic at `location`.
     pub fn at(location: &Location, message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            location: Some(location.clone()),
-            message: message.into(),
-        }
+        Diagnostic { location: Some(location.clone()), message: message.into() }
     }
 
     /// A diagnostic without a position (I/O problems with whole files or directories).
     pub fn global(message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            location: None,
-            message: message.into(),
-        }
+        Diagnostic { location: None, message: message.into() }
     }
 
     fn render(&self) -> String {
@@ -110,10 +96,7 @@ pub fn sort_diagnostics(diagnostics: &mut [Diagnostic]) {
     diagnostics.sort_by_key(|diagnostic| match &diagnostic.location {
         None => (0, 0, 0),
         Some(location) => {
-            let rank = files
-                .iter()
-                .position(|file| *file == location.file)
-                .map_or(0, |index| index + 1);
+            let rank = files.iter().position(|file| *file == location.file).map_or(0, |index| index + 1);
             (rank, location.line, location.column)
         }
     });

@@ -20,13 +20,7 @@ pub fn merge(into: &mut Node, other: Node) -> Vec<Diagnostic> {
 
 /// `keys` are the key nodes under which the existing and the incoming value were written
 /// (a conflict points at keys, where `name: alpha` is "defined"); `None` at the root.
-fn merge_at(
-    into: &mut Node,
-    other: Node,
-    path: &str,
-    keys: Option<(&Node, &Node)>,
-    diagnostics: &mut Vec<Diagnostic>,
-) {
+fn merge_at(into: &mut Node, other: Node, path: &str, keys: Option<(&Node, &Node)>, diagnostics: &mut Vec<Diagnostic>) {
     match (&mut into.kind, other.kind) {
         (NodeKind::Map(entries), NodeKind::Map(other_entries)) => {
             for (key, value) in other_entries {
@@ -35,13 +29,7 @@ fn merge_at(
                 match entries.iter_mut().find(|(k, _)| k.as_str() == Some(name)) {
                     Some((existing_key, existing_value)) => {
                         let existing_key = existing_key.clone();
-                        merge_at(
-                            existing_value,
-                            value,
-                            &child_path,
-                            Some((&existing_key, &key)),
-                            diagnostics,
-                        );
+                        merge_at(existing_value, value, &child_path, Some((&existing_key, &key)), diagnostics);
                     }
                     None => entries.push((key, value)),
                 }
@@ -53,15 +41,8 @@ fn merge_at(
                 Some((first_key, second_key)) => (&first_key.location, &second_key.location),
                 None => (&into.location, &other.location),
             };
-            let what = if path.is_empty() {
-                "the configuration".to_string()
-            } else {
-                format!("key '{path}'")
-            };
-            diagnostics.push(Diagnostic::at(
-                second,
-                format!("{what} is defined in both {first} and {second}"),
-            ));
+            let what = if path.is_empty() { "the configuration".to_string() } else { format!("key '{path}'") };
+            diagnostics.push(Diagnostic::at(second, format!("{what} is defined in both {first} and {second}")));
         }
     }
 }

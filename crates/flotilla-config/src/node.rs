@@ -56,24 +56,12 @@ impl Node {
 
     /// A plain scalar.
     pub fn plain(text: impl Into<String>, location: Location) -> Node {
-        Node::new(
-            NodeKind::Scalar {
-                text: text.into(),
-                plain: true,
-            },
-            location,
-        )
+        Node::new(NodeKind::Scalar { text: text.into(), plain: true }, location)
     }
 
     /// A quoted scalar (always a string).
     pub fn quoted(text: impl Into<String>, location: Location) -> Node {
-        Node::new(
-            NodeKind::Scalar {
-                text: text.into(),
-                plain: false,
-            },
-            location,
-        )
+        Node::new(NodeKind::Scalar { text: text.into(), plain: false }, location)
     }
 
     /// The text of a scalar, `None` for anything else.
@@ -118,10 +106,7 @@ impl Node {
     /// The key node and value of `key` in this map (the key node knows where the key was
     /// written).
     pub fn entry_with_key(&self, key: &str) -> Option<(&Node, &Node)> {
-        self.as_map()?
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(k, v)| (k, v))
+        self.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(k, v)| (k, v))
     }
 
     /// Follows a path such as `connectors.pulse1.delay`, `rules[2].condition` or
@@ -153,10 +138,7 @@ impl Node {
             },
             NodeKind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
             NodeKind::Map(entries) => Value::Object(
-                entries
-                    .iter()
-                    .map(|(key, value)| (key.as_str().unwrap_or("").to_string(), value.to_json()))
-                    .collect(),
+                entries.iter().map(|(key, value)| (key.as_str().unwrap_or("").to_string(), value.to_json())).collect(),
             ),
         }
     }
@@ -184,8 +166,7 @@ fn int_to_json(value: i128, text: &str) -> Value {
 }
 
 fn float_to_json(value: f64, text: &str) -> Value {
-    serde_json::Number::from_f64(value)
-        .map_or_else(|| Value::String(text.to_string()), Value::Number)
+    serde_json::Number::from_f64(value).map_or_else(|| Value::String(text.to_string()), Value::Number)
 }
 
 /// Quotes text for a message, shortening long values so one bad value cannot flood the
@@ -320,10 +301,7 @@ mod tests {
         check_path("a.b.c", "k:a k:b k:c");
         check_path("rules[2].condition", "k:rules i:2 k:condition");
         check_path("[0][1]", "i:0 i:1");
-        check_path(
-            r#"connectors["my.bot"].type"#,
-            "k:connectors k:my.bot k:type",
-        );
+        check_path(r#"connectors["my.bot"].type"#, "k:connectors k:my.bot k:type");
         check_path(r#"["a\"b"]"#, "k:a\"b");
         check_path("a..b", "malformed");
         check_path("a.", "malformed");
@@ -335,24 +313,12 @@ mod tests {
 
     #[test]
     fn rendered_paths_read_back() {
-        let keys = [
-            "plain",
-            "with.dot",
-            "with[bracket",
-            "",
-            "quote\"d",
-            "new\nline",
-            "bell.\u{7}",
-        ];
+        let keys = ["plain", "with.dot", "with[bracket", "", "quote\"d", "new\nline", "bell.\u{7}"];
         for key in keys {
             let path = push_index(&push_key(&push_key("", "top"), key), 3);
             assert_eq!(
                 parse_path(&path),
-                Some(vec![
-                    Segment::Key("top".into()),
-                    Segment::Key(key.into()),
-                    Segment::Index(3)
-                ]),
+                Some(vec![Segment::Key("top".into()), Segment::Key(key.into()), Segment::Index(3)]),
                 "{path}"
             );
         }

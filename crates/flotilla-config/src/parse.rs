@@ -31,11 +31,7 @@ pub const MAX_NODES: usize = 200_000;
 /// (a YAML syntax error ends parsing, so it is the last one).
 ///
 /// An empty file (or one holding only comments, or an empty document) is an empty map.
-pub fn parse_str(
-    file: &str,
-    text: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Node, Vec<Diagnostic>> {
+pub fn parse_str(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Node, Vec<Diagnostic>> {
     let file: Arc<str> = Arc::from(file);
     let mut builder = Builder {
         file: file.clone(),
@@ -58,20 +54,13 @@ pub fn parse_str(
             Err(error) => {
                 let marker = error.marker();
                 let location = Location::new(file.clone(), marker.line(), marker.col() + 1);
-                builder.diagnostics.push(Diagnostic::at(
-                    &location,
-                    format!("invalid YAML: {}", error.info()),
-                ));
+                builder.diagnostics.push(Diagnostic::at(&location, format!("invalid YAML: {}", error.info())));
                 break;
             }
         }
     }
     let root = builder.finish();
-    if builder.diagnostics.is_empty() {
-        Ok(root)
-    } else {
-        Err(builder.diagnostics)
-    }
+    if builder.diagnostics.is_empty() { Ok(root) } else { Err(builder.diagnostics) }
 }
 
 /// A built node with the measurements the limits need.
@@ -146,24 +135,11 @@ impl Builder<'_> {
             }
             Event::Scalar(text, style, anchor, tag) => {
                 let node = self.scalar(&text, style, tag.as_deref(), location)?;
-                self.add(
-                    Built {
-                        node,
-                        height: 1,
-                        size: 1,
-                    },
-                    anchor,
-                )?;
+                self.add(Built { node, height: 1, size: 1 }, anchor)?;
             }
             Event::SequenceStart(anchor, tag) => {
                 self.check_collection_tag(tag.as_deref(), &location);
-                self.open(Frame::Seq {
-                    location,
-                    anchor,
-                    items: Vec::new(),
-                    height: 0,
-                    size: 0,
-                })?;
+                self.open(Frame::Seq { location, anchor, items: Vec::new(), height: 0, size: 0 })?;
             }
             Event::MappingStart(anchor, tag) => {
                 self.check_collection_tag(tag.as_deref(), &location);
@@ -182,27 +158,19 @@ impl Builder<'_> {
                 let Some(frame) = self.stack.pop() else {
                     // The parser balances start and end events; an unbalanced end would be
                     // a parser bug, reported rather than trusted.
-                    return Err(Diagnostic::at(
-                        &location,
-                        "invalid YAML: unbalanced end of a collection",
-                    ));
+                    return Err(Diagnostic::at(&location, "invalid YAML: unbalanced end of a collection"));
                 };
                 let (built, anchor) = self.close(frame);
                 self.add(built, anchor)?;
             }
             Event::Alias(id) => {
                 let Some(anchored) = self.anchors.get(&id) else {
-                    return Err(Diagnostic::at(
-                        &location,
-                        "invalid YAML: alias to an unknown anchor",
-                    ));
+                    return Err(Diagnostic::at(&location, "invalid YAML: alias to an unknown anchor"));
                 };
                 if self.stack.len() + anchored.height > MAX_DEPTH {
                     return Err(Diagnostic::at(
                         &location,
-                        format!(
-                            "this alias nests the configuration deeper than {MAX_DEPTH} levels"
-                        ),
+                        format!("this alias nests the configuration deeper than {MAX_DEPTH} levels"),
                     ));
                 }
                 let mut node = anchored.node.clone();
@@ -238,13 +206,7 @@ impl Builder<'_> {
         if self.in_key_position() {
             // Keys are names, never substituted: `${X}: 1` would make the set of keys
             // depend on the environment, which `flotilla check` could not validate.
-            return Ok(Node::new(
-                NodeKind::Scalar {
-                    text: text.to_string(),
-                    plain,
-                },
-                location,
-            ));
+            return Ok(Node::new(NodeKind::Scalar { text: text.to_string(), plain }, location));
         }
         if plain && is_null(text) {
             return Ok(Node::new(NodeKind::Null, location));
@@ -253,8 +215,7 @@ impl Builder<'_> {
             Ok(value) => value.into_owned(),
             Err(errors) => {
                 for error in errors {
-                    self.diagnostics
-                        .push(Diagnostic::at(&location, error.to_string()));
+                    self.diagnostics.push(Diagnostic::at(&location, error.to_string()));
                 }
                 text.to_string()
             }
@@ -286,30 +247,10 @@ impl Builder<'_> {
 
     fn close(&mut self, frame: Frame) -> (Built, usize) {
         match frame {
-            Frame::Seq {
-                location,
-                anchor,
-                items,
-                height,
-                size,
-            } => (
-                Built {
-                    node: Node::new(NodeKind::Seq(items), location),
-                    height: height + 1,
-                    size: size + 1,
-                },
-                anchor,
-            ),
-            Frame::Map {
-                location,
-                anchor,
-                mut entries,
-                pending,
-                seen,
-                merges,
-                height,
-                size,
-            } => {
+            Frame::Seq { location, anchor, items, height, size } => {
+                (Built { node: Node::new(NodeKind::Seq(items), location), height: height + 1, size: size + 1 }, anchor)
+            }
+            Frame::Map { location, anchor, mut entries, pending, seen, merges, height, size } => {
                 if let Some(PendingKey::Key(key)) = pending {
                     // The parser always pairs keys with values (an empty value is an empty
                     // scalar); keep the key with a null rather than lose it.
@@ -318,11 +259,7 @@ impl Builder<'_> {
                 }
                 self.apply_merges(&mut entries, &seen, merges);
                 (
-                    Built {
-                        node: Node::new(NodeKind::Map(entries), location),
-                        height: height + 1,
-                        size: size + 1,
-                    },
+                    Built { node: Node::new(NodeKind::Map(entries), location), height: height + 1, size: size + 1 },
                     anchor,
                 )
             }
@@ -332,12 +269,7 @@ impl Builder<'_> {
     /// YAML merge keys (`<<: *defaults`, `<<: [*a, *b]`): entries of the merged maps are
     /// added unless the map itself defines the key; earlier merged maps win over later
     /// ones, as in YAML 1.1 where the feature comes from.
-    fn apply_merges(
-        &mut self,
-        entries: &mut Vec<(Node, Node)>,
-        seen: &HashMap<String, Location>,
-        merges: Vec<Node>,
-    ) {
+    fn apply_merges(&mut self, entries: &mut Vec<(Node, Node)>, seen: &HashMap<String, Location>, merges: Vec<Node>) {
         let mut merged: HashMap<String, ()> = HashMap::new();
         for merge in merges {
             let sources = match merge.kind {
@@ -346,10 +278,7 @@ impl Builder<'_> {
                 _ => {
                     self.diagnostics.push(Diagnostic::at(
                         &merge.location,
-                        format!(
-                            "the merge key '<<' takes a map or a list of maps, found {}",
-                            merge.describe()
-                        ),
+                        format!("the merge key '<<' takes a map or a list of maps, found {}", merge.describe()),
                     ));
                     continue;
                 }
@@ -377,49 +306,26 @@ impl Builder<'_> {
         if self.nodes > MAX_NODES {
             return Err(Diagnostic::at(
                 &built.node.location,
-                format!(
-                    "the configuration expands to more than {MAX_NODES} values (too many aliases?)"
-                ),
+                format!("the configuration expands to more than {MAX_NODES} values (too many aliases?)"),
             ));
         }
         if anchor != 0 {
-            let copy = Built {
-                node: built.node.clone(),
-                height: built.height,
-                size: built.size,
-            };
+            let copy = Built { node: built.node.clone(), height: built.height, size: built.size };
             self.anchors.insert(anchor, copy);
         }
-        let Built {
-            node,
-            height: child_height,
-            size: child_size,
-        } = built;
+        let Built { node, height: child_height, size: child_size } = built;
         let mut problem = None;
         match self.stack.last_mut() {
             None => {
                 self.root = Some(node);
                 return Ok(());
             }
-            Some(Frame::Seq {
-                items,
-                height,
-                size,
-                ..
-            }) => {
+            Some(Frame::Seq { items, height, size, .. }) => {
                 *height = (*height).max(child_height);
                 *size += child_size;
                 items.push(node);
             }
-            Some(Frame::Map {
-                entries,
-                pending,
-                seen,
-                merges,
-                height,
-                size,
-                ..
-            }) => {
+            Some(Frame::Map { entries, pending, seen, merges, height, size, .. }) => {
                 *height = (*height).max(child_height);
                 *size += child_size;
                 match pending.take() {
@@ -472,21 +378,12 @@ fn accept_key(key: Node, seen: &mut HashMap<String, Location>) -> (PendingKey, O
         NodeKind::Null => (String::new(), true),
         NodeKind::Seq(_) | NodeKind::Map(_) => {
             let message = format!("a map key must be text, found {}", key.describe());
-            return (
-                PendingKey::Drop,
-                Some(Diagnostic::at(&key.location, message)),
-            );
+            return (PendingKey::Drop, Some(Diagnostic::at(&key.location, message)));
         }
     };
     if let Some(first) = seen.get(&text) {
-        let message = format!(
-            "key {} is repeated in this map (first written at {first})",
-            quote_key(&text)
-        );
-        return (
-            PendingKey::Drop,
-            Some(Diagnostic::at(&key.location, message)),
-        );
+        let message = format!("key {} is repeated in this map (first written at {first})", quote_key(&text));
+        return (PendingKey::Drop, Some(Diagnostic::at(&key.location, message)));
     }
     seen.insert(text.clone(), key.location.clone());
     if plain && text == "<<" {
@@ -497,11 +394,7 @@ fn accept_key(key: Node, seen: &mut HashMap<String, Location>) -> (PendingKey, O
 }
 
 fn quote_key(text: &str) -> String {
-    if text
-        .chars()
-        .all(|c| c.is_alphanumeric() || "_-.".contains(c))
-        && !text.is_empty()
-    {
+    if text.chars().all(|c| c.is_alphanumeric() || "_-.".contains(c)) && !text.is_empty() {
         format!("'{text}'")
     } else {
         quote_text(text)
@@ -510,18 +403,12 @@ fn quote_key(text: &str) -> String {
 
 /// `!!str` and the non-specific `!` both mean "this is text".
 fn is_string_tag(tag: &Tag) -> bool {
-    (tag.is_yaml_core_schema() && tag.suffix == "str")
-        || (tag.handle == "!" && tag.suffix.is_empty())
+    // The parser reports the non-specific tag as an empty handle with suffix `!`.
+    (tag.is_yaml_core_schema() && tag.suffix == "str") || (tag.handle.is_empty() && tag.suffix == "!")
 }
 
 fn unsupported_tag(tag: &Tag, location: &Location) -> Diagnostic {
-    let shown = if tag.is_yaml_core_schema() {
-        format!("!!{}", tag.suffix)
-    } else {
-        format!("{}{}", tag.handle, tag.suffix)
-    };
-    Diagnostic::at(
-        location,
-        format!("YAML tags such as '{shown}' are not supported in Flotilla configuration"),
-    )
+    let shown =
+        if tag.is_yaml_core_schema() { format!("!!{}", tag.suffix) } else { format!("{}{}", tag.handle, tag.suffix) };
+    Diagnostic::at(location, format!("YAML tags such as '{shown}' are not supported in Flotilla configuration"))
 }
