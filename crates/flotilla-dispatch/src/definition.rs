@@ -1,0 +1,634 @@
+//! Definitions: what a subscription watches. A definition names one wiki and optionally
+//! an exact page or a page regex, an exact user or a user regex, and flags; a change
+//! matches when it satisfies every part that is given (SPEC §6.1).
+//!
+//! This module also reads and writes the two document forms the control protocol carries
+//! (`insert`, `remove`, `list`):
+//!
+//! ```text
+//! <items><item page="T" page_rx="RE" user="U" user_rx="RE" flags="bot,minor">WIKI</item></items>
+//! [{"wiki": "WIKI", "page": "T", "page_rx": "RE", "user": "U", "user_rx": "RE", "flags": ["bot"]}]
+//! ```
+//!
+//! A [`Definition`] is always valid: its wiki is known (stored by database name) and its
+//! regexes compile with the same limits the matching index uses, so building the index
+//! from definitions cannot fail. Unknown attributes and keys are rejected rather than
+//! ignored, because a misspelt `pagerx` would otherwise turn into a definition that
+//! watches every change on the wiki.
+
+use std::fmt;
+use std::sync::Arc;
+
+use quick_xml::XmlVersion;
+use quick_xml::events::{BytesStart, Event};
+use regex::{Regex, RegexBuilder};
+use serde::Deserialize;
+
+use crate::event::Change;
+use crate::format::{escape_xml, write_json_string};
+use crate::wiki::{UnknownWiki, Wiki, Wikis};
+
+/// The most a single page or user regex may compile to, in bytes. Generous for real
+/// patterns (a Unicode `\w+` needs a fraction of it) while bounding what one definition
+/// can cost; the matching index sizes its regex sets from it.
+pub const PATTERN_SIZE_LIMIT: usize = 512 * 1024;
+
+/// Compiles a page or user pattern the way validation and the index both do: unanchored,
+/// case-sensitive, Unicode, within [`PATTERN_SIZE_LIMIT`].
+pub(crate) fn compile_pattern(pattern: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(pattern).size_limit(PATTERN_SIZE_LIMIT).build()
+}
+
+/// A compiled page or user regex; equal, hashed and ordered by its source text.
+#[derive(Clone)]
+pub struct Pattern {
+    source: Arc<str>,
+    regex: Regex,
+}
+
+impl Pattern {
+    /// Compiles a pattern (unanchored, case-sensitive, within [`PATTERN_SIZE_LIMIT`]).
+    ///
+    /// # Errors
+    /// [`DefinitionError::InvalidRegex`] with the compiler's complaint on one line.
+    pub fn new(source: &str) -> Result<Pattern, DefinitionError> {
+        let regex = compile_pattern(source)
+            .map_err(|e| DefinitionError::InvalidRegex { pattern: source.to_string(), detail: regex_detail(&e) })?;
+        Ok(Pattern { source: Arc::from(source), regex })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The shared source text.
+    pub fn source(&self) -> &Arc<str> {
+        &self.source
+    }
+
+    /// Whether the pattern matches anywhere in `text`.
+    pub fn is_match(&self, text: &str) -> bool {
+        self.regex.is_match(text)
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Pattern) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for Pattern {}
+
+impl std::hash::Hash for Pattern {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.source.hash(state);
+    }
+}
+
+impl PartialOrd for Pattern {
+    fn partial_cmp(&self, other: &Pattern) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Pattern {
+    fn cmp(&self, other: &Pattern) -> std::cmp::Ordering {
+        self.source.cmp(&other.source)
+    }
+}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pattern({:?})", &*self.source)
+    }
+}
+
+/// Flags a change must all have.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct Flags(u8);
+
+impl Flags {
+    /// Made by a bot.
+    pub const BOT: Flags = Flags(1);
+    /// Not made by a bot.
+    pub const NOBOT: Flags = Flags(1 << 1);
+    /// Marked minor.
+    pub const MINOR: Flags = Flags(1 << 2);
+    /// Not marked minor.
+    pub const NOMINOR: Flags = Flags(1 << 3);
+    /// Created a page.
+    pub const NEW: Flags = Flags(1 << 4);
+    /// A log entry.
+    pub const LOG: Flags = Flags(1 << 5);
+
+    const NAMES: [(&'static str, Flags); 6] = [
+        ("bot", Flags::BOT),
+        ("nobot", Flags::NOBOT),
+        ("minor", Flags::MINOR),
+        ("nominor", Flags::NOMINOR),
+        ("new", Flags::NEW),
+        ("log", Flags::LOG),
+    ];
+
+    /// No flags.
+    pub const fn empty() -> Flags {
+        Flags(0)
+    }
+
+    /// The flag with this name (`bot`, `nobot`, `minor`, `nominor`, `new`, `log`; any
+    /// letter case).
+    pub fn from_name(name: &str) -> Option<Flags> {
+        Flags::NAMES.iter().find(|(known, _)| known.eq_ignore_ascii_case(name)).map(|&(_, flag)| flag)
+    }
+
+    /// Flags from names, each trimmed; empty names are skipped.
+    ///
+    /// # Errors
+    /// The first name that is not a flag.
+    pub fn from_names<'n>(names: impl IntoIterator<Item = &'n str>) -> Result<Flags, String> {
+        let mut flags = Flags::empty();
+        for name in names.into_iter().map(str::trim).filter(|n| !n.is_empty()) {
+            flags = flags | Flags::from_name(name).ok_or_else(|| name.to_string())?;
+        }
+        Ok(flags)
+    }
+
+    /// The flags this change has: exactly one of bot/nobot and of minor/nominor, plus new
+    /// or log by its type.
+    pub fn of_change(change: &Change<'_>) -> Flags {
+        let mut flags = if change.bot { Flags::BOT } else { Flags::NOBOT };
+        flags = flags | if change.minor { Flags::MINOR } else { Flags::NOMINOR };
+        if change.is_new() {
+            flags = flags | Flags::NEW;
+        }
+        if change.is_log() {
+            flags = flags | Flags::LOG;
+        }
+        flags
+    }
+
+    /// Whether a change with `change_flags` has every flag in `self`.
+    pub fn satisfied_by(self, change_flags: Flags) -> bool {
+        self.0 & !change_flags.0 == 0
+    }
+
+    /// Whether no flag is set.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The names of the set flags, in canonical order.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Flags::NAMES.into_iter().filter(move |&(_, flag)| self.0 & flag.0 != 0).map(|(name, _)| name)
+    }
+}
+
+impl std::ops::BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+}
+
+impl fmt::Display for Flags {
+    /// Comma-separated names, as the XML form and the store write them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, name) in self.names().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(name)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Flags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Flags({self})")
+    }
+}
+
+/// The raw, unvalidated parts of a definition, as documents and the store hold them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DefinitionFields {
+    /// Wiki in any accepted form.
+    pub wiki: String,
+    /// Exact page title.
+    pub page: Option<String>,
+    /// Page regex.
+    pub page_rx: Option<String>,
+    /// Exact user name.
+    pub user: Option<String>,
+    /// User regex.
+    pub user_rx: Option<String>,
+    /// Flag names.
+    pub flags: Vec<String>,
+}
+
+/// Why fields do not make a definition.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DefinitionError {
+    /// No wiki was given.
+    #[error("the definition names no wiki")]
+    MissingWiki,
+    /// The wiki is not known.
+    #[error(transparent)]
+    UnknownWiki(#[from] UnknownWiki),
+    /// A regex does not compile.
+    #[error("invalid regex {pattern:?}: {detail}")]
+    InvalidRegex {
+        /// The pattern as given.
+        pattern: String,
+        /// The compiler's complaint, on one line.
+        detail: String,
+    },
+    /// A flag name is not one of the six.
+    #[error("unknown flag '{0}'")]
+    UnknownFlag(String),
+}
+
+/// A valid definition. Equal definitions (same wiki, page, page regex, user, user regex
+/// and flags) are duplicates.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Definition {
+    wiki: Wiki,
+    page: Option<Arc<str>>,
+    page_rx: Option<Pattern>,
+    user: Option<Arc<str>>,
+    user_rx: Option<Pattern>,
+    flags: Flags,
+}
+
+impl Definition {
+    /// Validates raw fields: resolves the wiki, compiles the regexes, reads the flags.
+    /// Empty page and user values count as absent.
+    ///
+    /// # Errors
+    /// The first problem, checked in the order wiki, page regex, user regex, flags.
+    pub fn new(wikis: &Wikis, fields: &DefinitionFields) -> Result<Definition, DefinitionError> {
+        if fields.wiki.trim().is_empty() {
+            return Err(DefinitionError::MissingWiki);
+        }
+        let wiki = wikis.resolve(&fields.wiki)?;
+        let present =
+            |value: &Option<String>| -> Option<Arc<str>> { value.as_deref().filter(|v| !v.is_empty()).map(Arc::from) };
+        let pattern = |value: &Option<String>| -> Result<Option<Pattern>, DefinitionError> {
+            value.as_deref().filter(|v| !v.is_empty()).map(Pattern::new).transpose()
+        };
+        let page_rx = pattern(&fields.page_rx)?;
+        let user_rx = pattern(&fields.user_rx)?;
+        let flags = Flags::from_names(fields.flags.iter().map(String::as_str)).map_err(DefinitionError::UnknownFlag)?;
+        Ok(Definition { wiki, page: present(&fields.page), page_rx, user: present(&fields.user), user_rx, flags })
+    }
+
+    /// The raw fields again (wiki by database name), e.g. to store.
+    pub fn fields(&self) -> DefinitionFields {
+        let owned = |value: Option<&str>| value.map(str::to_string);
+        DefinitionFields {
+            wiki: self.wiki.dbname().to_string(),
+            page: owned(self.page.as_deref()),
+            page_rx: owned(self.page_rx.as_ref().map(Pattern::as_str)),
+            user: owned(self.user.as_deref()),
+            user_rx: owned(self.user_rx.as_ref().map(Pattern::as_str)),
+            flags: self.flags.names().map(str::to_string).collect(),
+        }
+    }
+
+    /// The wiki.
+    pub fn wiki(&self) -> Wiki {
+        self.wiki
+    }
+
+    /// The exact page, if any.
+    pub fn page(&self) -> Option<&Arc<str>> {
+        self.page.as_ref()
+    }
+
+    /// The page regex, if any.
+    pub fn page_rx(&self) -> Option<&Pattern> {
+        self.page_rx.as_ref()
+    }
+
+    /// The exact user, if any.
+    pub fn user(&self) -> Option<&Arc<str>> {
+        self.user.as_ref()
+    }
+
+    /// The user regex, if any.
+    pub fn user_rx(&self) -> Option<&Pattern> {
+        self.user_rx.as_ref()
+    }
+
+    /// The flags.
+    pub fn flags(&self) -> Flags {
+        self.flags
+    }
+}
+
+/// The compiler's complaint on one line: a syntax error's `error: …` line, not its
+/// multi-line drawing of the pattern.
+fn regex_detail(error: &regex::Error) -> String {
+    match error {
+        regex::Error::Syntax(text) => text
+            .lines()
+            .rev()
+            .find_map(|line| line.strip_prefix("error: "))
+            .or_else(|| text.lines().next_back())
+            .unwrap_or("syntax error")
+            .to_string(),
+        regex::Error::CompiledTooBig(limit) => {
+            format!("the compiled pattern would exceed {limit} bytes")
+        }
+        other => other.to_string().replace('\n', " "),
+    }
+}
+
+/// The two document forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocumentFormat {
+    /// `<items><item …>WIKI</item></items>`.
+    Xml,
+    /// `[{"wiki": …}]`.
+    Json,
+}
+
+impl DocumentFormat {
+    /// The format with this name (`xml`, `json`; any letter case).
+    pub fn parse(name: &str) -> Option<DocumentFormat> {
+        if name.eq_ignore_ascii_case("xml") {
+            Some(DocumentFormat::Xml)
+        } else if name.eq_ignore_ascii_case("json") {
+            Some(DocumentFormat::Json)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why a document could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocumentError {
+    /// Not well-formed XML, or not the `<items><item>` shape.
+    #[error("invalid XML at byte {position}: {detail}")]
+    Xml {
+        /// Byte offset into the document.
+        position: u64,
+        /// What was wrong.
+        detail: String,
+    },
+    /// Not JSON, or not an array of definition objects.
+    #[error("invalid JSON at line {line}, column {column}: {detail}")]
+    Json {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What was wrong.
+        detail: String,
+    },
+    /// Well-formed, but one definition is not valid.
+    #[error("definition {number}: {error}")]
+    Definition {
+        /// 1-based position of the definition in the document.
+        number: usize,
+        /// What was wrong with it.
+        error: DefinitionError,
+    },
+}
+
+/// Reads a document into definitions, in document order.
+///
+/// # Errors
+/// The first problem found; nothing is returned for a document with any problem.
+pub fn parse_document(format: DocumentFormat, text: &str, wikis: &Wikis) -> Result<Vec<Definition>, DocumentError> {
+    let fields = match format {
+        DocumentFormat::Xml => parse_xml_fields(text)?,
+        DocumentFormat::Json => parse_json_fields(text)?,
+    };
+    fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Definition::new(wikis, f).map_err(|error| DocumentError::Definition { number: i + 1, error }))
+        .collect()
+}
+
+/// Writes definitions as one document on one line.
+pub fn write_document(format: DocumentFormat, definitions: &[Definition]) -> String {
+    let mut out = String::new();
+    match format {
+        DocumentFormat::Xml => {
+            out.push_str("<items>");
+            for definition in definitions {
+                write_xml_item(&mut out, definition);
+            }
+            out.push_str("</items>");
+        }
+        DocumentFormat::Json => {
+            out.push('[');
+            for (i, definition) in definitions.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json_item(&mut out, definition);
+            }
+            out.push(']');
+        }
+    }
+    out
+}
+
+/// The optional parts of a definition by their attribute and key names.
+fn named_parts(definition: &Definition) -> [(&'static str, Option<&str>); 4] {
+    [
+        ("page", definition.page.as_deref()),
+        ("page_rx", definition.page_rx.as_ref().map(Pattern::as_str)),
+        ("user", definition.user.as_deref()),
+        ("user_rx", definition.user_rx.as_ref().map(Pattern::as_str)),
+    ]
+}
+
+fn write_xml_item(out: &mut String, definition: &Definition) {
+    out.push_str("<item");
+    for (name, value) in named_parts(definition) {
+        if let Some(value) = value {
+            out.push(' ');
+            out.push_str(name);
+            out.push_str("=\"");
+            escape_xml(out, value, true);
+            out.push('"');
+        }
+    }
+    if !definition.flags.is_empty() {
+        out.push_str(" flags=\"");
+        out.push_str(&definition.flags.to_string());
+        out.push('"');
+    }
+    out.push('>');
+    out.push_str(definition.wiki.dbname());
+    out.push_str("</item>");
+}
+
+fn write_json_item(out: &mut String, definition: &Definition) {
+    out.push_str("{\"wiki\":");
+    write_json_string(out, definition.wiki.dbname());
+    for (name, value) in named_parts(definition) {
+        if let Some(value) = value {
+            out.push(',');
+            write_json_string(out, name);
+            out.push(':');
+            write_json_string(out, value);
+        }
+    }
+    if !definition.flags.is_empty() {
+        out.push_str(",\"flags\":[");
+        for (i, name) in definition.flags.names().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_json_string(out, name);
+        }
+        out.push(']');
+    }
+    out.push('}');
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a definition object")]
+struct JsonDefinition {
+    wiki: Option<String>,
+    page: Option<String>,
+    page_rx: Option<String>,
+    user: Option<String>,
+    user_rx: Option<String>,
+    flags: Option<Vec<String>>,
+}
+
+fn parse_json_fields(text: &str) -> Result<Vec<DefinitionFields>, DocumentError> {
+    let items: Vec<JsonDefinition> = serde_json::from_str(text).map_err(|e| {
+        let message = e.to_string();
+        let detail = match message.rfind(" at line ") {
+            Some(cut) => message[..cut].to_string(),
+            None => message,
+        };
+        DocumentError::Json { line: e.line(), column: e.column(), detail }
+    })?;
+    Ok(items
+        .into_iter()
+        .map(|item| DefinitionFields {
+            wiki: item.wiki.unwrap_or_default(),
+            page: item.page,
+            page_rx: item.page_rx,
+            user: item.user,
+            user_rx: item.user_rx,
+            flags: item.flags.unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// Where the XML reader is in the expected shape.
+enum XmlPlace {
+    BeforeRoot,
+    InItems,
+    InItem(DefinitionFields),
+    AfterRoot,
+}
+
+fn parse_xml_fields(text: &str) -> Result<Vec<DefinitionFields>, DocumentError> {
+    let mut reader = quick_xml::Reader::from_str(text);
+    let mut items = Vec::new();
+    let mut place = XmlPlace::BeforeRoot;
+    loop {
+        let position = reader.buffer_position();
+        let fail = |detail: String| DocumentError::Xml { position, detail };
+        let event = reader
+            .read_event()
+            .map_err(|e| DocumentError::Xml { position: reader.error_position(), detail: e.to_string() })?;
+        place = match (place, event) {
+            (XmlPlace::AfterRoot, Event::Eof) => return Ok(items),
+            (_, Event::Eof) => return Err(fail("the document ends before </items>".into())),
+            (p, Event::Comment(_) | Event::Decl(_) | Event::PI(_)) => p,
+            (p @ (XmlPlace::BeforeRoot | XmlPlace::InItems | XmlPlace::AfterRoot), Event::Text(t))
+                if t.trim().is_empty() =>
+            {
+                p
+            }
+            (XmlPlace::BeforeRoot, Event::Start(e)) if e.name().as_ref() == "items" => {
+                no_attributes(&e).map_err(fail)?;
+                XmlPlace::InItems
+            }
+            (XmlPlace::BeforeRoot, Event::Empty(e)) if e.name().as_ref() == "items" => {
+                no_attributes(&e).map_err(fail)?;
+                XmlPlace::AfterRoot
+            }
+            (XmlPlace::InItems, Event::Start(e)) if e.name().as_ref() == "item" => {
+                XmlPlace::InItem(item_attributes(&e).map_err(fail)?)
+            }
+            (XmlPlace::InItems, Event::Empty(e)) if e.name().as_ref() == "item" => {
+                // `<item/>` names no wiki; Definition::new reports that.
+                items.push(item_attributes(&e).map_err(fail)?);
+                XmlPlace::InItems
+            }
+            // The reader checks that an end tag closes the open element.
+            (XmlPlace::InItems, Event::End(_)) => XmlPlace::AfterRoot,
+            (XmlPlace::InItem(mut fields), Event::Text(t)) => {
+                fields.wiki.push_str(&t.xml10_content());
+                XmlPlace::InItem(fields)
+            }
+            (XmlPlace::InItem(mut fields), Event::CData(t)) => {
+                fields.wiki.push_str(&t);
+                XmlPlace::InItem(fields)
+            }
+            (XmlPlace::InItem(mut fields), Event::GeneralRef(r)) => {
+                match r.resolve_char_ref() {
+                    Ok(Some(c)) => fields.wiki.push(c),
+                    Ok(None) => fields.wiki.push_str(
+                        quick_xml::escape::resolve_predefined_entity(&r)
+                            .ok_or_else(|| fail(format!("unknown entity &{};", &*r)))?,
+                    ),
+                    Err(e) => return Err(fail(e.to_string())),
+                }
+                XmlPlace::InItem(fields)
+            }
+            (XmlPlace::InItem(mut fields), Event::End(_)) => {
+                fields.wiki = fields.wiki.trim().to_string();
+                items.push(fields);
+                XmlPlace::InItems
+            }
+            (XmlPlace::BeforeRoot, _) => return Err(fail("expected <items>".into())),
+            (XmlPlace::InItems, _) => return Err(fail("expected <item> or </items>".into())),
+            (XmlPlace::InItem(_), _) => {
+                return Err(fail("expected the wiki name and </item>".into()));
+            }
+            (XmlPlace::AfterRoot, _) => {
+                return Err(fail("unexpected content after </items>".into()));
+            }
+        };
+    }
+}
+
+fn no_attributes(element: &BytesStart<'_>) -> Result<(), String> {
+    match element.attributes().next() {
+        None => Ok(()),
+        Some(_) => Err("<items> takes no attributes".into()),
+    }
+}
+
+fn item_attributes(element: &BytesStart<'_>) -> Result<DefinitionFields, String> {
+    let mut fields = DefinitionFields::default();
+    for attribute in element.attributes().with_checks(true) {
+        let attribute = attribute.map_err(|e| e.to_string())?;
+        let value = attribute.normalized_value(XmlVersion::Implicit1_0).map_err(|e| e.to_string())?.into_owned();
+        match attribute.key.as_ref() {
+            "page" => fields.page = Some(value),
+            "page_rx" => fields.page_rx = Some(value),
+            "user" => fields.user = Some(value),
+            "user_rx" => fields.user_rx = Some(value),
+            "flags" => fields.flags = value.split(',').map(str::to_string).collect(),
+            other => return Err(format!("unknown attribute '{other}' on <item>")),
+        }
+    }
+    Ok(fields)
+}

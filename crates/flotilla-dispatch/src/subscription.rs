@@ -1,0 +1,472 @@
+//! Subscriptions: a unique name, a token (kept only as its hash), an output format and
+//! definitions; and [`Subscriptions`], the in-memory set of them with the matching index
+//! kept in step.
+//!
+//! The control protocol acts on subscriptions through [`SubscriptionBackend`], a plain
+//! synchronous trait, and [`Subscriptions`] is its implementation. The design choice:
+//! the in-memory state is the source of truth for matching, which must be synchronous and
+//! fast, and every mutation returns a [`Mutation`] describing exactly what changed. The
+//! integrator persists those records (write-behind to the SQL store, in order) and, at
+//! start-up, rebuilds the state with [`Subscriptions::restore`]. So the store never has to
+//! diff, the pure core never awaits, and the HTTP API, which calls [`Subscriptions`]
+//! directly, gets the same records as the TCP protocol.
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::definition::Definition;
+use crate::event::Change;
+use crate::format::{OutputFormat, render};
+use crate::index::{Index, MatchScratch};
+use crate::token::{OsTokens, Token, TokenError, TokenHash, TokenSource};
+use crate::wiki::Wikis;
+
+/// Default cap on definitions per subscription.
+pub const DEFAULT_MAX_DEFINITIONS: usize = 10_000;
+
+/// Longest subscription name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// A valid subscription name: 1 to 64 of `A-Z a-z 0-9 _ . -`. It is also the Redis list
+/// and (as `sub.<name>`) the bus queue the subscription's changes go to.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriptionName(Arc<str>);
+
+/// A name that breaks the subscription-name rules.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid subscription name {0:?}: use 1 to 64 of A-Z a-z 0-9 _ . -")]
+pub struct InvalidName(pub String);
+
+impl SubscriptionName {
+    /// Checks a name.
+    ///
+    /// # Errors
+    /// [`InvalidName`] if it is empty, longer than 64 or has another character.
+    pub fn parse(name: &str) -> Result<SubscriptionName, InvalidName> {
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+        if (1..=MAX_NAME_LEN).contains(&name.len()) && name.bytes().all(allowed) {
+            Ok(SubscriptionName(Arc::from(name)))
+        } else {
+            Err(InvalidName(name.to_string()))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for SubscriptionName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SubscriptionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for SubscriptionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &*self.0)
+    }
+}
+
+/// A subscription's identity for this process's lifetime. Never reused, so a session
+/// authenticated to a subscription that is deleted cannot end up acting on a new one
+/// that takes its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriptionId(u64);
+
+/// What changed, for the integrator to persist. Each record is complete on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mutation {
+    /// A subscription was created.
+    Created {
+        /// Its name.
+        name: SubscriptionName,
+        /// The hash of its token.
+        token_hash: TokenHash,
+        /// Its output format.
+        format: OutputFormat,
+    },
+    /// A subscription and all its definitions were deleted.
+    Deleted {
+        /// Its name.
+        name: SubscriptionName,
+    },
+    /// A subscription's output format changed.
+    FormatSet {
+        /// Its name.
+        name: SubscriptionName,
+        /// The new format.
+        format: OutputFormat,
+    },
+    /// Definitions were added (only those that were new).
+    DefinitionsAdded {
+        /// The subscription's name.
+        name: SubscriptionName,
+        /// The added definitions.
+        definitions: Vec<Definition>,
+    },
+    /// Definitions were removed (only those that were there).
+    DefinitionsRemoved {
+        /// The subscription's name.
+        name: SubscriptionName,
+        /// The removed definitions.
+        definitions: Vec<Definition>,
+    },
+}
+
+/// The counters `info` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Info {
+    /// Open control connections.
+    pub connections: usize,
+    /// Subscriptions.
+    pub subscriptions: usize,
+    /// Wikis at least one definition watches.
+    pub wikis: usize,
+}
+
+/// A new subscription.
+#[derive(Debug)]
+pub struct Subscribed {
+    /// Its identity.
+    pub id: SubscriptionId,
+    /// Its token: shown to the client once, never stored.
+    pub token: Token,
+    /// The record to persist.
+    pub mutation: Mutation,
+}
+
+/// The result of adding or removing definitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// How many definitions were newly added or actually removed.
+    pub count: usize,
+    /// The record to persist; `None` when nothing changed.
+    pub mutation: Option<Mutation>,
+}
+
+/// The subscription does not exist (any more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no such subscription")]
+pub struct NoSuchSubscription;
+
+/// Why a subscription could not be created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    /// The name is taken.
+    #[error("a subscription with this name exists")]
+    Exists,
+    /// No token could be made.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+/// Why definitions could not be added.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InsertError {
+    /// The subscription does not exist (any more).
+    #[error("no such subscription")]
+    NoSuchSubscription,
+    /// Adding them would pass the cap; nothing was added.
+    #[error("a subscription may have at most {limit} definitions")]
+    TooMany {
+        /// The cap.
+        limit: usize,
+    },
+}
+
+/// Why a stored subscription could not be restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("subscription '{0}' is restored twice")]
+pub struct DuplicateSubscription(pub SubscriptionName);
+
+/// What the control protocol needs from the subscription state. Synchronous on purpose:
+/// see the module documentation.
+pub trait SubscriptionBackend {
+    /// The wiki registry definitions are resolved against.
+    fn wikis(&self) -> &Wikis;
+
+    /// Creates a subscription with a fresh token and the default format.
+    ///
+    /// # Errors
+    /// [`SubscribeError::Exists`] if the name is taken; [`SubscribeError::Token`] if no
+    /// token can be made.
+    fn subscribe(&mut self, name: SubscriptionName) -> Result<Subscribed, SubscribeError>;
+
+    /// The subscription with this name, if it exists.
+    fn find(&self, name: &str) -> Option<SubscriptionId>;
+
+    /// The subscription with this name if `token` is its token.
+    fn authenticate(&self, name: &str, token: &str) -> Option<SubscriptionId>;
+
+    /// Deletes a subscription and its definitions.
+    ///
+    /// # Errors
+    /// [`NoSuchSubscription`].
+    fn unsubscribe(&mut self, id: SubscriptionId) -> Result<Mutation, NoSuchSubscription>;
+
+    /// Adds definitions, skipping ones the subscription has; all or nothing.
+    ///
+    /// # Errors
+    /// [`InsertError`]; nothing is added then.
+    fn insert(&mut self, id: SubscriptionId, definitions: Vec<Definition>) -> Result<Applied, InsertError>;
+
+    /// Removes definitions, skipping ones the subscription lacks.
+    ///
+    /// # Errors
+    /// [`NoSuchSubscription`].
+    fn remove(&mut self, id: SubscriptionId, definitions: Vec<Definition>) -> Result<Applied, NoSuchSubscription>;
+
+    /// A subscription's definitions in a stable order.
+    ///
+    /// # Errors
+    /// [`NoSuchSubscription`].
+    fn definitions(&self, id: SubscriptionId) -> Result<Vec<Definition>, NoSuchSubscription>;
+
+    /// Sets a subscription's output format.
+    ///
+    /// # Errors
+    /// [`NoSuchSubscription`].
+    fn set_format(&mut self, id: SubscriptionId, format: OutputFormat) -> Result<Mutation, NoSuchSubscription>;
+
+    /// The `info` counters.
+    fn info(&self) -> Info;
+}
+
+/// One change to deliver: push `payload` to the list (and bus queue) of `subscription`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Where it goes.
+    pub subscription: SubscriptionName,
+    /// The change in the subscription's format; shared between subscriptions with the
+    /// same format.
+    pub payload: Arc<str>,
+}
+
+struct Record {
+    name: SubscriptionName,
+    token_hash: TokenHash,
+    format: OutputFormat,
+}
+
+/// Every subscription, in memory, with its matching index.
+pub struct Subscriptions {
+    wikis: &'static Wikis,
+    tokens: Box<dyn TokenSource + Send + Sync>,
+    max_definitions: usize,
+    by_name: HashMap<SubscriptionName, SubscriptionId>,
+    records: HashMap<SubscriptionId, Record>,
+    next_id: u64,
+    index: Index,
+    connections: usize,
+}
+
+impl fmt::Debug for Subscriptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscriptions")
+            .field("subscriptions", &self.records.len())
+            .field("index", &self.index)
+            .field("connections", &self.connections)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscriptions {
+    /// No subscriptions; tokens from the OS; at most [`DEFAULT_MAX_DEFINITIONS`] per
+    /// subscription.
+    pub fn new(wikis: &'static Wikis) -> Subscriptions {
+        Subscriptions {
+            wikis,
+            tokens: Box::new(OsTokens),
+            max_definitions: DEFAULT_MAX_DEFINITIONS,
+            by_name: HashMap::new(),
+            records: HashMap::new(),
+            next_id: 1,
+            index: Index::new(),
+            connections: 0,
+        }
+    }
+
+    /// Uses another token source (tests use a fixed sequence).
+    pub fn with_token_source(mut self, tokens: impl TokenSource + Send + Sync + 'static) -> Self {
+        self.tokens = Box::new(tokens);
+        self
+    }
+
+    /// Sets the cap on definitions per subscription.
+    pub fn with_max_definitions(mut self, limit: usize) -> Self {
+        self.max_definitions = limit;
+        self
+    }
+
+    /// Puts back a stored subscription at start-up. No cap applies: the store holds only
+    /// what was accepted before.
+    ///
+    /// # Errors
+    /// [`DuplicateSubscription`] if the name is already present.
+    pub fn restore(
+        &mut self,
+        name: SubscriptionName,
+        token_hash: TokenHash,
+        format: OutputFormat,
+        definitions: Vec<Definition>,
+    ) -> Result<SubscriptionId, DuplicateSubscription> {
+        if self.by_name.contains_key(&name) {
+            return Err(DuplicateSubscription(name));
+        }
+        let id = self.add_record(name, token_hash, format);
+        self.index.insert(id, definitions);
+        Ok(id)
+    }
+
+    fn add_record(&mut self, name: SubscriptionName, token_hash: TokenHash, format: OutputFormat) -> SubscriptionId {
+        let id = SubscriptionId(self.next_id);
+        self.next_id += 1;
+        self.by_name.insert(name.clone(), id);
+        self.records.insert(id, Record { name, token_hash, format });
+        id
+    }
+
+    /// A control connection opened (counted for `info`).
+    pub fn connection_opened(&mut self) {
+        self.connections += 1;
+    }
+
+    /// A control connection closed.
+    pub fn connection_closed(&mut self) {
+        self.connections = self.connections.saturating_sub(1);
+    }
+
+    /// How many subscriptions there are.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// A subscription's name.
+    pub fn name(&self, id: SubscriptionId) -> Option<&SubscriptionName> {
+        self.records.get(&id).map(|r| &r.name)
+    }
+
+    /// A subscription's output format.
+    pub fn format(&self, id: SubscriptionId) -> Option<OutputFormat> {
+        self.records.get(&id).map(|r| r.format)
+    }
+
+    /// The matching index (read-only).
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// The subscriptions that want `change`, each once.
+    pub fn matching<'s>(&self, change: &Change<'_>, scratch: &'s mut MatchScratch) -> &'s [SubscriptionId] {
+        self.index.matching(change, scratch)
+    }
+
+    /// What to deliver for `change`: one payload per matching subscription, in its
+    /// format, each format rendered at most once. Canaries yield nothing.
+    pub fn dispatch(&self, change: &Change<'_>, scratch: &mut MatchScratch) -> Vec<Delivery> {
+        let mut rendered: [Option<Arc<str>>; 3] = [None, None, None];
+        let matching = self.index.matching(change, scratch);
+        let mut deliveries = Vec::with_capacity(matching.len());
+        for id in matching {
+            let Some(record) = self.records.get(id) else {
+                continue;
+            };
+            let slot = &mut rendered[record.format as usize];
+            let payload = slot.get_or_insert_with(|| Arc::from(render(change, record.format)));
+            deliveries.push(Delivery { subscription: record.name.clone(), payload: Arc::clone(payload) });
+        }
+        deliveries
+    }
+
+    fn record(&self, id: SubscriptionId) -> Result<&Record, NoSuchSubscription> {
+        self.records.get(&id).ok_or(NoSuchSubscription)
+    }
+}
+
+impl SubscriptionBackend for Subscriptions {
+    fn wikis(&self) -> &Wikis {
+        self.wikis
+    }
+
+    fn subscribe(&mut self, name: SubscriptionName) -> Result<Subscribed, SubscribeError> {
+        if self.by_name.contains_key(&name) {
+            return Err(SubscribeError::Exists);
+        }
+        let token = self.tokens.new_token()?;
+        let token_hash = token.hash();
+        let format = OutputFormat::default();
+        let id = self.add_record(name.clone(), token_hash.clone(), format);
+        Ok(Subscribed { id, token, mutation: Mutation::Created { name, token_hash, format } })
+    }
+
+    fn find(&self, name: &str) -> Option<SubscriptionId> {
+        self.by_name.get(name).copied()
+    }
+
+    fn authenticate(&self, name: &str, token: &str) -> Option<SubscriptionId> {
+        let id = self.find(name)?;
+        let record = self.records.get(&id)?;
+        record.token_hash.verify(token).then_some(id)
+    }
+
+    fn unsubscribe(&mut self, id: SubscriptionId) -> Result<Mutation, NoSuchSubscription> {
+        let record = self.records.remove(&id).ok_or(NoSuchSubscription)?;
+        self.by_name.remove(&record.name);
+        self.index.remove_subscription(id);
+        Ok(Mutation::Deleted { name: record.name })
+    }
+
+    fn insert(&mut self, id: SubscriptionId, definitions: Vec<Definition>) -> Result<Applied, InsertError> {
+        let name = self.record(id).map_err(|_| InsertError::NoSuchSubscription)?.name.clone();
+        // Count what would be new (the document may repeat itself) before changing
+        // anything, so a refused insert leaves no trace.
+        let mut fresh: Vec<&Definition> = definitions.iter().filter(|d| !self.index.contains(id, d)).collect();
+        fresh.sort_unstable();
+        fresh.dedup();
+        if self.index.count_of(id) + fresh.len() > self.max_definitions {
+            return Err(InsertError::TooMany { limit: self.max_definitions });
+        }
+        let added = self.index.insert(id, definitions);
+        Ok(applied(added, |definitions| Mutation::DefinitionsAdded { name, definitions }))
+    }
+
+    fn remove(&mut self, id: SubscriptionId, definitions: Vec<Definition>) -> Result<Applied, NoSuchSubscription> {
+        let name = self.record(id)?.name.clone();
+        let removed = self.index.remove(id, &definitions);
+        Ok(applied(removed, |definitions| Mutation::DefinitionsRemoved { name, definitions }))
+    }
+
+    fn definitions(&self, id: SubscriptionId) -> Result<Vec<Definition>, NoSuchSubscription> {
+        self.record(id)?;
+        Ok(self.index.definitions_of(id))
+    }
+
+    fn set_format(&mut self, id: SubscriptionId, format: OutputFormat) -> Result<Mutation, NoSuchSubscription> {
+        let record = self.records.get_mut(&id).ok_or(NoSuchSubscription)?;
+        record.format = format;
+        Ok(Mutation::FormatSet { name: record.name.clone(), format })
+    }
+
+    fn info(&self) -> Info {
+        Info { connections: self.connections, subscriptions: self.records.len(), wikis: self.index.watched_wikis() }
+    }
+}
+
+fn applied(definitions: Vec<Definition>, record: impl FnOnce(Vec<Definition>) -> Mutation) -> Applied {
+    Applied { count: definitions.len(), mutation: (!definitions.is_empty()).then(|| record(definitions)) }
+}
