@@ -18,6 +18,9 @@
 //!    required key) are recognised as consequences and not reported; the parent is then
 //!    hidden in turn. Each pass gets further through the document, so in the end every
 //!    part has been visited once without a fault before it, and all errors are known.
+//!    A missing required key is handled better still: the next pass hands the struct a
+//!    stand-in value for it (the emptiest value of the type asked for), so the struct
+//!    goes on to report its other missing keys instead of being hidden.
 //!
 //! Messages name the dotted path (`connectors.pulse1.delay`, `rules[2].condition`) and
 //! say what was expected; locations are those of the offending value (or key, for unknown
@@ -75,11 +78,12 @@ pub fn decode<T: DeserializeOwned>(node: &Node) -> (Option<T>, Vec<Diagnostic>) 
 /// (`"connectors.pulse1"`), so that messages name the full path.
 pub fn decode_at<T: DeserializeOwned>(node: &Node, path: &str) -> (Option<T>, Vec<Diagnostic>) {
     let mut hidden: HashSet<String> = HashSet::new();
+    let mut placeholders: HashSet<String> = HashSet::new();
     let mut found: Vec<Diagnostic> = Vec::new();
     let mut known: HashSet<Diagnostic> = HashSet::new();
     let mut exhausted = true;
     for _ in 0..MAX_PASSES {
-        let pass = Pass { hidden: &hidden, diagnostics: RefCell::new(Vec::new()) };
+        let pass = Pass { hidden: &hidden, placeholders: &placeholders, diagnostics: RefCell::new(Vec::new()) };
         let root = NodeDe { node, pass: &pass, path: Rc::from(path), hide: None, is_key: false };
         let result = root.settle(T::deserialize(root.clone()));
         for diagnostic in pass.diagnostics.take() {
@@ -89,16 +93,24 @@ pub fn decode_at<T: DeserializeOwned>(node: &Node, path: &str) -> (Option<T>, Ve
         }
         match result {
             Ok(value) => {
-                if found.is_empty() && hidden.is_empty() {
+                if found.is_empty() && hidden.is_empty() && placeholders.is_empty() {
                     return (Some(value), Vec::new());
                 }
                 exhausted = false;
                 break;
             }
-            Err(DecodeError::Reported { hide: Some(hide) }) if !hidden.contains(&*hide) => {
-                hidden.insert(hide.to_string());
+            Err(DecodeError::Reported { hide, missing }) => {
+                // Prefer standing in for a missing key (the struct can then report its
+                // other missing keys) over hiding the whole struct.
+                let progress = missing.is_some_and(|missing| placeholders.insert(missing.to_string()))
+                    || hide.is_some_and(|hide| hidden.insert(hide.to_string()));
+                if !progress {
+                    exhausted = false;
+                    break;
+                }
             }
-            Err(_) => {
+            Err(DecodeError::Fresh(_)) => {
+                // `settle` at the root turns every fresh error into `Reported`.
                 exhausted = false;
                 break;
             }
@@ -123,6 +135,9 @@ pub fn decode_at<T: DeserializeOwned>(node: &Node, path: &str) -> (Option<T>, Ve
 struct Pass<'h> {
     /// Paths of nodes to treat as absent (they failed in an earlier pass).
     hidden: &'h HashSet<String>,
+    /// Paths of required keys that are missing (or hidden): a struct is handed a
+    /// stand-in value for them, so that it goes on to report its other missing keys.
+    placeholders: &'h HashSet<String>,
     diagnostics: RefCell<Vec<Diagnostic>>,
 }
 
@@ -159,6 +174,8 @@ pub enum DecodeError {
     Reported {
         /// Path of the node to hide.
         hide: Option<Rc<str>>,
+        /// Path of the missing required key that caused this, if that was the cause.
+        missing: Option<Rc<str>>,
     },
     /// Raised by a visitor or a `Deserialize` impl, not yet attributed to a node.
     #[error("{0}")]
@@ -389,18 +406,23 @@ impl<'n, 'p> NodeDe<'n, 'p> {
     }
 
     fn reported(&self) -> DecodeError {
-        DecodeError::Reported { hide: self.hide.clone() }
+        DecodeError::Reported { hide: self.hide.clone(), missing: None }
     }
 
     /// Places a fresh error at this node (recording it unless hiding explains it) and
-    /// turns it into an abort that hides this node next time.
+    /// turns it into an abort that hides this node next time (or, for a missing key,
+    /// stands in for the key next time).
     fn settle<T>(&self, result: Result<T>) -> Result<T> {
         match result {
             Err(DecodeError::Fresh(error)) => {
                 if !self.pass.is_consequence(&error, &self.path) {
                     self.record(error.message(&self.path));
                 }
-                Err(self.reported())
+                let missing = match error {
+                    Fresh::MissingField(field) => Some(Rc::from(push_key(&self.path, field))),
+                    _ => None,
+                };
+                Err(DecodeError::Reported { hide: self.hide.clone(), missing })
             }
             other => other,
         }
@@ -468,8 +490,8 @@ impl<'n, 'p> NodeDe<'n, 'p> {
         visitor.visit_seq(Items { de: self.clone(), items: [].iter().enumerate() })
     }
 
-    fn empty_map<V: Visitor<'n>>(&self, visitor: V) -> Result<V::Value> {
-        visitor.visit_map(Entries { de: self.clone(), entries: [].iter(), fields: None, value: None })
+    fn empty_map<V: Visitor<'n>>(&self, visitor: V, fields: Option<&'static [&'static str]>) -> Result<V::Value> {
+        visitor.visit_map(Entries::new(self, &[], fields))
     }
 }
 
@@ -508,9 +530,7 @@ impl<'n> Deserializer<'n> for NodeDe<'n, '_> {
                 Resolved::Str => visitor.visit_borrowed_str(text),
             },
             NodeKind::Seq(items) => visitor.visit_seq(Items { de: self.clone(), items: items.iter().enumerate() }),
-            NodeKind::Map(entries) => {
-                visitor.visit_map(Entries { de: self.clone(), entries: entries.iter(), fields: None, value: None })
-            }
+            NodeKind::Map(entries) => visitor.visit_map(Entries::new(&self, entries, None)),
         };
         self.settle(result)
     }
@@ -667,13 +687,11 @@ impl<'n> Deserializer<'n> for NodeDe<'n, '_> {
 
     fn deserialize_map<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
         let result = match &self.node.kind {
-            NodeKind::Map(entries) => {
-                visitor.visit_map(Entries { de: self.clone(), entries: entries.iter(), fields: None, value: None })
-            }
-            NodeKind::Null => self.empty_map(visitor),
+            NodeKind::Map(entries) => visitor.visit_map(Entries::new(&self, entries, None)),
+            NodeKind::Null => self.empty_map(visitor, None),
             _ => {
                 self.mismatch("a map");
-                self.silence(self.empty_map(visitor))
+                self.silence(self.empty_map(visitor, None))
             }
         };
         self.settle(result)
@@ -686,17 +704,12 @@ impl<'n> Deserializer<'n> for NodeDe<'n, '_> {
         visitor: V,
     ) -> Result<V::Value> {
         let result = match &self.node.kind {
-            NodeKind::Map(entries) => visitor.visit_map(Entries {
-                de: self.clone(),
-                entries: entries.iter(),
-                fields: Some(fields),
-                value: None,
-            }),
+            NodeKind::Map(entries) => visitor.visit_map(Entries::new(&self, entries, Some(fields))),
             // An empty section (`http:` with everything commented out) is an empty map.
-            NodeKind::Null => self.empty_map(visitor),
+            NodeKind::Null => self.empty_map(visitor, Some(fields)),
             _ => {
                 self.mismatch("a map");
-                self.silence(self.empty_map(visitor))
+                self.silence(self.empty_map(visitor, None))
             }
         };
         self.settle(result)
@@ -769,7 +782,28 @@ struct Entries<'n, 'p> {
     de: NodeDe<'n, 'p>,
     entries: std::slice::Iter<'n, (Node, Node)>,
     fields: Option<&'static [&'static str]>,
-    value: Option<NodeDe<'n, 'p>>,
+    /// Fields handed to the visitor so far.
+    given: Vec<&'n str>,
+    /// How far through `fields` the stand-ins for missing keys have got.
+    next_field: usize,
+    value: Option<Pending<'n, 'p>>,
+}
+
+/// The value the visitor will ask for next.
+enum Pending<'n, 'p> {
+    Written(NodeDe<'n, 'p>),
+    /// A stand-in for a missing required key.
+    StandIn,
+}
+
+impl<'n, 'p> Entries<'n, 'p> {
+    fn new(
+        de: &NodeDe<'n, 'p>,
+        entries: &'n [(Node, Node)],
+        fields: Option<&'static [&'static str]>,
+    ) -> Entries<'n, 'p> {
+        Entries { de: de.clone(), entries: entries.iter(), fields, given: Vec::new(), next_field: 0, value: None }
+    }
 }
 
 impl<'n, 'p> MapAccess<'n> for Entries<'n, 'p> {
@@ -789,12 +823,25 @@ impl<'n, 'p> MapAccess<'n> for Entries<'n, 'p> {
                         key_de.record(unknown_key_message(name, &self.de.path, fields));
                         continue;
                     }
+                    self.given.push(name);
                     seed.deserialize(BorrowedStrDeserializer::new(name))
                 }
                 None => seed.deserialize(key_de.clone()),
             };
             let decoded = key_de.settle(decoded)?;
-            self.value = Some(child);
+            self.value = Some(Pending::Written(child));
+            return Ok(Some(decoded));
+        }
+        let Some(fields) = self.fields else {
+            return Ok(None);
+        };
+        while let Some(&field) = fields.get(self.next_field) {
+            self.next_field += 1;
+            if self.given.contains(&field) || !self.de.pass.placeholders.contains(&push_key(&self.de.path, field)) {
+                continue;
+            }
+            let decoded = self.de.silence(seed.deserialize(BorrowedStrDeserializer::new(field)))?;
+            self.value = Some(Pending::StandIn);
             return Ok(Some(decoded));
         }
         Ok(None)
@@ -802,7 +849,10 @@ impl<'n, 'p> MapAccess<'n> for Entries<'n, 'p> {
 
     fn next_value_seed<V: DeserializeSeed<'n>>(&mut self, seed: V) -> Result<V::Value> {
         match self.value.take() {
-            Some(child) => child.settle(seed.deserialize(child.clone())),
+            Some(Pending::Written(child)) => child.settle(seed.deserialize(child.clone())),
+            // A stand-in that the type cannot accept (a struct with required keys, a type
+            // that validates its text) fails; then the whole map is hidden instead.
+            Some(Pending::StandIn) => seed.deserialize(StandIn).map_err(|_| self.de.reported()),
             None => Err(de::Error::custom("a map value was asked for before its key")),
         }
     }
@@ -926,6 +976,199 @@ impl<'n> MapAccess<'n> for TokenAccess {
     fn next_value_seed<V: DeserializeSeed<'n>>(&mut self, seed: V) -> Result<V::Value> {
         self.step += 1;
         seed.deserialize(().into_deserializer())
+    }
+}
+
+/// The value handed to a struct for a missing required key, so that it goes on to report
+/// its other missing keys: the emptiest value of whatever type is asked for. Whatever it
+/// produces is never returned to the caller, since a decode with errors returns `None`.
+struct StandIn;
+
+impl<'n> Deserializer<'n> for StandIn {
+    type Error = DecodeError;
+
+    fn deserialize_any<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_unit()
+    }
+
+    fn deserialize_bool<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_bool(false)
+    }
+
+    fn deserialize_i8<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_i8(0)
+    }
+
+    fn deserialize_i16<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_i16(0)
+    }
+
+    fn deserialize_i32<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_i32(0)
+    }
+
+    fn deserialize_i64<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_i64(0)
+    }
+
+    fn deserialize_i128<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_i128(0)
+    }
+
+    fn deserialize_u8<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_u8(0)
+    }
+
+    fn deserialize_u16<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_u16(0)
+    }
+
+    fn deserialize_u32<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_u32(0)
+    }
+
+    fn deserialize_u64<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_u64(0)
+    }
+
+    fn deserialize_u128<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_u128(0)
+    }
+
+    fn deserialize_f32<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_f32(0.0)
+    }
+
+    fn deserialize_f64<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_f64(0.0)
+    }
+
+    fn deserialize_char<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_char(' ')
+    }
+
+    fn deserialize_str<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_borrowed_str("")
+    }
+
+    fn deserialize_string<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_borrowed_str("")
+    }
+
+    fn deserialize_bytes<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_borrowed_bytes(&[])
+    }
+
+    fn deserialize_byte_buf<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_borrowed_bytes(&[])
+    }
+
+    fn deserialize_option<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_none()
+    }
+
+    fn deserialize_unit<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_unit()
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'n>>(self, _name: &'static str, visitor: V) -> Result<V::Value> {
+        visitor.visit_unit()
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'n>>(self, _name: &'static str, visitor: V) -> Result<V::Value> {
+        // `Located` and `Node` accept a plain newtype (location unknown, node null).
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_seq<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_seq(de::value::SeqDeserializer::new(std::iter::empty::<()>()))
+    }
+
+    fn deserialize_tuple<V: Visitor<'n>>(self, _len: usize, visitor: V) -> Result<V::Value> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'n>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_map<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_map(de::value::MapDeserializer::new(std::iter::empty::<((), ())>()))
+    }
+
+    fn deserialize_struct<V: Visitor<'n>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value> {
+        // Every field stood in for, so that nested required keys are satisfied too.
+        visitor.visit_map(de::value::MapDeserializer::new(fields.iter().map(|field| (*field, StandIn))))
+    }
+
+    fn deserialize_enum<V: Visitor<'n>>(
+        self,
+        _name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value> {
+        match variants.first() {
+            Some(first) => visitor.visit_enum(StandInVariant(first)),
+            None => Err(de::Error::custom("no stand-in for an enum without variants")),
+        }
+    }
+
+    fn deserialize_identifier<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_borrowed_str("")
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_unit()
+    }
+}
+
+impl<'n> IntoDeserializer<'n, DecodeError> for StandIn {
+    type Deserializer = StandIn;
+
+    fn into_deserializer(self) -> StandIn {
+        self
+    }
+}
+
+/// An enum's first variant, with stand-in content.
+struct StandInVariant(&'static str);
+
+impl<'n> EnumAccess<'n> for StandInVariant {
+    type Error = DecodeError;
+    type Variant = StandIn;
+
+    fn variant_seed<T: DeserializeSeed<'n>>(self, seed: T) -> Result<(T::Value, StandIn)> {
+        seed.deserialize(BorrowedStrDeserializer::new(self.0)).map(|chosen| (chosen, StandIn))
+    }
+}
+
+impl<'n> VariantAccess<'n> for StandIn {
+    type Error = DecodeError;
+
+    fn unit_variant(self) -> Result<()> {
+        Ok(())
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'n>>(self, seed: T) -> Result<T::Value> {
+        seed.deserialize(StandIn)
+    }
+
+    fn tuple_variant<V: Visitor<'n>>(self, _len: usize, visitor: V) -> Result<V::Value> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn struct_variant<V: Visitor<'n>>(self, fields: &'static [&'static str], visitor: V) -> Result<V::Value> {
+        self.deserialize_struct("", fields, visitor)
     }
 }
 

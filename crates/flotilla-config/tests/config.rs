@@ -597,6 +597,49 @@ fn a_missing_section_is_reported_where_it_belongs() {
 }
 
 #[test]
+fn every_missing_key_is_reported() {
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Irc {
+        server: String,
+        port: u16,
+        nick: String,
+        channels: Vec<String>,
+        tls: Tls,
+        #[serde(default)]
+        realname: Option<String>,
+        after: Located<String>,
+    }
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Tls {
+        verify: bool,
+        ca: String,
+    }
+    check_decode::<Irc>(
+        "nick: x\nport: http\n",
+        "ERR c.yaml:1:1: missing required key 'server' at the top level\n\
+         c.yaml:1:1: missing required key 'channels' at the top level\n\
+         c.yaml:1:1: missing required key 'tls' at the top level\n\
+         c.yaml:1:1: missing required key 'after' at the top level\n\
+         c.yaml:2:7: expected a number for 'port', found \"http\" (a whole number from 0 to 65535)",
+    );
+    check_decode::<Irc>(
+        "server: s\nport: 1\nnick: n\nchannels: []\ntls: {}\nafter: a\n",
+        "ERR c.yaml:5:6: missing required key 'verify' in tls\n\
+         c.yaml:5:6: missing required key 'ca' in tls",
+    );
+    // A key whose value fails is stood in for, so the rest of its struct is still checked.
+    check_decode::<Irc>(
+        "server: [s]\nport: 1\nnick: n\nchannels: x\ntls:\n  verify: maybe\nafter: a\n",
+        "ERR c.yaml:1:9: expected a string for 'server', found a list\n\
+         c.yaml:4:11: expected a list for 'channels', found \"x\"\n\
+         c.yaml:6:3: missing required key 'ca' in tls\n\
+         c.yaml:6:11: expected true or false for 'tls.verify', found \"maybe\"",
+    );
+}
+
+#[test]
 fn decodes_primitives_leniently_but_strictly_typed() {
     #[derive(Debug, Deserialize)]
     #[allow(dead_code)]
