@@ -46,8 +46,9 @@ use crate::location::{Diagnostic, sort_diagnostics};
 use crate::node::{Node, NodeKind, push_index, push_key};
 use crate::scalar::{Resolved, parse_bool, parse_float, parse_int, resolve};
 
-/// How many passes [`decode`] makes at most. Every pass hides one more broken node, so
-/// this bounds the work on a configuration with hundreds of errors in one go.
+/// How many passes [`decode`] makes at most. Every pass hides one more broken node or
+/// stands in for one more missing key, so this bounds the work on a configuration with
+/// hundreds of errors in one go.
 pub const MAX_PASSES: usize = 500;
 
 /// The struct name [`crate::Located`] asks for; the deserializer answers with a map of
@@ -119,7 +120,7 @@ pub fn decode_at<T: DeserializeOwned>(node: &Node, path: &str) -> (Option<T>, Ve
     if exhausted {
         found.push(Diagnostic::at(
             &node.location,
-            format!("stopped after {MAX_PASSES} errors; fix these and check again"),
+            format!("stopped looking for more errors after {MAX_PASSES} passes; fix these and check again"),
         ));
     }
     if found.is_empty() {
@@ -146,12 +147,14 @@ impl Pass<'_> {
         self.diagnostics.borrow_mut().push(diagnostic);
     }
 
-    /// Whether `error`, raised at `path`, can be explained by something hidden below it.
+    /// Whether `error`, raised at `path`, can be explained by something hidden or stood
+    /// in for below it (a type checking its fields would reject a stand-in's empty
+    /// value, for instance).
     fn is_consequence(&self, error: &Fresh, path: &str) -> bool {
         if let Fresh::MissingField(field) = error {
             return self.hidden.contains(&push_key(path, field));
         }
-        self.hidden.iter().any(|hidden| is_strict_descendant(hidden, path))
+        self.hidden.iter().chain(self.placeholders.iter()).any(|changed| is_strict_descendant(changed, path))
     }
 }
 

@@ -6,6 +6,11 @@
 //! escaping. The default is taken literally up to the first `}`; it is not itself
 //! substituted. The environment is a function so that tests (and `flotilla check` on
 //! another machine's configuration) can supply their own.
+//!
+//! Substitution happens after YAML parsing, on the text of each value, so YAML syntax
+//! still applies around a reference: inside a flow collection (`[…]`, `{…}`) braces are
+//! syntax, so write `["${A}"]` rather than `[${A}]`. A substituted plain value keeps its
+//! YAML typing (`port: ${PORT}` is a number when `PORT=8080`); quote it to force text.
 
 use std::borrow::Cow;
 

@@ -839,6 +839,52 @@ fn errors_from_a_types_own_parsing_are_placed_and_decoding_goes_on() {
 }
 
 #[test]
+fn validation_of_stand_ins_is_not_reported() {
+    #[derive(Debug, Deserialize)]
+    #[serde(try_from = "RawListen")]
+    #[allow(dead_code)]
+    struct Listen {
+        host: String,
+        port: u16,
+    }
+    #[derive(Deserialize)]
+    struct RawListen {
+        host: String,
+        port: u16,
+    }
+    impl TryFrom<RawListen> for Listen {
+        type Error = String;
+        fn try_from(raw: RawListen) -> Result<Listen, String> {
+            if raw.host.is_empty() {
+                return Err("the host must not be empty".to_string());
+            }
+            Ok(Listen { host: raw.host, port: raw.port })
+        }
+    }
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct S {
+        listen: Listen,
+        other: u8,
+    }
+    check_decode::<S>(
+        "listen: {host: h, port: 1}\nother: 2\n",
+        r#"S { listen: Listen { host: "h", port: 1 }, other: 2 }"#,
+    );
+    check_decode::<S>(
+        "listen: {host: '', port: 1}\nother: x\n",
+        "ERR c.yaml:1:9: invalid value for 'listen': the host must not be empty\n\
+         c.yaml:2:8: expected a number for 'other', found \"x\" (a whole number from 0 to 255)",
+    );
+    // The stand-in for the missing host fails validation; that is not a second error.
+    check_decode::<S>(
+        "listen: {port: 1}\nother: x\n",
+        "ERR c.yaml:1:9: missing required key 'host' in listen\n\
+         c.yaml:2:8: expected a number for 'other', found \"x\" (a whole number from 0 to 255)",
+    );
+}
+
+#[test]
 fn option_fields() {
     #[derive(Debug, Deserialize)]
     #[allow(dead_code)]
