@@ -21,22 +21,12 @@ pub(super) enum Node {
     Not(Box<Node>),
     And(Box<Node>, Box<Node>),
     Or(Box<Node>, Box<Node>),
-    Equals {
-        field: Field,
-        value: Expected,
-    },
-    Matches {
-        field: Field,
-        regex: Regex,
-    },
+    Equals { field: Field, value: Expected },
+    Matches { field: Field, regex: Regex },
     Contains(Field),
     IsTrue(Field),
     IsFalse(Field),
-    Compare {
-        left: Operand,
-        op: CompareOp,
-        right: Operand,
-    },
+    Compare { left: Operand, op: CompareOp, right: Operand },
 }
 
 /// A field reference: the whole path (tried first, as a top-level name) and, when the
@@ -124,17 +114,11 @@ impl Field {
     pub(super) fn new(path: &str) -> Field {
         let parts = path.contains('.').then(|| {
             path.split('.')
-                .map(|key| Part {
-                    key: key.into(),
-                    index: key.parse().ok(),
-                })
+                .map(|key| Part { key: key.into(), index: key.parse().ok() })
                 .collect::<Vec<_>>()
                 .into_boxed_slice()
         });
-        Field {
-            path: path.into(),
-            parts,
-        }
+        Field { path: path.into(), parts }
     }
 
     /// The field's value: the top-level field named by the whole path, else the walk
@@ -168,11 +152,7 @@ impl Expected {
             .filter(|n| n.to_string() == text)
             .and_then(|n| n.as_f64())
             .map(f64::to_bits);
-        Expected {
-            text: text.into(),
-            integer,
-            float_bits,
-        }
+        Expected { text: text.into(), integer, float_bits }
     }
 
     /// Whether a (truthy) value's text is the expected text.
@@ -185,22 +165,14 @@ impl Expected {
                 } else if let Some(n) = number.as_u64() {
                     self.integer == Some(i128::from(n))
                 } else {
-                    number
-                        .as_f64()
-                        .map(f64::to_bits)
-                        .is_some_and(|bits| self.float_bits == Some(bits))
+                    number.as_f64().map(f64::to_bits).is_some_and(|bits| self.float_bits == Some(bits))
                 }
             }
             Value::Bool(b) => *b && &*self.text == "1",
             Value::Null => false,
             Value::Array(_) | Value::Object(_) => {
-                let mut compare = CompareWriter {
-                    rest: self.text.as_bytes(),
-                    same: true,
-                };
-                serde_json::to_writer(&mut compare, value).is_ok()
-                    && compare.same
-                    && compare.rest.is_empty()
+                let mut compare = CompareWriter { rest: self.text.as_bytes(), same: true };
+                serde_json::to_writer(&mut compare, value).is_ok() && compare.same && compare.rest.is_empty()
             }
         }
     }
@@ -236,11 +208,7 @@ fn with_text<R>(value: &Value, f: impl FnOnce(&str) -> R) -> R {
         Value::Bool(false) => f(""),
         Value::Number(number) => {
             let mut buffer = StackText::default();
-            if write!(buffer, "{number}").is_ok() {
-                f(buffer.as_str())
-            } else {
-                f(&number.to_string())
-            }
+            if write!(buffer, "{number}").is_ok() { f(buffer.as_str()) } else { f(&number.to_string()) }
         }
         other => f(&other.to_string()),
     }
@@ -254,10 +222,7 @@ struct StackText {
 
 impl Default for StackText {
     fn default() -> Self {
-        StackText {
-            bytes: [0; 48],
-            len: 0,
-        }
+        StackText { bytes: [0; 48], len: 0 }
     }
 }
 

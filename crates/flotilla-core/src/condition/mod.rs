@@ -91,10 +91,7 @@ impl Condition {
     /// regex that does not compile, and where it starts.
     pub fn parse(text: &str) -> Result<Condition, ConditionError> {
         let root = parse::parse(text)?;
-        Ok(Condition {
-            source: text.into(),
-            root,
-        })
+        Ok(Condition { source: text.into(), root })
     }
 
     /// Whether the message satisfies the condition.
@@ -129,9 +126,6 @@ impl fmt::Display for Condition {
 
 impl fmt::Debug for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Condition")
-            .field("source", &self.source)
-            .field("parsed", &self.root)
-            .finish()
+        f.debug_struct("Condition").field("source", &self.source).field("parsed", &self.root).finish()
     }
 }

@@ -26,19 +26,15 @@ const EXPECTED_FORMS: &str = "expected 'FIELD equals VALUE', 'FIELD matches REGE
 pub(super) fn parse(source: &str) -> Result<Node, ConditionError> {
     let parser = Parser { source };
     if let Some(at) = source.find([GROUP_START, GROUP_FILL]) {
-        return Err(parser.error(
-            at,
-            "the control characters U+001E and U+001F are not allowed in a condition".into(),
-        ));
+        return Err(parser.error(at, "the control characters U+001E and U+001F are not allowed in a condition".into()));
     }
     let mut masked = source.to_string();
     let mut groups = HashMap::new();
     while let Some((open, close)) = innermost_group(&masked) {
         let node = parser.expr(&masked, open + 1, close, &mut groups)?;
         groups.insert(open, node);
-        let placeholder: String = std::iter::once(GROUP_START)
-            .chain(std::iter::repeat_n(GROUP_FILL, close - open))
-            .collect();
+        let placeholder: String =
+            std::iter::once(GROUP_START).chain(std::iter::repeat_n(GROUP_FILL, close - open)).collect();
         masked.replace_range(open..=close, &placeholder);
     }
     parser.expr(&masked, 0, masked.len(), &mut groups)
@@ -74,10 +70,7 @@ struct Parser<'s> {
 impl Parser<'_> {
     /// An error at a byte offset of the source, reported in characters.
     fn error(&self, at: usize, message: String) -> ConditionError {
-        let offset = self
-            .source
-            .get(..at)
-            .map_or(at, |before| before.chars().count());
+        let offset = self.source.get(..at).map_or(at, |before| before.chars().count());
         ConditionError { offset, message }
     }
 
@@ -115,12 +108,9 @@ impl Parser<'_> {
             _ => {}
         }
         if is_placeholder(s) {
-            return groups.remove(&start).ok_or_else(|| {
-                self.error(
-                    start,
-                    "internal error: a parenthesised group was lost".into(),
-                )
-            });
+            return groups
+                .remove(&start)
+                .ok_or_else(|| self.error(start, "internal error: a parenthesised group was lost".into()));
         }
         if let Some(rest) = s.strip_prefix("NOT")
             && rest.starts_with(char::is_whitespace)
@@ -134,9 +124,7 @@ impl Parser<'_> {
     /// Parses one comparison (everything but AND, OR, NOT, TRUE, FALSE and groups).
     fn atom(&self, s: &str, start: usize) -> Result<Node, ConditionError> {
         if let Some(at) = s.find(GROUP_START) {
-            let group_end = s[at..]
-                .find(|c| c != GROUP_START && c != GROUP_FILL)
-                .map_or(s.len(), |n| at + n);
+            let group_end = s[at..].find(|c| c != GROUP_START && c != GROUP_FILL).map_or(s.len(), |n| at + n);
             return Err(self.error(
                 start + at,
                 format!(
@@ -167,10 +155,7 @@ impl Parser<'_> {
                 let value = rest.trim_start();
                 let value_at = start + s.len() - value.len();
                 return match keyword {
-                    "equals" => Ok(Node::Equals {
-                        field: Field::new(field),
-                        value: Expected::new(value),
-                    }),
+                    "equals" => Ok(Node::Equals { field: Field::new(field), value: Expected::new(value) }),
                     _ => self.matches(field, value, value_at, keyword == "imatches"),
                 };
             }
@@ -206,53 +191,30 @@ impl Parser<'_> {
                 _ => None,
             };
             if let Some(op) = op {
-                return Ok(Node::Compare {
-                    left: operand(left),
-                    op,
-                    right: operand(right),
-                });
+                return Ok(Node::Compare { left: operand(left), op, right: operand(right) });
             }
         }
 
-        Err(self.error(
-            start,
-            format!("cannot understand '{}': {EXPECTED_FORMS}{}", s, hint(s)),
-        ))
+        Err(self.error(start, format!("cannot understand '{}': {EXPECTED_FORMS}{}", s, hint(s))))
     }
 
-    fn matches(
-        &self,
-        field: &str,
-        pattern: &str,
-        at: usize,
-        ignore_case: bool,
-    ) -> Result<Node, ConditionError> {
+    fn matches(&self, field: &str, pattern: &str, at: usize, ignore_case: bool) -> Result<Node, ConditionError> {
         let regex = RegexBuilder::new(pattern)
             .case_insensitive(ignore_case)
             .build()
-            .map_err(|e| {
-                self.error(
-                    at,
-                    format!("invalid regex '{pattern}': {}", regex_error_summary(&e)),
-                )
-            })?;
+            .map_err(|e| self.error(at, format!("invalid regex '{pattern}': {}", regex_error_summary(&e))))?;
         // wubot tested `$value && $msg->{$field} =~ m/$value/`: the pattern "0" is false,
         // so such a condition never held. Kept for rules written against wubot.
         if pattern == "0" {
             return Ok(Node::Const(false));
         }
-        Ok(Node::Matches {
-            field: Field::new(field),
-            regex,
-        })
+        Ok(Node::Matches { field: Field::new(field), regex })
     }
 }
 
 /// A hint for the mistakes people make most often.
 fn hint(s: &str) -> &'static str {
-    let lower_keyword = s
-        .split_whitespace()
-        .any(|w| w == "and" || w == "or" || w == "not");
+    let lower_keyword = s.split_whitespace().any(|w| w == "and" || w == "or" || w == "not");
     if lower_keyword {
         " (AND, OR and NOT must be upper case)"
     } else if s.contains(" == ") || s.contains(" != ") || s.contains(" = ") {
@@ -280,11 +242,7 @@ fn trim(text: &str, start: usize, end: usize) -> (usize, usize) {
     let s = &text[start..end];
     let leading = s.len() - s.trim_start().len();
     let trailing = s.len() - s.trim_end().len();
-    if leading == s.len() {
-        (end, end)
-    } else {
-        (start + leading, end - trailing)
-    }
+    if leading == s.len() { (end, end) } else { (start + leading, end - trailing) }
 }
 
 fn is_placeholder(s: &str) -> bool {

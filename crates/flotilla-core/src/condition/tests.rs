@@ -8,15 +8,9 @@ use crate::message::Message;
 
 #[track_caller]
 fn check(condition: &str, message: Value, expect: bool) {
-    let parsed =
-        Condition::parse(condition).unwrap_or_else(|e| panic!("'{condition}' did not parse: {e}"));
+    let parsed = Condition::parse(condition).unwrap_or_else(|e| panic!("'{condition}' did not parse: {e}"));
     let message = Message::from_value(message.clone()).expect("test messages are objects");
-    assert_eq!(
-        parsed.eval(&message),
-        expect,
-        "'{condition}' on {}",
-        Value::Object(message.fields().clone())
-    );
+    assert_eq!(parsed.eval(&message), expect, "'{condition}' on {}", Value::Object(message.fields().clone()));
 }
 
 #[track_caller]
@@ -25,18 +19,9 @@ fn check_error(condition: &str, offset: usize, contains: &str) {
         Ok(parsed) => {
             panic!("'{condition}' parsed as {parsed:?}, expected an error containing '{contains}'")
         }
-        Err(ConditionError {
-            offset: got,
-            message,
-        }) => {
-            assert!(
-                message.contains(contains),
-                "'{condition}': error '{message}' lacks '{contains}'"
-            );
-            assert_eq!(
-                got, offset,
-                "'{condition}': error '{message}' at the wrong offset"
-            );
+        Err(ConditionError { offset: got, message }) => {
+            assert!(message.contains(contains), "'{condition}': error '{message}' lacks '{contains}'");
+            assert_eq!(got, offset, "'{condition}': error '{message}' at the wrong offset");
         }
     }
 }
@@ -49,11 +34,7 @@ fn matches_and_imatches() {
         ("foo matches test", json!({"foo": "asdf"}), false),
         ("foo matches test", json!({"foo": "TEST"}), false),
         ("foo matches ^Abc", json!({"foo": "Abc-def"}), true),
-        (
-            "foo matches now is the time",
-            json!({"foo": "now is the time for all"}),
-            true,
-        ),
+        ("foo matches now is the time", json!({"foo": "now is the time for all"}), true),
         ("foo imatches test", json!({"foo": "test"}), true),
         ("foo imatches test", json!({"foo": "TEST"}), true),
         ("foo imatches ^t.st$", json!({"foo": "TeSt"}), true),
@@ -98,11 +79,7 @@ fn equals() {
         ("n equals 5.0", json!({"n": 5.0}), true),
         ("n equals 05", json!({"n": 5}), false),
         ("n equals -7", json!({"n": -7}), true),
-        (
-            "n equals 18446744073709551615",
-            json!({"n": u64::MAX}),
-            true,
-        ),
+        ("n equals 18446744073709551615", json!({"n": u64::MAX}), true),
         ("n equals 2.5", json!({"n": 2.5}), true),
         ("n equals 2.50", json!({"n": 2.5}), false),
         ("n equals 5", json!({"n": "5"}), true),
@@ -177,16 +154,8 @@ fn numeric_comparisons() {
         ("x > .5", json!({"x": "0.6"}), true),
         ("x < 1e3", json!({"x": 999}), true),
         ("x < y", json!({"x": -1, "y": " 2 "}), true),
-        (
-            "x > 9007199254740992",
-            json!({"x": 9_007_199_254_740_993_u64}),
-            true,
-        ),
-        (
-            "x < 18446744073709551615",
-            json!({"x": 18_446_744_073_709_551_614_u64}),
-            true,
-        ),
+        ("x > 9007199254740992", json!({"x": 9_007_199_254_740_993_u64}), true),
+        ("x < 18446744073709551615", json!({"x": 18_446_744_073_709_551_614_u64}), true),
         // Not numbers: false whichever way round.
         ("foo > 5", json!({"foo": "abc"}), false),
         ("foo < 5", json!({"foo": "abc"}), false),
@@ -210,96 +179,28 @@ fn numeric_comparisons() {
 fn and_or_not_and_their_precedence() {
     let navi = || json!({"hostname": "navi"});
     let cases = [
-        (
-            "foo is true AND bar is true",
-            json!({"foo": "abc", "bar": "def"}),
-            true,
-        ),
+        ("foo is true AND bar is true", json!({"foo": "abc", "bar": "def"}), true),
         ("foo is true AND bar is true", json!({"foo": "abc"}), false),
-        (
-            "foo matches x AND foo matches a b c",
-            json!({"foo": "x a b c y"}),
-            true,
-        ),
-        (
-            "foo is true OR bar is true",
-            json!({"foo": "abc", "bar": "def"}),
-            true,
-        ),
+        ("foo matches x AND foo matches a b c", json!({"foo": "x a b c y"}), true),
+        ("foo is true OR bar is true", json!({"foo": "abc", "bar": "def"}), true),
         ("foo is true OR bar is true", json!({"foo": "abc"}), true),
         ("foo is true OR bar is true", json!({"abc": "xyz"}), false),
-        (
-            "NOT foo is true AND NOT bar is true",
-            json!({"foo": "abc", "bar": "def"}),
-            false,
-        ),
-        (
-            "NOT foo is true AND NOT bar is true",
-            json!({"abc": "def"}),
-            true,
-        ),
-        (
-            "NOT foo is true AND NOT bar is true",
-            json!({"foo": "abc"}),
-            false,
-        ),
-        (
-            "hostname equals navi AND NOT no_post is true",
-            json!({"hostname": "xyz"}),
-            false,
-        ),
-        (
-            "hostname equals navi AND NOT no_post is true",
-            json!({"no_post": 1}),
-            false,
-        ),
-        (
-            "hostname equals navi AND NOT no_post is true",
-            json!({"hostname": "xyz", "no_post": 1}),
-            false,
-        ),
+        ("NOT foo is true AND NOT bar is true", json!({"foo": "abc", "bar": "def"}), false),
+        ("NOT foo is true AND NOT bar is true", json!({"abc": "def"}), true),
+        ("NOT foo is true AND NOT bar is true", json!({"foo": "abc"}), false),
+        ("hostname equals navi AND NOT no_post is true", json!({"hostname": "xyz"}), false),
+        ("hostname equals navi AND NOT no_post is true", json!({"no_post": 1}), false),
+        ("hostname equals navi AND NOT no_post is true", json!({"hostname": "xyz", "no_post": 1}), false),
         ("hostname equals navi AND NOT no_post is true", navi(), true),
         // Three statements: AND splits first (binds loosest), so X AND Y OR Z = X AND (Y OR Z).
-        (
-            "hostname equals navi AND hostname equals navi OR hostname equals navi",
-            navi(),
-            true,
-        ),
-        (
-            "hostname equals navi AND hostname equals navi OR abc equals xyz",
-            navi(),
-            true,
-        ),
-        (
-            "hostname equals navi AND abc equals xyz OR hostname equals navi",
-            navi(),
-            true,
-        ),
-        (
-            "abc equals xyz AND hostname equals navi OR hostname equals navi",
-            navi(),
-            false,
-        ),
-        (
-            "abc equals xyz AND abc equals xyz OR hostname equals navi",
-            navi(),
-            false,
-        ),
-        (
-            "abc equals xyz AND hostname equals navi OR  abc equals xyz",
-            navi(),
-            false,
-        ),
-        (
-            "hostname equals navi AND abc equals xyz OR abc equals xyz",
-            navi(),
-            false,
-        ),
-        (
-            "abc equals xyz AND abc equals xyz OR abc equals xyz",
-            navi(),
-            false,
-        ),
+        ("hostname equals navi AND hostname equals navi OR hostname equals navi", navi(), true),
+        ("hostname equals navi AND hostname equals navi OR abc equals xyz", navi(), true),
+        ("hostname equals navi AND abc equals xyz OR hostname equals navi", navi(), true),
+        ("abc equals xyz AND hostname equals navi OR hostname equals navi", navi(), false),
+        ("abc equals xyz AND abc equals xyz OR hostname equals navi", navi(), false),
+        ("abc equals xyz AND hostname equals navi OR  abc equals xyz", navi(), false),
+        ("hostname equals navi AND abc equals xyz OR abc equals xyz", navi(), false),
+        ("abc equals xyz AND abc equals xyz OR abc equals xyz", navi(), false),
         // ... and X OR Y AND Z = (X OR Y) AND Z.
         ("TRUE OR FALSE AND FALSE", json!({}), false),
         ("FALSE OR TRUE AND TRUE", json!({}), true),
@@ -320,11 +221,7 @@ fn and_or_not_and_their_precedence() {
         ("  TRUE  ", json!({}), true),
         // The split cuts through regexes and values, as in wubot.
         ("foo equals a AND b is false", json!({"foo": "a"}), true),
-        (
-            "foo matches x OR y is true",
-            json!({"foo": "abc", "y": 1}),
-            true,
-        ),
+        ("foo matches x OR y is true", json!({"foo": "abc", "y": 1}), true),
     ];
     for (condition, message, expect) in cases {
         check(condition, message, expect);
@@ -335,26 +232,10 @@ fn and_or_not_and_their_precedence() {
 fn parentheses() {
     let navi = || json!({"hostname": "navi"});
     let cases = [
-        (
-            "( hostname equals navi OR hostname equals foo ) AND hostname equals navi",
-            navi(),
-            true,
-        ),
-        (
-            "hostname equals navi OR ( hostname equals foo AND hostname equals navi )",
-            navi(),
-            true,
-        ),
-        (
-            "hostname equals foo OR ( hostname equals navi AND hostname equals navi )",
-            navi(),
-            true,
-        ),
-        (
-            "hostname equals foo OR ( hostname equals navi AND hostname equals foo )",
-            navi(),
-            false,
-        ),
+        ("( hostname equals navi OR hostname equals foo ) AND hostname equals navi", navi(), true),
+        ("hostname equals navi OR ( hostname equals foo AND hostname equals navi )", navi(), true),
+        ("hostname equals foo OR ( hostname equals navi AND hostname equals navi )", navi(), true),
+        ("hostname equals foo OR ( hostname equals navi AND hostname equals foo )", navi(), false),
         (
             "( hostname equals navi OR hostname equals foo ) AND ( hostname equals foo OR hostname equals navi )",
             navi(),
@@ -370,16 +251,8 @@ fn parentheses() {
             navi(),
             true,
         ),
-        (
-            "( abc equals xyz AND hostname equals navi ) OR hostname equals navi",
-            navi(),
-            true,
-        ),
-        (
-            "hostname equals navi AND ( hostname equals navi OR hostname equals navi )",
-            navi(),
-            true,
-        ),
+        ("( abc equals xyz AND hostname equals navi ) OR hostname equals navi", navi(), true),
+        ("hostname equals navi AND ( hostname equals navi OR hostname equals navi )", navi(), true),
         // Groups change what AND-binds-loosest would give.
         ("( TRUE AND FALSE ) OR TRUE", json!({}), true),
         ("TRUE AND FALSE OR TRUE", json!({}), true),
@@ -392,11 +265,7 @@ fn parentheses() {
         // No space inside: a regex group, not a condition group.
         ("foo matches (x|y)", json!({"foo": "axb"}), true),
         ("foo matches (x|y)", json!({"foo": "abc"}), false),
-        (
-            "foo matches (x|y) AND ( bar is true )",
-            json!({"foo": "y", "bar": 1}),
-            true,
-        ),
+        ("foo matches (x|y) AND ( bar is true )", json!({"foo": "y", "bar": 1}), true),
         ("foo matches ^(a|b) c$", json!({"foo": "b c"}), true),
     ];
     for (condition, message, expect) in cases {
@@ -427,31 +296,15 @@ fn keywords_inside_expressions() {
 #[test]
 fn dotted_field_paths() {
     let cases = [
-        (
-            "Message.lookup equals deep",
-            json!({"Message": {"lookup": "deep"}}),
-            true,
-        ),
-        (
-            "a.b.1.c equals x",
-            json!({"a": {"b": [0, {"c": "x"}]}}),
-            true,
-        ),
+        ("Message.lookup equals deep", json!({"Message": {"lookup": "deep"}}), true),
+        ("a.b.1.c equals x", json!({"a": {"b": [0, {"c": "x"}]}}), true),
         ("a.b.9 is false", json!({"a": {"b": [1]}}), true),
-        (
-            "x.y equals flat",
-            json!({"x.y": "flat", "x": {"y": "nested"}}),
-            true,
-        ),
+        ("x.y equals flat", json!({"x.y": "flat", "x": {"y": "nested"}}), true),
         ("x.y equals nested", json!({"x": {"y": "nested"}}), true),
         ("contains a.b", json!({"a": {"b": null}}), true),
         ("contains a.c", json!({"a": {"b": null}}), false),
         ("a.b.c is true", json!({"a": {"b": "scalar"}}), false),
-        (
-            "meta.domain matches ^canary$",
-            json!({"meta": {"domain": "canary"}}),
-            true,
-        ),
+        ("meta.domain matches ^canary$", json!({"meta": {"domain": "canary"}}), true),
     ];
     for (condition, message, expect) in cases {
         check(condition, message, expect);
@@ -477,11 +330,7 @@ fn parse_errors_say_what_and_where() {
         ("( x is true", 0, "cannot understand '( x is true'"),
         ("( foo )", 2, "cannot understand 'foo'"),
         ("foo matches ( x|y )", 14, "cannot understand 'x|y'"),
-        (
-            "foo equals ( TRUE )",
-            11,
-            "parenthesised condition '( TRUE )' is used inside",
-        ),
+        ("foo equals ( TRUE )", 11, "parenthesised condition '( TRUE )' is used inside"),
         ("TRUE AND ( TRUE ) > 5", 9, "parenthesised condition"),
         ("(   )", 4, "found nothing"),
         ("s equals ", 0, "cannot understand"),
@@ -500,10 +349,7 @@ fn parse_errors_say_what_and_where() {
 #[test]
 fn error_display_includes_the_offset() {
     let error = Condition::parse("TRUE AND bogus").unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        format!("{} at character 9", error.message)
-    );
+    assert_eq!(error.to_string(), format!("{} at character 9", error.message));
 }
 
 #[test]
