@@ -135,7 +135,7 @@ impl Builder<'_> {
             }
             Event::Scalar(text, style, anchor, tag) => {
                 let node = self.scalar(&text, style, tag.as_deref(), location)?;
-                self.add(Built { node, height: 1, size: 1 }, anchor)?;
+                self.add(Built { node, height: 1, size: 1 }, anchor, 1)?;
             }
             Event::SequenceStart(anchor, tag) => {
                 self.check_collection_tag(tag.as_deref(), &location);
@@ -161,7 +161,8 @@ impl Builder<'_> {
                     return Err(Diagnostic::at(&location, "invalid YAML: unbalanced end of a collection"));
                 };
                 let (built, anchor) = self.close(frame);
-                self.add(built, anchor)?;
+                // The children were counted as they were added.
+                self.add(built, anchor, 1)?;
             }
             Event::Alias(id) => {
                 let Some(anchored) = self.anchors.get(&id) else {
@@ -178,7 +179,7 @@ impl Builder<'_> {
                 // Entries keep the anchored node's locations (so errors point at what was
                 // written), but the alias itself is placed where it is used.
                 node.location = location;
-                self.add(Built { node, height, size }, 0)?;
+                self.add(Built { node, height, size }, 0, size)?;
             }
         }
         Ok(())
@@ -300,9 +301,10 @@ impl Builder<'_> {
     }
 
     /// Places a finished node: as the document root, a sequence item, a map key or a map
-    /// value.
-    fn add(&mut self, built: Built, anchor: usize) -> Result<(), Diagnostic> {
-        self.nodes += built.size;
+    /// value. `created` is how many nodes this adds to the document (all of an alias's copy, one
+    /// for anything else).
+    fn add(&mut self, built: Built, anchor: usize, created: usize) -> Result<(), Diagnostic> {
+        self.nodes += created;
         if self.nodes > MAX_NODES {
             return Err(Diagnostic::at(
                 &built.node.location,

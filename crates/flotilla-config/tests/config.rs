@@ -189,6 +189,35 @@ fn limits_stop_hostile_input() {
 }
 
 #[test]
+fn the_deepest_accepted_nesting_decodes() {
+    let depth = flotilla_config::MAX_DEPTH - 1;
+    let text = format!("a: {}1{}", "[".repeat(depth - 1), "]".repeat(depth - 1));
+    let node = must_parse("t.yaml", &text);
+    let (value, errors) = decode::<serde_json::Value>(&node);
+    assert_eq!(errors, vec![]);
+    assert_eq!(value, Some(node.to_json()));
+    let (copy, errors) = decode::<Node>(&node);
+    assert_eq!(errors, vec![]);
+    assert_eq!(copy.as_ref(), Some(&node));
+    let mut merged = node.clone();
+    assert_eq!(merge(&mut merged, node).len(), 1);
+}
+
+#[test]
+fn size_limit_counts_values_not_nesting() {
+    // 150 000 values (within the limit) nested a few levels deep.
+    let mut text = String::new();
+    for section in 0..300 {
+        text.push_str(&format!("s{section}:\n  inner:\n"));
+        for item in 0..249 {
+            text.push_str(&format!("    k{item}: v\n"));
+        }
+    }
+    let node = must_parse("t.yaml", &text);
+    assert_eq!(node.get("s299.inner.k248").and_then(Node::as_str), Some("v"));
+}
+
+#[test]
 fn node_lookup_and_json() {
     let node = must_parse(
         "t.yaml",
