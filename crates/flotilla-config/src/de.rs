@@ -452,41 +452,43 @@ impl<'n, 'p> NodeDe<'n, 'p> {
         }
     }
 
-    fn boolean(&self) -> bool {
-        match self.text().and_then(parse_bool) {
-            Some(value) => value,
-            None => {
-                self.mismatch("true or false");
-                false
-            }
-        }
+    /// Settles what the visitor made of a value: its own complaints are errors, unless
+    /// the value was a placeholder after a recorded mismatch (`written` false), when they
+    /// are consequences (a `NonZeroU16` rejecting the placeholder 0, say).
+    fn finish<T>(&self, written: bool, result: Result<T>) -> Result<T> {
+        if written { self.settle(result) } else { self.silence(result) }
     }
 
-    /// An integer within `min..=max`, or a recorded mismatch and 0.
-    fn integer(&self, min: i128, max: i128) -> i128 {
-        let parsed = self.text().and_then(|text| parse_int(text.trim()));
-        match parsed {
-            Some(value) if (min..=max).contains(&value) => value,
-            _ => {
-                self.record(format!(
-                    "expected a number for {}, found {} (a whole number from {min} to {max})",
-                    subject(&self.path),
-                    self.node.describe()
-                ));
-                0
-            }
+    /// A boolean, or `None` after recording a mismatch.
+    fn boolean(&self) -> Option<bool> {
+        let value = self.text().and_then(parse_bool);
+        if value.is_none() {
+            self.mismatch("true or false");
         }
+        value
     }
 
-    fn float(&self) -> f64 {
+    /// An integer within `min..=max`, or `None` after recording a mismatch.
+    fn integer(&self, min: i128, max: i128) -> Option<i128> {
+        let value = self.text().and_then(|text| parse_int(text.trim())).filter(|value| (min..=max).contains(value));
+        if value.is_none() {
+            self.record(format!(
+                "expected a number for {}, found {} (a whole number from {min} to {max})",
+                subject(&self.path),
+                self.node.describe()
+            ));
+        }
+        value
+    }
+
+    /// A number, or `None` after recording a mismatch.
+    fn float(&self) -> Option<f64> {
         let text = self.text().map(str::trim);
-        match text.and_then(|t| parse_float(t).or_else(|| parse_int(t).map(|i| i as f64))) {
-            Some(value) => value,
-            None => {
-                self.mismatch("a number");
-                0.0
-            }
+        let value = text.and_then(|t| parse_float(t).or_else(|| parse_int(t).map(|i| i as f64)));
+        if value.is_none() {
+            self.mismatch("a number");
         }
+        value
     }
 
     fn empty_seq<V: Visitor<'n>>(&self, visitor: V) -> Result<V::Value> {
@@ -502,10 +504,9 @@ macro_rules! integer_methods {
     ($($method:ident $visit:ident $ty:ty;)*) => {$(
         fn $method<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
             let value = self.integer(i128::from(<$ty>::MIN), i128::from(<$ty>::MAX));
-            // The range check above makes the conversion exact.
-            let value = <$ty>::try_from(value).unwrap_or_default();
-            let result = visitor.$visit(value);
-            self.settle(result)
+            // The range check in `integer` makes the conversion exact.
+            let result = visitor.$visit(value.and_then(|v| <$ty>::try_from(v).ok()).unwrap_or_default());
+            self.finish(value.is_some(), result)
         }
     )*};
 }
@@ -540,8 +541,8 @@ impl<'n> Deserializer<'n> for NodeDe<'n, '_> {
 
     fn deserialize_bool<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
         let value = self.boolean();
-        let result = visitor.visit_bool(value);
-        self.settle(result)
+        let result = visitor.visit_bool(value.unwrap_or_default());
+        self.finish(value.is_some(), result)
     }
 
     integer_methods! {
@@ -557,41 +558,41 @@ impl<'n> Deserializer<'n> for NodeDe<'n, '_> {
 
     fn deserialize_i128<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
         let value = self.integer(i128::MIN, i128::MAX);
-        let result = visitor.visit_i128(value);
-        self.settle(result)
+        let result = visitor.visit_i128(value.unwrap_or_default());
+        self.finish(value.is_some(), result)
     }
 
     fn deserialize_u128<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
         // Texts are read as i128, so the largest u128 values are out of reach; nothing in
         // a configuration needs them.
         let value = self.integer(0, i128::MAX);
-        let result = visitor.visit_u128(u128::try_from(value).unwrap_or_default());
-        self.settle(result)
+        let result = visitor.visit_u128(value.and_then(|v| u128::try_from(v).ok()).unwrap_or_default());
+        self.finish(value.is_some(), result)
     }
 
     fn deserialize_f32<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
         let value = self.float();
-        let result = visitor.visit_f32(value as f32);
-        self.settle(result)
+        let result = visitor.visit_f32(value.unwrap_or_default() as f32);
+        self.finish(value.is_some(), result)
     }
 
     fn deserialize_f64<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
         let value = self.float();
-        let result = visitor.visit_f64(value);
-        self.settle(result)
+        let result = visitor.visit_f64(value.unwrap_or_default());
+        self.finish(value.is_some(), result)
     }
 
     fn deserialize_char<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
         let mut chars = self.text().unwrap_or_default().chars();
         let value = match (chars.next(), chars.next()) {
-            (Some(c), None) => c,
+            (Some(c), None) => Some(c),
             _ => {
                 self.mismatch("a single character");
-                ' '
+                None
             }
         };
-        let result = visitor.visit_char(value);
-        self.settle(result)
+        let result = visitor.visit_char(value.unwrap_or(' '));
+        self.finish(value.is_some(), result)
     }
 
     fn deserialize_str<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
@@ -630,11 +631,12 @@ impl<'n> Deserializer<'n> for NodeDe<'n, '_> {
     }
 
     fn deserialize_unit<V: Visitor<'n>>(self, visitor: V) -> Result<V::Value> {
-        if !self.node.is_null() {
+        let written = self.node.is_null();
+        if !written {
             self.mismatch("nothing (an empty value)");
         }
         let result = visitor.visit_unit();
-        self.settle(result)
+        self.finish(written, result)
     }
 
     fn deserialize_unit_struct<V: Visitor<'n>>(self, _name: &'static str, visitor: V) -> Result<V::Value> {

@@ -716,6 +716,26 @@ fn decodes_primitives_leniently_but_strictly_typed() {
 }
 
 #[test]
+fn a_placeholder_rejected_by_its_type_is_not_a_second_error() {
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct S {
+        workers: std::num::NonZeroU16,
+        after: u8,
+    }
+    check_decode::<S>("workers: 4\nafter: 1\n", "S { workers: 4, after: 1 }");
+    check_decode::<S>(
+        "workers: 0\nafter: 1\n",
+        "ERR c.yaml:1:10: invalid value for 'workers': expected a nonzero u16, found integer `0`",
+    );
+    check_decode::<S>(
+        "workers: many\nafter: x\n",
+        "ERR c.yaml:1:10: expected a number for 'workers', found \"many\" (a whole number from 0 to 65535)\n\
+         c.yaml:2:8: expected a number for 'after', found \"x\" (a whole number from 0 to 255)",
+    );
+}
+
+#[test]
 fn a_string_field_needs_a_value() {
     #[derive(Debug, Deserialize)]
     #[allow(dead_code)]
