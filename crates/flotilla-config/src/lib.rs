@@ -10,7 +10,7 @@
 //!    a key twice in one map, several documents in one file, a top level that is not a
 //!    map. An empty file is an empty map. Plain scalars stay text; they are typed (YAML 1.2
 //!    core schema) only when decoded, so `port: ${PORT}` can still be a number.
-//! 2. **Files → one tree** ([`load`], [`merge`]). A directory is read recursively;
+//! 2. **Files → one tree** ([`load()`], [`merge()`]). A directory is read recursively;
 //!    `X.yaml` on every host, `X.yaml.<shorthost>` on that host only; wubot's
 //!    `plugins/<Plugin>/<instance>.yaml` becomes connector `<Plugin>-<instance>`. Maps
 //!    merge; any other key defined twice is an error naming both places. `load` is the

@@ -434,6 +434,53 @@ fn loads_wubots_plugin_layout() {
 }
 
 #[test]
+fn loads_the_examples_from_wubots_documentation() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    write(
+        root,
+        "plugins/XMPP/myhost.yaml",
+        "---\naccount: wubot-hostname@myserver\npassword: mypassword\nhost: 192.168.1.2\nport: 5222\n\
+         directory: /home/wu/wubot/reactor\nuser: wubot-reactor@hostname/myserver\ndelay: 5s\n",
+    );
+    write(root, "plugins/RSS/perl.org.yaml.somehostname", "---\nfeed: http://perl.org/rss\n");
+    write(
+        root,
+        "reactor.yaml",
+        "---\nrules:\n  - name: forward\n    condition: noforward is false\n    plugin: MessageQueue\n    config:\n      directory: /home/wu/wubot/forward\n",
+    );
+    let node = load(root, "somehostname", &no_env).expect("loads");
+    assert_eq!(
+        node.to_json(),
+        json!({
+            "connectors": {
+                "RSS-perl.org": {"type": "rss", "feed": "http://perl.org/rss"},
+                "XMPP-myhost": {"type": "xmpp", "account": "wubot-hostname@myserver", "password": "mypassword",
+                                "host": "192.168.1.2", "port": 5222, "directory": "/home/wu/wubot/reactor",
+                                "user": "wubot-reactor@hostname/myserver", "delay": "5s"}
+            },
+            "rules": [{"name": "forward", "condition": "noforward is false", "plugin": "MessageQueue",
+                       "config": {"directory": "/home/wu/wubot/forward"}}]
+        })
+    );
+    // A connector named with a dot is addressed (and reported) with quotes.
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Rss {
+        r#type: String,
+        url: String,
+    }
+    let section = node.get(r#"connectors["RSS-perl.org"]"#).expect("present");
+    let (_, errors) = decode_at::<Rss>(section, r#"connectors["RSS-perl.org"]"#);
+    let prefix = format!("{}/", root.display());
+    assert_eq!(
+        render_errors(&errors).replace(&prefix, ""),
+        "ERR plugins/RSS/perl.org.yaml.somehostname:2:1: unknown key 'feed' in connectors[\"RSS-perl.org\"] (expected one of: type, url)\n\
+         plugins/RSS/perl.org.yaml.somehostname:2:1: missing required key 'url' in connectors[\"RSS-perl.org\"]"
+    );
+}
+
+#[test]
 fn plugin_layout_mistakes_are_reported() {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path();
