@@ -632,3 +632,120 @@ fn item_attributes(element: &BytesStart<'_>) -> Result<DefinitionFields, String>
     }
     Ok(fields)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses a document and describes each definition as its written XML item, or the
+    /// error.
+    #[track_caller]
+    fn check(format: DocumentFormat, text: &str, expect: &str) {
+        let got = match parse_document(format, text, Wikis::embedded()) {
+            Ok(definitions) => write_document(DocumentFormat::Xml, &definitions),
+            Err(error) => error.to_string(),
+        };
+        assert_eq!(got, expect, "{text}");
+    }
+
+    #[test]
+    fn xml_documents() {
+        use DocumentFormat::Xml;
+        check(Xml, "<items></items>", "<items></items>");
+        check(
+            Xml,
+            "<?xml version=\"1.0\"?>\n<!-- mine -->\n<items>\n  <item page=\"A &amp; B\" flags=\"MINOR, bot\">\n en_wikipedia </item>\n</items>\n",
+            "<items><item page=\"A &amp; B\" flags=\"bot,minor\">enwiki</item></items>",
+        );
+        check(
+            Xml,
+            "<items><item page_rx=\"^&lt;x&gt;&quot;&#10;\" user=''>&#101;n&#x77;iki</item><item><![CDATA[dewiki]]></item></items>",
+            "<items><item page_rx=\"^&lt;x&gt;&quot;&#10;\">enwiki</item><item>dewiki</item></items>",
+        );
+        check(Xml, "<items><item page=\"\" user_rx=\"\">kowiki</item></items>", "<items><item>kowiki</item></items>");
+        check(Xml, "<items><item>enwiki</item>", "invalid XML at byte 26: the document ends before </items>");
+        check(
+            Xml,
+            "<items><item>enwiki</itm></items>",
+            "invalid XML at byte 19: ill-formed document: expected `</item>`, but `</itm>` was found",
+        );
+        check(
+            Xml,
+            "<items><item page=\"a\" page=\"b\">enwiki</item></items>",
+            "invalid XML at byte 7: position 14: duplicated attribute, previous declaration at position 5",
+        );
+        check(Xml, "<items><item>&bogus;</item></items>", "invalid XML at byte 13: unknown entity &bogus;");
+        check(Xml, "<items a=\"1\"/>", "invalid XML at byte 0: <items> takes no attributes");
+        check(Xml, "<items><item>nosuchwiki</item></items>", "definition 1: unknown wiki 'nosuchwiki'");
+        check(
+            Xml,
+            "<items><item>enwiki</item><item user_rx=\"[\">enwiki</item></items>",
+            "definition 2: invalid regex \"[\": unclosed character class",
+        );
+        check(
+            Xml,
+            "<items><item flags=\"bot,,\">enwiki</item></items>",
+            "<items><item flags=\"bot\">enwiki</item></items>",
+        );
+    }
+
+    #[test]
+    fn json_documents() {
+        use DocumentFormat::Json;
+        check(Json, "[]", "<items></items>");
+        check(
+            Json,
+            r#"[{"wiki":"commons.wikimedia.org","user":"A \"quoted\" <name>","flags":["new","log"]},{"wiki":"dewiki","page":null}]"#,
+            r#"<items><item user="A &quot;quoted&quot; &lt;name&gt;" flags="new,log">commonswiki</item><item>dewiki</item></items>"#,
+        );
+        check(
+            Json,
+            r#"[{"wiki":"enwiki","Title":"x"}]"#,
+            "invalid JSON at line 1, column 25: unknown field `Title`, expected one of `wiki`, `page`, `page_rx`, `user`, `user_rx`, `flags`",
+        );
+        check(
+            Json,
+            r#"[{"wiki":"enwiki","flags":"bot"}]"#,
+            "invalid JSON at line 1, column 31: invalid type: string \"bot\", expected a sequence",
+        );
+        check(Json, r#"{"wiki":"enwiki"}"#, "invalid JSON at line 1, column 0: invalid type: map, expected a sequence");
+        check(Json, r#"[{"wiki":""}]"#, "definition 1: the definition names no wiki");
+        check(Json, r#"[{"wiki":"enwiki","flags":["bots"]}]"#, "definition 1: unknown flag 'bots'");
+    }
+
+    #[test]
+    fn written_documents_read_back_the_same() {
+        let fields = DefinitionFields {
+            wiki: "zh-min-nan.wikipedia.org".into(),
+            page: Some("Tâi-oân & \"<ok>\"\tx".into()),
+            page_rx: Some("^a\\d+\n$".into()),
+            user: Some("Ünï".into()),
+            user_rx: None,
+            flags: vec!["nominor".into(), "bot".into()],
+        };
+        let definitions = vec![
+            Definition::new(Wikis::embedded(), &fields).expect("valid"),
+            Definition::new(Wikis::embedded(), &DefinitionFields { wiki: "metawiki".into(), ..Default::default() })
+                .expect("valid"),
+        ];
+        for format in [DocumentFormat::Xml, DocumentFormat::Json] {
+            let text = write_document(format, &definitions);
+            assert!(!text.contains('\n'), "one line: {text}");
+            let back = parse_document(format, &text, Wikis::embedded()).expect("reads back");
+            assert_eq!(back, definitions, "{text}");
+        }
+        assert_eq!(definitions[0].fields().wiki, "zh_min_nanwiki");
+        assert_eq!(definitions[0].fields().flags, ["bot", "nominor"]);
+    }
+
+    #[test]
+    fn flags_of_changes() {
+        let change = Change { bot: true, kind: Some("new".into()), ..Change::default() };
+        let flags = Flags::of_change(&change);
+        assert_eq!(flags.to_string(), "bot,nominor,new");
+        assert!(Flags::from_names(["bot", "new"]).expect("known").satisfied_by(flags));
+        assert!(!Flags::from_names(["minor"]).expect("known").satisfied_by(flags));
+        assert!(Flags::empty().satisfied_by(flags));
+        assert_eq!(Flags::from_names(["bot", "robot"]), Err("robot".to_string()));
+    }
+}
