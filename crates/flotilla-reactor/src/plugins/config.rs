@@ -48,6 +48,11 @@ impl<'a> PluginConfig<'a> {
         reader
     }
 
+    /// Whether the config is a map (or absent, which counts as an empty map).
+    pub(crate) fn is_map(&self) -> bool {
+        self.errors.is_empty()
+    }
+
     /// The raw value of a key (null included), marking the key as known.
     pub(crate) fn value(&mut self, key: &'static str) -> Option<&'a Value> {
         self.accepted.push(key);

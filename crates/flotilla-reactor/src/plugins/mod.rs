@@ -109,7 +109,14 @@ pub(crate) struct PluginSite<'a> {
 impl Plugin {
     /// Builds a plugin from its name and configuration, reporting every problem.
     pub(crate) fn compile(name: &str, config: Option<&Value>, site: &PluginSite<'_>) -> Result<Plugin, Vec<RuleError>> {
+        if !PLUGIN_NAMES.contains(&name) {
+            return Err(vec![unknown_plugin(name, site)]);
+        }
         let mut cfg = PluginConfig::new(name, config, site);
+        if !cfg.is_map() {
+            // The plugin's own checks would only repeat that its keys are missing.
+            return cfg.finish(None);
+        }
         let plugin = match name {
             "SetField" => fields::SetField::compile(&mut cfg).map(Plugin::SetField),
             "DeleteField" => fields::DeleteField::compile(&mut cfg).map(Plugin::DeleteField),
