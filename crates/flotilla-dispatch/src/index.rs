@@ -145,27 +145,53 @@ impl Index {
         let mut added = Vec::new();
         let mut touched = Vec::new();
         for definition in definitions {
-            let known = self.by_subscription.entry(subscription).or_default();
-            if known.contains_key(&definition) {
-                continue;
+            if self.insert_one(subscription, &definition, &mut touched) {
+                added.push(definition);
             }
-            let wiki = definition.wiki().dbname();
-            let index = self.wikis.entry(wiki).or_default();
-            let id = match self.free.pop() {
-                Some(id) => id,
-                None => {
-                    self.stored.push(None);
-                    u32::try_from(self.stored.len() - 1).unwrap_or(u32::MAX)
-                }
-            };
-            let anchor = index.file(subscription, id, &definition);
-            self.stored[id as usize] = Some(Stored { definition: definition.clone(), anchor });
-            known.insert(definition.clone(), id);
-            added.push(definition);
-            touched.push(wiki);
         }
         self.rebuild(touched);
         added
+    }
+
+    /// Adds many subscriptions' definitions at once, compiling each touched wiki's regex
+    /// sets once at the end rather than after every subscription: for loading the
+    /// stored state at start-up. Returns how many were newly added.
+    pub fn insert_all(&mut self, definitions: impl IntoIterator<Item = (SubscriptionId, Definition)>) -> usize {
+        let mut touched = Vec::new();
+        let mut added = 0;
+        for (subscription, definition) in definitions {
+            added += usize::from(self.insert_one(subscription, &definition, &mut touched));
+        }
+        self.rebuild(touched);
+        added
+    }
+
+    /// Files one definition (its regex sets are rebuilt later); false if it is a
+    /// duplicate.
+    fn insert_one(
+        &mut self,
+        subscription: SubscriptionId,
+        definition: &Definition,
+        touched: &mut Vec<&'static str>,
+    ) -> bool {
+        let known = self.by_subscription.entry(subscription).or_default();
+        if known.contains_key(definition) {
+            return false;
+        }
+        let wiki = definition.wiki().dbname();
+        let index = self.wikis.entry(wiki).or_default();
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.stored.push(None);
+                u32::try_from(self.stored.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        let anchor = index.file(subscription, id, definition);
+        self.stored[id as usize] = Some(Stored { definition: definition.clone(), anchor });
+        known.insert(definition.clone(), id);
+        touched.push(wiki);
+        true
     }
 
     /// Removes definitions from a subscription; one it does not have is skipped. Returns

@@ -29,7 +29,7 @@
 //! - **Persistence**: every state change comes back as a [`Mutation`] (created, deleted,
 //!   format set, definitions added/removed, each self-contained and keyed by name; token
 //!   hashes via [`token::TokenHash::to_hex`], definitions via [`Definition::fields`]). At
-//!   start-up, rebuild with [`Subscriptions::restore`] from stored rows, turning them back
+//!   start-up, rebuild with [`Subscriptions::restore_all`] from stored rows, turning them back
 //!   into definitions with [`Definition::new`].
 //! - **Delivery**: for each event, [`parse_change`] then [`Subscriptions::dispatch`], which
 //!   yields one [`Delivery`] (queue name and payload in the subscription's format) per

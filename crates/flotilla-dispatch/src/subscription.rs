@@ -7,7 +7,7 @@
 //! the in-memory state is the source of truth for matching, which must be synchronous and
 //! fast, and every mutation returns a [`Mutation`] describing exactly what changed. The
 //! integrator persists those records (write-behind to the SQL store, in order) and, at
-//! start-up, rebuilds the state with [`Subscriptions::restore`]. So the store never has to
+//! start-up, rebuilds the state with [`Subscriptions::restore_all`]. So the store never has to
 //! diff, the pure core never awaits, and the HTTP API, which calls [`Subscriptions`]
 //! directly, gets the same records as the TCP protocol.
 
@@ -252,6 +252,19 @@ pub struct Delivery {
     pub payload: Arc<str>,
 }
 
+/// A stored subscription to put back with [`Subscriptions::restore_all`].
+#[derive(Debug, Clone)]
+pub struct Restored {
+    /// Its name.
+    pub name: SubscriptionName,
+    /// The hash of its token.
+    pub token_hash: TokenHash,
+    /// Its output format.
+    pub format: OutputFormat,
+    /// Its definitions.
+    pub definitions: Vec<Definition>,
+}
+
 struct Record {
     name: SubscriptionName,
     token_hash: TokenHash,
@@ -308,24 +321,33 @@ impl Subscriptions {
         self
     }
 
-    /// Puts back a stored subscription at start-up. No cap applies: the store holds only
-    /// what was accepted before.
+    /// Puts back stored subscriptions at start-up, compiling the index once for all of
+    /// them. No cap applies: the store holds only what was accepted before. Returns
+    /// their ids, in the order given.
     ///
     /// # Errors
-    /// [`DuplicateSubscription`] if the name is already present.
-    pub fn restore(
+    /// [`DuplicateSubscription`] if a name is already present or given twice; nothing is
+    /// restored then.
+    pub fn restore_all(
         &mut self,
-        name: SubscriptionName,
-        token_hash: TokenHash,
-        format: OutputFormat,
-        definitions: Vec<Definition>,
-    ) -> Result<SubscriptionId, DuplicateSubscription> {
-        if self.by_name.contains_key(&name) {
-            return Err(DuplicateSubscription(name));
+        subscriptions: impl IntoIterator<Item = Restored>,
+    ) -> Result<Vec<SubscriptionId>, DuplicateSubscription> {
+        let subscriptions: Vec<Restored> = subscriptions.into_iter().collect();
+        let mut names = std::collections::HashSet::new();
+        for restored in &subscriptions {
+            if self.by_name.contains_key(&restored.name) || !names.insert(&restored.name) {
+                return Err(DuplicateSubscription(restored.name.clone()));
+            }
         }
-        let id = self.add_record(name, token_hash, format);
-        self.index.insert(id, definitions);
-        Ok(id)
+        let mut ids = Vec::with_capacity(subscriptions.len());
+        let mut definitions = Vec::new();
+        for restored in subscriptions {
+            let id = self.add_record(restored.name, restored.token_hash, restored.format);
+            definitions.extend(restored.definitions.into_iter().map(|d| (id, d)));
+            ids.push(id);
+        }
+        self.index.insert_all(definitions);
+        Ok(ids)
     }
 
     fn add_record(&mut self, name: SubscriptionName, token_hash: TokenHash, format: OutputFormat) -> SubscriptionId {

@@ -339,3 +339,79 @@ proptest! {
         prop_assert_eq!(state.index().watched_wikis(), watched);
     }
 }
+
+/// The persistence seam end to end: replaying the mutations a session returns into a
+/// store, then restoring from the store, gives the same subscriptions, tokens and
+/// definitions.
+#[test]
+fn state_restored_from_its_mutations_is_the_same() {
+    use std::collections::BTreeMap;
+
+    use flotilla_dispatch::subscription::{DuplicateSubscription, Mutation, Restored};
+    use flotilla_dispatch::{Session, TokenHash};
+
+    let mut live = Subscriptions::new(Wikis::embedded());
+    let mut session = Session::default();
+    let mut mutations = Vec::new();
+    let mut feed = |line: &str| {
+        let out = session.feed_line(line.as_bytes(), &mut live);
+        mutations.extend(out.mutations);
+        out.replies.first().map(|r| r.line()).unwrap_or_default()
+    };
+    let token = feed("subscribe keeper").strip_prefix("TOKEN: ").expect("token").to_string();
+    feed(&format!("auth keeper {token}"));
+    feed(r#"insert json [{"wiki":"enwiki","page":"A"},{"wiki":"dewiki","user_rx":"^B"},{"wiki":"kowiki"}]"#);
+    feed(r#"remove json [{"wiki":"kowiki"}]"#);
+    feed("format json");
+    let token2 = feed("subscribe gone").strip_prefix("TOKEN: ").expect("token").to_string();
+    feed(&format!("unsubscribe gone {token2}"));
+
+    // A store as the integrator would keep it: rows keyed by name.
+    let mut store: BTreeMap<String, (TokenHash, OutputFormat, BTreeSet<Definition>)> = BTreeMap::new();
+    for mutation in mutations {
+        match mutation {
+            Mutation::Created { name, token_hash, format } => {
+                store.insert(name.to_string(), (token_hash, format, BTreeSet::new()));
+            }
+            Mutation::Deleted { name } => {
+                store.remove(name.as_str());
+            }
+            Mutation::FormatSet { name, format } => store.get_mut(name.as_str()).expect("created").1 = format,
+            Mutation::DefinitionsAdded { name, definitions } => {
+                store.get_mut(name.as_str()).expect("created").2.extend(definitions);
+            }
+            Mutation::DefinitionsRemoved { name, definitions } => {
+                let row = store.get_mut(name.as_str()).expect("created");
+                definitions.iter().for_each(|d| {
+                    row.2.remove(d);
+                });
+            }
+        }
+    }
+    let rows: Vec<Restored> = store
+        .into_iter()
+        .map(|(name, (token_hash, format, definitions))| Restored {
+            name: SubscriptionName::parse(&name).expect("stored names are valid"),
+            token_hash,
+            format,
+            // Through the raw fields, as a SQL row would carry them.
+            definitions: definitions
+                .iter()
+                .map(|d| Definition::new(Wikis::embedded(), &d.fields()).expect("stored definitions are valid"))
+                .collect(),
+        })
+        .collect();
+    let mut restored = Subscriptions::new(Wikis::embedded());
+    let ids = restored.restore_all(rows.clone()).expect("no duplicates");
+    assert_eq!(ids.len(), 1);
+    let id = restored.authenticate("keeper", &token).expect("the token still works");
+    let original = live.authenticate("keeper", &token).expect("live");
+    assert_eq!(restored.definitions(id), live.definitions(original));
+    assert_eq!(restored.format(id), Some(OutputFormat::Json));
+    assert_eq!(restored.find("gone"), None);
+    assert_eq!(restored.info().wikis, 2);
+    let edit = change(r#"{"wiki":"dewiki","title":"T","user":"Bea"}"#);
+    assert_eq!(matched(&restored, &edit), ["keeper"]);
+    let again = restored.restore_all(rows).map(|_| ());
+    assert_eq!(again, Err(DuplicateSubscription(SubscriptionName::parse("keeper").expect("valid"))));
+}
