@@ -95,7 +95,7 @@ pub use config::RuleConfig;
 pub use effects::{CommandOutput, ConsoleLine, EffectError, Effects};
 pub use plugins::{PLUGIN_NAMES, ReferenceKind};
 pub use recording::{Effect, RecordingEffects};
-pub use tree::{ERRMSG, PluginFailure, Reference, RuleTree, RunOutcome, TraceStep};
+pub use tree::{ERRMSG, PluginFailure, Reference, RuleTree, RunOutcome, TraceStep, Trail};
 
 /// The JSON crate the rule configuration ([`RuleConfig::config`]) is written in.
 pub use serde_json;

@@ -6,11 +6,13 @@
 //! "into" a rule moves to its first child, and the end of a list moves back to the
 //! owner to run its plugin (which is how wubot ran children first, then the plugin).
 
+use std::fmt;
+use std::ops::Deref;
 use std::path::PathBuf;
 
 use flotilla_core::Message;
-use flotilla_core::condition::Condition;
-use flotilla_core::message::{LAST_RULE, is_truthy};
+use flotilla_core::condition::{Condition, find_field};
+use flotilla_core::message::{LAST_RULE, RULELOG, is_truthy};
 use serde_json::Value;
 
 use crate::effects::Effects;
@@ -64,11 +66,62 @@ pub struct RunOutcome<'t> {
     pub dropped_by: Option<&'t str>,
     /// The `host:rule` entries of the rules that fired, in order (also appended to the
     /// message's `wubot_rulelog`).
-    pub fired: Vec<&'t str>,
+    pub fired: Trail<'t>,
     /// The plugins that failed (each failure is also in the message's `errmsg`).
     pub failures: Vec<PluginFailure<'t>>,
     /// With [`RuleTree::run_traced`]: one step per plugin run, in order.
     pub trace: Vec<TraceStep<'t>>,
+}
+
+/// The `host:rule` entries of the rules that fired, in order; a slice of them. The
+/// first few are kept inline, so a run allocates nothing for them.
+#[derive(Clone, Default)]
+pub struct Trail<'t> {
+    inline: [&'t str; TRAIL_INLINE],
+    len: usize,
+    spilled: Vec<&'t str>,
+}
+
+const TRAIL_INLINE: usize = 16;
+
+impl<'t> Trail<'t> {
+    fn push(&mut self, entry: &'t str) {
+        if self.spilled.is_empty() && self.len < TRAIL_INLINE {
+            self.inline[self.len] = entry;
+            self.len += 1;
+        } else {
+            if self.spilled.is_empty() {
+                self.spilled.extend_from_slice(&self.inline[..self.len]);
+            }
+            self.spilled.push(entry);
+        }
+    }
+}
+
+impl<'t> Deref for Trail<'t> {
+    type Target = [&'t str];
+
+    fn deref(&self) -> &[&'t str] {
+        if self.spilled.is_empty() { &self.inline[..self.len] } else { &self.spilled }
+    }
+}
+
+impl fmt::Debug for Trail<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<const N: usize> PartialEq<[&str; N]> for Trail<'_> {
+    fn eq(&self, other: &[&str; N]) -> bool {
+        **self == other[..]
+    }
+}
+
+impl PartialEq<[&str]> for Trail<'_> {
+    fn eq(&self, other: &[&str]) -> bool {
+        **self == *other
+    }
 }
 
 /// A plugin that failed on a message.
@@ -141,9 +194,10 @@ impl RuleTree {
         let mut next = self.first;
         // The rule whose children are being walked (None: the top-level list).
         let mut owner: Option<u32> = None;
+        // wubot checked `last_rule` before every rule, at every level. Only a plugin or
+        // a rule's own `last_rule` can change it, so it is read again only after those.
+        let mut stopped = last_rule_set(&message);
         loop {
-            // wubot checked `last_rule` before every rule, at every level.
-            let stopped = message.get(LAST_RULE).is_some_and(is_truthy);
             match next.filter(|_| !stopped) {
                 Some(index) => {
                     let rule = &self.rules[index as usize];
@@ -151,15 +205,17 @@ impl RuleTree {
                     if rule.condition.as_ref().is_some_and(|c| !c.eval(&message)) {
                         continue;
                     }
-                    message.push_rulelog(rule.log_entry.clone());
+                    push_rulelog(&mut message, &rule.log_entry);
                     outcome.fired.push(&rule.log_entry);
                     if let Some(child) = rule.first_child {
                         owner = Some(index);
                         next = Some(child);
                         continue;
                     }
-                    if self.finish(rule, &mut message, effects, &mut outcome, trace).await == Flow::Drop {
-                        return outcome;
+                    match self.finish(rule, &mut message, effects, &mut outcome, trace).await {
+                        Finished::Dropped => return outcome,
+                        Finished::Changed => stopped = last_rule_set(&message),
+                        Finished::Unchanged => {}
                     }
                 }
                 None => {
@@ -167,8 +223,10 @@ impl RuleTree {
                     // list has run its children, so now its plugin runs.
                     let Some(index) = owner else { break };
                     let rule = &self.rules[index as usize];
-                    if self.finish(rule, &mut message, effects, &mut outcome, trace).await == Flow::Drop {
-                        return outcome;
+                    match self.finish(rule, &mut message, effects, &mut outcome, trace).await {
+                        Finished::Dropped => return outcome,
+                        Finished::Changed => stopped = last_rule_set(&message),
+                        Finished::Unchanged => {}
                     }
                     next = rule.next_sibling;
                     owner = rule.parent;
@@ -187,7 +245,10 @@ impl RuleTree {
         effects: &dyn Effects,
         outcome: &mut RunOutcome<'t>,
         trace: bool,
-    ) -> Flow {
+    ) -> Finished {
+        if rule.plugin.is_none() && !rule.last_rule {
+            return Finished::Unchanged;
+        }
         if let Some(plugin) = &rule.plugin {
             let result = plugin.apply(message, effects).await;
             let error = match result {
@@ -201,7 +262,7 @@ impl RuleTree {
                             error: None,
                         });
                     }
-                    return Flow::Drop;
+                    return Finished::Dropped;
                 }
                 Ok(Flow::Keep) => None,
                 Err(error) => {
@@ -226,9 +287,47 @@ impl RuleTree {
         if rule.last_rule {
             message.set(LAST_RULE, 1);
         }
-        Flow::Keep
+        Finished::Changed
     }
 }
+
+/// What finishing a fired rule did to the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finished {
+    /// Nothing ran: the message is as it was.
+    Unchanged,
+    /// A plugin ran or `last_rule` was set: the message may have changed.
+    Changed,
+    /// A plugin dropped the message.
+    Dropped,
+}
+
+/// Whether the message's `last_rule` is set (truthy).
+fn last_rule_set(message: &Message) -> bool {
+    find_field(message.fields(), LAST_RULE).is_some_and(is_truthy)
+}
+
+/// Appends `host:rule` to `wubot_rulelog` (as [`Message::push_rulelog`], with room for
+/// a few more entries so later rules do not grow it one by one).
+fn push_rulelog(message: &mut Message, entry: &str) {
+    let fields = message.fields_mut();
+    let existing = if fields.len() <= SMALL_MAP {
+        fields.iter_mut().find_map(|(key, value)| (key == RULELOG).then_some(value))
+    } else {
+        fields.get_mut(RULELOG)
+    };
+    match existing {
+        Some(Value::Array(items)) => items.push(Value::from(entry)),
+        _ => {
+            let mut items = Vec::with_capacity(8);
+            items.push(Value::from(entry));
+            fields.insert(RULELOG.into(), Value::Array(items));
+        }
+    }
+}
+
+/// Up to how many fields a scan is faster than a hash lookup (as in `find_field`).
+const SMALL_MAP: usize = 16;
 
 /// Adds an error to the message's `errmsg`, after any error already there.
 fn record_error(message: &mut Message, text: &str) {

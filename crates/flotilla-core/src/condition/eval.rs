@@ -12,6 +12,7 @@ use std::io;
 use regex::Regex;
 use serde_json::{Map, Number, Value};
 
+use super::field::FieldPath;
 use crate::message::is_truthy;
 
 /// One node of a compiled condition.
@@ -21,26 +22,12 @@ pub(super) enum Node {
     Not(Box<Node>),
     And(Box<Node>, Box<Node>),
     Or(Box<Node>, Box<Node>),
-    Equals { field: Field, value: Expected },
-    Matches { field: Field, regex: Regex },
-    Contains(Field),
-    IsTrue(Field),
-    IsFalse(Field),
+    Equals { field: FieldPath, value: Expected },
+    Matches { field: FieldPath, regex: Regex },
+    Contains(FieldPath),
+    IsTrue(FieldPath),
+    IsFalse(FieldPath),
     Compare { left: Operand, op: CompareOp, right: Operand },
-}
-
-/// A field reference: the whole path (tried first, as a top-level name) and, when the
-/// path has dots, its parts for walking nested values.
-#[derive(Clone, Debug)]
-pub(super) struct Field {
-    path: Box<str>,
-    parts: Option<Box<[Part]>>,
-}
-
-#[derive(Clone, Debug)]
-struct Part {
-    key: Box<str>,
-    index: Option<usize>,
 }
 
 /// The right-hand side of `equals`: the text, plus the number it spells when a number
@@ -56,7 +43,7 @@ pub(super) struct Expected {
 #[derive(Clone, Debug)]
 pub(super) enum Operand {
     Literal(Num),
-    Field(Field),
+    Field(FieldPath),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,36 +95,6 @@ impl Node {
 /// wubot's `is true`: Perl-true and not the string "false".
 fn is_true(value: &Value) -> bool {
     is_truthy(value) && value.as_str() != Some("false")
-}
-
-impl Field {
-    pub(super) fn new(path: &str) -> Field {
-        let parts = path.contains('.').then(|| {
-            path.split('.')
-                .map(|key| Part { key: key.into(), index: key.parse().ok() })
-                .collect::<Vec<_>>()
-                .into_boxed_slice()
-        });
-        Field { path: path.into(), parts }
-    }
-
-    /// The field's value: the top-level field named by the whole path, else the walk
-    /// through nested objects and lists.
-    fn lookup<'m>(&self, fields: &'m Map<String, Value>) -> Option<&'m Value> {
-        if let Some(value) = fields.get(&*self.path) {
-            return Some(value);
-        }
-        let (first, rest) = self.parts.as_deref()?.split_first()?;
-        let mut current = fields.get(&*first.key)?;
-        for part in rest {
-            current = match current {
-                Value::Object(map) => map.get(&*part.key)?,
-                Value::Array(items) => items.get(part.index?)?,
-                _ => return None,
-            };
-        }
-        Some(current)
-    }
 }
 
 impl Expected {

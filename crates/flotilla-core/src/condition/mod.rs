@@ -51,6 +51,7 @@
 //! a regex (it is rendered as JSON text first).
 
 mod eval;
+mod field;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -59,6 +60,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde_json::{Map, Value};
+
+pub use field::{FieldPath, find_field};
 
 use crate::message::Message;
 #[cfg(doc)]

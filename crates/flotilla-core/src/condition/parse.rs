@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use regex::RegexBuilder;
 
 use super::ConditionError;
-use super::eval::{CompareOp, Expected, Field, Node, Operand, perl_number};
+use super::eval::{CompareOp, Expected, Node, Operand, perl_number};
+use super::field::FieldPath;
 
 const GROUP_START: char = '\u{1E}';
 const GROUP_FILL: char = '\u{1F}';
@@ -155,7 +156,7 @@ impl Parser<'_> {
                 let value = rest.trim_start();
                 let value_at = start + s.len() - value.len();
                 return match keyword {
-                    "equals" => Ok(Node::Equals { field: Field::new(field), value: Expected::new(value) }),
+                    "equals" => Ok(Node::Equals { field: FieldPath::new(field), value: Expected::new(value) }),
                     _ => self.matches(field, value, value_at, keyword == "imatches"),
                 };
             }
@@ -165,14 +166,14 @@ impl Parser<'_> {
         if let Some(name) = s.strip_prefix("contains ")
             && is_field(name)
         {
-            return Ok(Node::Contains(Field::new(name)));
+            return Ok(Node::Contains(FieldPath::new(name)));
         }
 
         // FIELD is true / FIELD is false (single spaces).
         if !field.is_empty() {
             match after_field {
-                " is true" => return Ok(Node::IsTrue(Field::new(field))),
-                " is false" => return Ok(Node::IsFalse(Field::new(field))),
+                " is true" => return Ok(Node::IsTrue(FieldPath::new(field))),
+                " is false" => return Ok(Node::IsFalse(FieldPath::new(field))),
                 _ => {}
             }
         }
@@ -208,7 +209,7 @@ impl Parser<'_> {
         if pattern == "0" {
             return Ok(Node::Const(false));
         }
-        Ok(Node::Matches { field: Field::new(field), regex })
+        Ok(Node::Matches { field: FieldPath::new(field), regex })
     }
 }
 
@@ -262,7 +263,7 @@ fn is_field(s: &str) -> bool {
 fn operand(text: &str) -> Operand {
     match perl_number(text) {
         Some(n) => Operand::Literal(n),
-        None => Operand::Field(Field::new(text)),
+        None => Operand::Field(FieldPath::new(text)),
     }
 }
 

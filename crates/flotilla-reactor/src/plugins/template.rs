@@ -10,6 +10,7 @@
 use std::fmt::Write as _;
 
 use flotilla_core::Message;
+use flotilla_core::condition::FieldPath;
 use flotilla_core::message::{is_truthy, value_text};
 use serde_json::Value;
 
@@ -25,7 +26,7 @@ pub(crate) struct Template {
 #[derive(Debug, Clone, PartialEq)]
 enum Piece {
     Text(String),
-    Field(String),
+    Field(FieldPath),
 }
 
 impl Template {
@@ -60,7 +61,7 @@ impl Template {
             if !literal.is_empty() {
                 pieces.push(Piece::Text(std::mem::take(&mut literal)));
             }
-            pieces.push(Piece::Field(name.to_string()));
+            pieces.push(Piece::Field(FieldPath::new(name)));
             let end = rest.len() - tail.len() + 1;
             consumed += end;
             rest = &rest[end..];
@@ -79,13 +80,15 @@ impl Template {
         for piece in &self.pieces {
             match piece {
                 Piece::Text(text) => out.push_str(text),
-                Piece::Field(name) => match message.lookup(name) {
+                Piece::Field(path) => match path.lookup(message.fields()) {
                     Some(Value::String(text)) => out.push_str(text),
                     Some(Value::Number(n)) => {
                         let _ = write!(out, "{n}");
                     }
                     Some(value) => out.push_str(&value_text(value)),
-                    None => return Err(format!("{{${name}}} names a field the message does not have")),
+                    None => {
+                        return Err(format!("{{${}}} names a field the message does not have", path.as_str()));
+                    }
                 },
             }
         }

@@ -289,3 +289,15 @@ async fn an_empty_tree_passes_messages_unchanged() {
     assert_eq!(outcome.message.unwrap().into_value(), json!({"a": 1}));
     assert!(outcome.fired.is_empty());
 }
+
+#[tokio::test]
+async fn long_trails_are_kept_whole() {
+    let names: Vec<String> = (0..40).map(|i| format!("r{i}")).collect();
+    let rules: Vec<Value> = names.iter().map(|n| json!({"name": n})).collect();
+    let tree = tree(json!(rules));
+    let outcome = tree.run(message(json!({})), &effects()).await;
+    let want: Vec<String> = names.iter().map(|n| format!("alpha:{n}")).collect();
+    let want: Vec<&str> = want.iter().map(String::as_str).collect();
+    assert_eq!(outcome.fired, want[..]);
+    assert_eq!(outcome.message.unwrap().get("wubot_rulelog"), Some(&json!(want)));
+}
