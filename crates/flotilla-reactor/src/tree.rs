@@ -312,7 +312,7 @@ fn last_rule_set(message: &Message) -> bool {
 fn push_rulelog(message: &mut Message, entry: &str) {
     let fields = message.fields_mut();
     let existing = if fields.len() <= SMALL_MAP {
-        fields.iter_mut().find_map(|(key, value)| (key == RULELOG).then_some(value))
+        fields.iter_mut().find_map(|(key, value)| (key.len() == RULELOG.len() && key == RULELOG).then_some(value))
     } else {
         fields.get_mut(RULELOG)
     };

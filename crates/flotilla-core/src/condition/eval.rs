@@ -23,7 +23,7 @@ pub(super) enum Node {
     And(Box<Node>, Box<Node>),
     Or(Box<Node>, Box<Node>),
     Equals { field: FieldPath, value: Expected },
-    Matches { field: FieldPath, regex: Regex },
+    Matches { field: FieldPath, pattern: Pattern },
     Contains(FieldPath),
     IsTrue(FieldPath),
     IsFalse(FieldPath),
@@ -37,6 +37,57 @@ pub(super) struct Expected {
     text: Box<str>,
     integer: Option<i128>,
     float_bits: Option<u64>,
+}
+
+/// A `matches` pattern. Case-sensitive patterns that are plain text, optionally
+/// anchored with `^` and/or `$`, are matched as text: a regex search costs several
+/// times more than a substring test on the short fields conditions look at.
+#[derive(Clone, Debug)]
+pub(super) enum Pattern {
+    Regex(Regex),
+    Contains(Box<str>),
+    StartsWith(Box<str>),
+    EndsWith(Box<str>),
+    Whole(Box<str>),
+}
+
+impl Pattern {
+    /// The fastest matcher that behaves exactly like the compiled regex.
+    pub(super) fn new(source: &str, regex: Regex, ignore_case: bool) -> Pattern {
+        if ignore_case {
+            return Pattern::Regex(regex);
+        }
+        let start = source.strip_prefix('^');
+        let body = start.unwrap_or(source);
+        // A trailing `$` anchors unless escaped; `\$` ends in an escaped backslash,
+        // which a plain literal cannot contain anyway.
+        let end = body.strip_suffix('$');
+        let literal = end.unwrap_or(body);
+        // Outside a character class only these characters are special (`-`, `&`, `~`
+        // and `#` matter inside classes or in verbose mode, which need these to start).
+        const SPECIAL: [char; 14] = ['\\', '.', '+', '*', '?', '(', ')', '|', '[', ']', '{', '}', '^', '$'];
+        if literal.is_empty() || literal.contains(SPECIAL) {
+            return Pattern::Regex(regex);
+        }
+        let literal: Box<str> = literal.into();
+        match (start.is_some(), end.is_some()) {
+            (false, false) => Pattern::Contains(literal),
+            (true, false) => Pattern::StartsWith(literal),
+            (false, true) => Pattern::EndsWith(literal),
+            (true, true) => Pattern::Whole(literal),
+        }
+    }
+
+    fn is_match(&self, text: &str) -> bool {
+        match self {
+            Pattern::Regex(regex) => regex.is_match(text),
+            Pattern::Contains(literal) => text.contains(&**literal),
+            Pattern::StartsWith(literal) => text.starts_with(&**literal),
+            // Like the regex `$` (not multi-line): the very end of the text only.
+            Pattern::EndsWith(literal) => text.ends_with(&**literal),
+            Pattern::Whole(literal) => text == &**literal,
+        }
+    }
 }
 
 /// One side of a numeric comparison.
@@ -72,8 +123,8 @@ impl Node {
                 Some(found) if is_truthy(found) => value.matches(found),
                 _ => false,
             },
-            Node::Matches { field, regex } => match field.lookup(fields) {
-                Some(found) if is_truthy(found) => with_text(found, |text| regex.is_match(text)),
+            Node::Matches { field, pattern } => match field.lookup(fields) {
+                Some(found) if is_truthy(found) => with_text(found, |text| pattern.is_match(text)),
                 _ => false,
             },
             Node::Contains(field) => field.lookup(fields).is_some(),
@@ -272,4 +323,28 @@ pub(super) fn perl_number(text: &str) -> Option<Num> {
     // Rust's float syntax is Perl's number syntax (digits, '.', exponent, inf, nan),
     // minus the whitespace trimmed above.
     trimmed.parse::<f64>().ok().map(Num::Float)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text fast paths must agree with the regex they stand for.
+    #[test]
+    fn literal_patterns_agree_with_their_regex() {
+        let patterns =
+            ["RSS-", "^RSS-", "RSS-$", "^RSS-$", "a b", "^", "$", "^$", "x.y", "a\\$", "^^a", "née", "^née$", "#&~-"];
+        let texts =
+            ["RSS-perl", "xRSS-", "RSS-", "a b c", "", "x.y", "xzy", "a$", "^a", "une née", "née", "#&~-", "RSS-\n"];
+        for pattern in patterns {
+            let regex = Regex::new(pattern).unwrap();
+            let fast = Pattern::new(pattern, regex.clone(), false);
+            for text in texts {
+                assert_eq!(fast.is_match(text), regex.is_match(text), "{pattern:?} on {text:?} ({fast:?})");
+            }
+        }
+        assert!(matches!(Pattern::new("^RSS-", Regex::new("^RSS-").unwrap(), false), Pattern::StartsWith(_)));
+        assert!(matches!(Pattern::new("x.y", Regex::new("x.y").unwrap(), false), Pattern::Regex(_)));
+        assert!(matches!(Pattern::new("abc", Regex::new("(?i)abc").unwrap(), true), Pattern::Regex(_)));
+    }
 }

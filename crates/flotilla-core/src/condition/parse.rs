@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use regex::RegexBuilder;
 
 use super::ConditionError;
-use super::eval::{CompareOp, Expected, Node, Operand, perl_number};
+use super::eval::{CompareOp, Expected, Node, Operand, Pattern, perl_number};
 use super::field::FieldPath;
 
 const GROUP_START: char = '\u{1E}';
@@ -209,7 +209,7 @@ impl Parser<'_> {
         if pattern == "0" {
             return Ok(Node::Const(false));
         }
-        Ok(Node::Matches { field: FieldPath::new(field), regex })
+        Ok(Node::Matches { field: FieldPath::new(field), pattern: Pattern::new(pattern, regex, ignore_case) })
     }
 }
 
