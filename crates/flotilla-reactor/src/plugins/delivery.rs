@@ -184,7 +184,9 @@ impl Send {
 /// Console: prints `YYYY/MM/DD HH:MM:SS> [key] username: title => subject` in local
 /// time (of `lastupdate`, else now), for messages with a subject that are not `quiet`
 /// or `quiet_console`. `subject_text` is printed instead of `subject` when set; the
-/// title only when it differs from the subject.
+/// title only when it differs from the subject. The date is always the full one, as
+/// wubot 0.3 printed it (0.5 shortened it to `HH:MM:SS` for messages under 12 hours
+/// old), so lines sort and search alike; the colour travels beside the text.
 #[derive(Debug)]
 pub(crate) struct Console;
 

@@ -273,6 +273,12 @@ async fn effects_see_the_message_as_it_is_at_that_point() {
 }
 
 #[test]
+fn the_tree_can_be_shared_between_tasks() {
+    fn assert_shareable<T: Send + Sync>() {}
+    assert_shareable::<RuleTree>();
+}
+
+#[test]
 fn the_run_future_is_send() {
     fn assert_send<T: Send>(_: &T) {}
     let tree = tree(json!([{"name": "a"}]));
