@@ -8,8 +8,11 @@
 pub mod condition;
 pub mod duration;
 pub mod message;
+pub mod random;
+pub mod size;
 pub mod ulid;
 
 pub use duration::{DurationError, parse_duration};
 pub use message::{Message, MessageError};
+pub use size::{SizeError, parse_size};
 pub use ulid::Ulid;

@@ -1,0 +1,26 @@
+//! wubot's monitors: things that look at the world on a schedule and report what they
+//! see as messages. Each monitor implements [`Monitor`] (one `check`); the
+//! [`MonitorConnector`] around it does what every wubot monitor shared:
+//!
+//! - `delay` between checks (default per monitor; `5s`, `15m`, `1h` …), `rand`: up to
+//!   this much extra random delay, `timeout` for one check (default 30 s);
+//! - a per-instance cache (a JSON object) that survives restarts, kept in the store;
+//! - a check that fails or times out becomes a message
+//!   `{subject: "CRITICAL: <error>" | "Timed out after N seconds", status: CRITICAL, color: RED}`
+//!   instead of silence.
+//!
+//! In wubot's layout, `plugins/Pulse/myhost.yaml` defines connector `Pulse-myhost`
+//! of type `pulse`; its messages get `key: Pulse-myhost`.
+
+mod monitor;
+mod pulse;
+
+pub use monitor::{CheckOutcome, Monitor, MonitorConnector, MonitorSettings};
+pub use pulse::Pulse;
+
+use flotilla_connector::ConnectorType;
+
+/// The connector types this crate provides.
+pub fn connector_types() -> Vec<ConnectorType> {
+    vec![pulse::CONNECTOR_TYPE]
+}

@@ -1,0 +1,219 @@
+//! The admin socket: a Unix socket in the data directory (`flotilla.sock`, mode 0600)
+//! through which `flotilla send`, `tail` and `status` reach a running node, which holds
+//! the bus. Access is the file system's: whoever may open the data directory may use it.
+//!
+//! Protocol: the client writes one JSON request line; the server answers with JSON lines.
+//!
+//! ```text
+//! {"op":"send","queue":"reactor","message":{…}}   → {"id":"01J…","seq":42} | {"error":"…"}
+//! {"op":"status"}                                  → a NodeStatus object
+//! {"op":"tail","queue":"reactor","from":"end"}     → one message per line, until either side closes
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use flotilla_bus::{Bus, ReadFrom};
+use flotilla_core::Message;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::status::{NodeStatus, StatusSource};
+
+/// The socket's file name inside the data directory.
+pub const SOCKET_NAME: &str = "flotilla.sock";
+/// The longest request line accepted (a `send` carries a whole message).
+const MAX_REQUEST: usize = 16 << 20;
+
+/// The socket path for a data directory.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SOCKET_NAME)
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Request {
+    Send { queue: String, message: serde_json::Value },
+    Tail { queue: String, from: TailFrom },
+    Status,
+}
+
+/// Where `tail` starts.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TailFrom {
+    Start,
+    End,
+}
+
+impl From<TailFrom> for ReadFrom {
+    fn from(from: TailFrom) -> ReadFrom {
+        match from {
+            TailFrom::Start => ReadFrom::Start,
+            TailFrom::End => ReadFrom::End,
+        }
+    }
+}
+
+/// What a successful send returns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Receipt {
+    pub id: String,
+    pub seq: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ErrorReply {
+    error: String,
+}
+
+/// Stamps a message (id, lastupdate, hostname) and appends it to `queue`; returns once
+/// it is durable. Shared by the admin socket and `flotilla send` without a node.
+pub async fn publish_message(
+    bus: &dyn Bus,
+    hostname: &str,
+    queue: &str,
+    mut message: Message,
+) -> anyhow::Result<Receipt> {
+    message.stamp(hostname, SystemTime::now());
+    let id = message.id().unwrap_or_default().to_string();
+    let range = bus.publish(queue, vec![Bytes::from(message.to_json())]).await?;
+    Ok(Receipt { id, seq: range.start })
+}
+
+/// Serves the admin socket until `shutdown` fires.
+pub async fn serve(listener: UnixListener, bus: Arc<dyn Bus>, status: StatusSource, shutdown: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "The admin socket could not accept a connection.");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let (bus, status, shutdown) = (bus.clone(), status.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(error) = handle(stream, bus, status, shutdown).await {
+                tracing::debug!(error = %format!("{error:#}"), "An admin connection ended with an error.");
+            }
+        });
+    }
+}
+
+async fn handle(
+    stream: UnixStream,
+    bus: Arc<dyn Bus>,
+    status: StatusSource,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut line = Vec::new();
+    let read = (&mut reader).take(MAX_REQUEST as u64 + 1).read_until(b'\n', &mut line).await?;
+    if read > MAX_REQUEST {
+        return reply_error(&mut write, format!("request longer than {MAX_REQUEST} bytes")).await;
+    }
+    let request: Request = match serde_json::from_slice(&line) {
+        Ok(request) => request,
+        Err(e) => return reply_error(&mut write, format!("invalid request: {e}")).await,
+    };
+    match request {
+        Request::Send { queue, message } => {
+            let message = match Message::from_value(message) {
+                Ok(message) => message,
+                Err(e) => return reply_error(&mut write, format!("invalid message: {e}")).await,
+            };
+            match publish_message(bus.as_ref(), &status.hostname, &queue, message).await {
+                Ok(receipt) => reply(&mut write, &receipt).await,
+                Err(e) => reply_error(&mut write, format!("{e:#}")).await,
+            }
+        }
+        Request::Status => reply(&mut write, &status.snapshot().await).await,
+        Request::Tail { queue, from } => {
+            let mut tail = match bus.read(&queue, from.into()).await {
+                Ok(tail) => tail,
+                Err(e) => return reply_error(&mut write, e.to_string()).await,
+            };
+            let mut probe = [0u8; 1];
+            loop {
+                let batch = tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    // The client closing its end ends the tail.
+                    _ = reader.read(&mut probe) => return Ok(()),
+                    batch = tail.fetch(1024, Duration::from_secs(1)) => batch?,
+                };
+                let mut out = Vec::new();
+                for delivery in batch {
+                    out.extend_from_slice(&delivery.payload);
+                    out.push(b'\n');
+                }
+                write.write_all(&out).await?;
+            }
+        }
+    }
+}
+
+use tokio::io::AsyncReadExt;
+
+async fn reply(write: &mut (impl AsyncWriteExt + Unpin), value: &impl Serialize) -> anyhow::Result<()> {
+    let mut text = serde_json::to_vec(value)?;
+    text.push(b'\n');
+    write.write_all(&text).await?;
+    Ok(())
+}
+
+async fn reply_error(write: &mut (impl AsyncWriteExt + Unpin), error: String) -> anyhow::Result<()> {
+    reply(write, &ErrorReply { error }).await
+}
+
+/// A client of a running node's admin socket.
+pub struct AdminClient {
+    path: PathBuf,
+}
+
+impl AdminClient {
+    pub fn new(data_dir: &Path) -> AdminClient {
+        AdminClient { path: socket_path(data_dir) }
+    }
+
+    async fn request(&self, request: &Request) -> anyhow::Result<BufReader<UnixStream>> {
+        let mut stream = UnixStream::connect(&self.path)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the running node at {}: {e}", self.path.display()))?;
+        let mut line = serde_json::to_vec(request)?;
+        line.push(b'\n');
+        stream.write_all(&line).await?;
+        Ok(BufReader::new(stream))
+    }
+
+    async fn answer<T: for<'de> Deserialize<'de>>(&self, request: &Request) -> anyhow::Result<T> {
+        let mut reader = self.request(request).await?;
+        let mut line = String::new();
+        reader.read_line(&mut line).await?;
+        if let Ok(error) = serde_json::from_str::<ErrorReply>(&line) {
+            anyhow::bail!("{}", error.error);
+        }
+        serde_json::from_str(&line).map_err(|e| anyhow::anyhow!("unexpected answer from the node: {e}"))
+    }
+
+    pub async fn send(&self, queue: &str, message: Message) -> anyhow::Result<Receipt> {
+        self.answer(&Request::Send { queue: queue.to_string(), message: message.into_value() }).await
+    }
+
+    pub async fn status(&self) -> anyhow::Result<NodeStatus> {
+        self.answer(&Request::Status).await
+    }
+
+    /// Follows a queue: returns a reader of message lines.
+    pub async fn tail(&self, queue: &str, from: TailFrom) -> anyhow::Result<BufReader<UnixStream>> {
+        self.request(&Request::Tail { queue: queue.to_string(), from }).await
+    }
+}

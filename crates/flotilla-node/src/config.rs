@@ -1,0 +1,607 @@
+//! The node's configuration (SPEC §3): raw structs decoded from the YAML tree, pure
+//! validation that reports every problem with its location, and the built [`Config`]
+//! with every connector constructed and the rules compiled.
+//!
+//! Each connector section has common keys the node handles (`type`, `enabled` — or
+//! wubot's `enable` —, `queue`, `restart`); the rest is decoded by the connector
+//! type's own `build`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flotilla_bus::{Durability, EmbeddedOptions};
+use flotilla_config::{Diagnostic, Located, Location, Node, decode_at};
+use flotilla_connector::{Connector, ConnectorSection, ConnectorType, split_section};
+use flotilla_core::{parse_duration, parse_size};
+use flotilla_reactor::{CompileContext, RuleConfig, RuleTree, RulesLoader};
+use serde::Deserialize;
+
+/// A validated, built configuration.
+pub struct Config {
+    /// The file or directory it came from (`None`: built-in defaults).
+    pub source: Option<PathBuf>,
+    pub node_name: String,
+    /// Short host name (up to the first dot).
+    pub hostname: String,
+    pub data_dir: PathBuf,
+    pub bus: EmbeddedOptions,
+    pub store_url: String,
+    pub redis_url: Option<String>,
+    pub control_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub admin_token: Option<AdminToken>,
+    pub connectors: Vec<ConnectorPlan>,
+    pub rules: Arc<RuleTree>,
+    pub reactor: ReactorSettings,
+}
+
+/// A secret that never shows in logs.
+#[derive(Clone)]
+pub struct AdminToken(pub String);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(***)")
+    }
+}
+
+/// How the supervisor restarts a failing connector.
+#[derive(Debug, Clone)]
+pub struct RestartPolicy {
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Consecutive failures after which the connector is sunk; 0 = never give up.
+    pub max_restarts: u32,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy { min_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(300), max_restarts: 0 }
+    }
+}
+
+/// One configured connector, built and ready to run.
+pub struct ConnectorPlan {
+    pub name: String,
+    pub kind: String,
+    pub enabled: bool,
+    /// Where its messages go.
+    pub queue: String,
+    pub restart: RestartPolicy,
+    pub connector: Arc<dyn Connector>,
+}
+
+/// The reactor's settings.
+#[derive(Debug, Clone)]
+pub struct ReactorSettings {
+    /// Warn when no message arrived for this long (`None`: never).
+    pub idle_warning: Option<Duration>,
+}
+
+/// What [`load_config`] needs besides the files.
+pub struct LoadOptions<'a> {
+    /// `-c PATH`; `None` means `./flotilla.yaml` if present, else built-in defaults.
+    pub path: Option<&'a Path>,
+    pub registry: &'a [ConnectorType],
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// The short host name (`.yaml.<shorthost>` files, `node.name`'s default).
+    pub hostname: String,
+}
+
+/// The short name of this machine: the host name up to its first dot.
+pub fn short_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into our buffer.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let name = if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        String::new()
+    };
+    let short = name.split('.').next().unwrap_or("").to_string();
+    if short.is_empty() { "localhost".to_string() } else { short }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    node: RawNode,
+    #[serde(default)]
+    bus: RawBus,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    redis: RawRedis,
+    #[serde(default)]
+    control: RawListen,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
+    reactor: RawReactor,
+    #[serde(default)]
+    connectors: BTreeMap<String, Node>,
+    rules: Option<Node>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: Option<Located<String>>,
+    data_dir: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBus {
+    /// `embedded` (default), `redis` or `nats`.
+    backend: Option<Located<String>>,
+    url: Option<String>,
+    /// `sync` (default), `interval` or `buffered`.
+    durability: Option<Located<String>>,
+    /// With `durability: interval`: how often to sync (default 50ms).
+    sync_interval: Option<Located<String>>,
+    segment_size: Option<Located<String>>,
+    max_message_size: Option<Located<String>>,
+    #[serde(default)]
+    retention: RawRetention,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    max_age: Option<Located<String>>,
+    max_size: Option<Located<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRedis {
+    url: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    listen: Option<Located<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<Located<String>>,
+    admin_token: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReactor {
+    /// A duration, or `off`.
+    idle_warning: Option<Located<String>>,
+}
+
+/// The common keys of every connector section.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommon {
+    r#type: Option<Located<String>>,
+    enabled: Option<Located<serde_json::Value>>,
+    enable: Option<Located<serde_json::Value>>,
+    queue: Option<Located<String>>,
+    restart: Option<RawRestart>,
+}
+
+const COMMON_KEYS: [&str; 5] = ["type", "enabled", "enable", "queue", "restart"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRestart {
+    min_backoff: Option<Located<String>>,
+    max_backoff: Option<Located<String>>,
+    max_restarts: Option<u32>,
+}
+
+/// Collects diagnostics while validating.
+#[derive(Default)]
+struct Problems(Vec<Diagnostic>);
+
+impl Problems {
+    fn at(&mut self, location: &Location, message: impl Into<String>) {
+        self.0.push(Diagnostic::at(location, message));
+    }
+
+    fn duration(&mut self, value: &Option<Located<String>>, what: &str) -> Option<Duration> {
+        let value = value.as_ref()?;
+        match parse_duration(&value.value) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.at(&value.location, format!("{what}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn size(&mut self, value: &Option<Located<String>>, what: &str) -> Option<u64> {
+        let value = value.as_ref()?;
+        match parse_size(&value.value) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                self.at(&value.location, format!("{what}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn listen(&mut self, value: &Option<Located<String>>, what: &str, default: &str) -> SocketAddr {
+        let fallback = default.parse().expect("defaults are valid addresses");
+        let Some(value) = value else { return fallback };
+        match value.value.parse::<SocketAddr>() {
+            Ok(addr) => addr,
+            Err(_) => {
+                self.at(
+                    &value.location,
+                    format!("{what}: '{}' is not an address:port such as 127.0.0.1:8080", value.value),
+                );
+                fallback
+            }
+        }
+    }
+}
+
+/// Loads, validates and builds the configuration. Returns every problem found, each
+/// with its file, line and column where it has one.
+pub fn load_config(options: &LoadOptions<'_>) -> Result<Config, Vec<Diagnostic>> {
+    let source = match options.path {
+        Some(path) => Some(path.to_path_buf()),
+        None => Some(PathBuf::from("flotilla.yaml")).filter(|p| p.exists()),
+    };
+    let tree = match &source {
+        Some(path) => {
+            if !path.exists() {
+                return Err(vec![Diagnostic::global(format!("{}: no such file or directory", path.display()))]);
+            }
+            flotilla_config::load(path, &options.hostname, options.env)?
+        }
+        None => Node::empty_map(Location::new("<built-in defaults>", 1, 1)),
+    };
+    let base_dir = match &source {
+        Some(path) if path.is_dir() => path.clone(),
+        Some(path) => path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        None => PathBuf::from("."),
+    };
+    let (raw, mut diagnostics) = flotilla_config::decode::<RawConfig>(&tree);
+    let Some(raw) = raw else {
+        flotilla_config::sort_diagnostics(&mut diagnostics);
+        return Err(diagnostics);
+    };
+    let mut problems = Problems(diagnostics);
+    let config = build(raw, &tree, source, &base_dir, options, &mut problems);
+    let mut diagnostics = problems.0;
+    if diagnostics.is_empty() {
+        Ok(config)
+    } else {
+        flotilla_config::sort_diagnostics(&mut diagnostics);
+        Err(diagnostics)
+    }
+}
+
+fn build(
+    raw: RawConfig,
+    tree: &Node,
+    source: Option<PathBuf>,
+    base_dir: &Path,
+    options: &LoadOptions<'_>,
+    problems: &mut Problems,
+) -> Config {
+    let node_name = match &raw.node.name {
+        Some(name) if !flotilla_bus::valid_name(&name.value) => {
+            problems.at(&name.location, "node.name: use letters, digits, '_', '.' and '-'");
+            name.value.clone()
+        }
+        Some(name) => name.value.clone(),
+        None => options.hostname.clone(),
+    };
+    let data_dir = PathBuf::from(raw.node.data_dir.unwrap_or_else(|| "./flotilla-data".to_string()));
+
+    let bus = bus_options(&raw.bus, problems);
+    let store_url = raw.store.url.unwrap_or_else(|| format!("sqlite://{}/flotilla.db", data_dir.display()));
+    let control_listen = problems.listen(&raw.control.listen, "control.listen", "127.0.0.1:29438");
+    let http_listen = problems.listen(&raw.http.listen, "http.listen", "127.0.0.1:8080");
+    let admin_token = raw.http.admin_token.filter(|t| !t.is_empty()).map(AdminToken);
+    let idle_warning = match &raw.reactor.idle_warning {
+        Some(v) if v.value.eq_ignore_ascii_case("off") => None,
+        Some(_) => problems.duration(&raw.reactor.idle_warning, "reactor.idle_warning"),
+        None => Some(Duration::from_secs(600)),
+    };
+
+    let connectors = raw
+        .connectors
+        .iter()
+        .filter_map(|(name, section)| connector_plan(name, section, options.registry, problems))
+        .collect::<Vec<_>>();
+
+    let rules = compile_rules(raw.rules.as_ref(), tree, &node_name, base_dir, &connectors, problems);
+
+    Config {
+        source,
+        node_name,
+        hostname: options.hostname.clone(),
+        data_dir,
+        bus,
+        store_url,
+        redis_url: raw.redis.url,
+        control_listen,
+        http_listen,
+        admin_token,
+        connectors,
+        rules: Arc::new(rules),
+        reactor: ReactorSettings { idle_warning },
+    }
+}
+
+fn bus_options(raw: &RawBus, problems: &mut Problems) -> EmbeddedOptions {
+    let mut options = EmbeddedOptions::default();
+    if let Some(backend) = &raw.backend {
+        match backend.value.as_str() {
+            "embedded" => {}
+            "redis" | "nats" => problems.at(
+                &backend.location,
+                format!("bus.backend: the '{}' backend is not part of this build yet; use 'embedded'", backend.value),
+            ),
+            other => problems.at(
+                &backend.location,
+                format!("bus.backend: unknown backend '{other}' (expected embedded, redis or nats)"),
+            ),
+        }
+    }
+    let _ = &raw.url; // Used by the redis and nats backends.
+    let interval = problems.duration(&raw.sync_interval, "bus.sync_interval").unwrap_or(Duration::from_millis(50));
+    if let Some(durability) = &raw.durability {
+        options.durability = match durability.value.as_str() {
+            "sync" => Durability::Sync,
+            "interval" => Durability::Interval(interval),
+            "buffered" => Durability::Buffered,
+            other => {
+                problems.at(
+                    &durability.location,
+                    format!("bus.durability: unknown policy '{other}' (expected sync, interval or buffered)"),
+                );
+                Durability::Sync
+            }
+        };
+    }
+    if let Some(bytes) = problems.size(&raw.segment_size, "bus.segment_size") {
+        options.segment_bytes = bytes.max(4096);
+    }
+    if let Some(bytes) = problems.size(&raw.max_message_size, "bus.max_message_size") {
+        options.max_message_bytes = bytes as usize;
+    }
+    if raw.retention.max_age.is_some() {
+        options.retention.max_age = problems.duration(&raw.retention.max_age, "bus.retention.max_age");
+    }
+    if raw.retention.max_size.is_some() {
+        options.retention.max_bytes = problems.size(&raw.retention.max_size, "bus.retention.max_size");
+    }
+    options
+}
+
+/// Truthiness of `enabled: yes/no/true/false/1/0`.
+fn flag(value: &Located<serde_json::Value>, key: &str, path: &str, problems: &mut Problems) -> bool {
+    match &value.value {
+        serde_json::Value::Bool(b) => *b,
+        serde_json::Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        serde_json::Value::String(s) if matches!(s.as_str(), "yes" | "on") => true,
+        serde_json::Value::String(s) if matches!(s.as_str(), "no" | "off") => false,
+        other => {
+            problems.at(&value.location, format!("{path}.{key}: expected true or false, found {other}"));
+            true
+        }
+    }
+}
+
+fn connector_plan(
+    name: &str,
+    section: &Node,
+    registry: &[ConnectorType],
+    problems: &mut Problems,
+) -> Option<ConnectorPlan> {
+    let path = format!("connectors.{name}");
+    if section.as_map().is_none() {
+        problems.at(&section.location, format!("{path}: expected a map with at least a 'type' key"));
+        return None;
+    }
+    let (common_node, rest) = split_section(section, &COMMON_KEYS);
+    let (common, errors) = decode_at::<RawCommon>(&common_node, &path);
+    problems.0.extend(errors);
+    let common = common?;
+    let Some(kind) = common.r#type else {
+        problems.at(&section.location, format!("{path}: missing key 'type' (one of: {})", type_names(registry)));
+        return None;
+    };
+    let type_name = kind.value.to_ascii_lowercase();
+    let Some(connector_type) = registry.iter().find(|t| t.name == type_name) else {
+        problems.at(
+            &kind.location,
+            format!("{path}.type: unknown connector type '{}' (known: {})", kind.value, type_names(registry)),
+        );
+        return None;
+    };
+    let mut enabled = true;
+    for (key, value) in [("enabled", &common.enabled), ("enable", &common.enable)] {
+        if let Some(value) = value {
+            enabled = flag(value, key, &path, problems);
+        }
+    }
+    let queue = match common.queue {
+        Some(queue) if !flotilla_bus::valid_name(&queue.value) => {
+            problems.at(&queue.location, format!("{path}.queue: '{}' is not a valid queue name", queue.value));
+            return None;
+        }
+        Some(queue) => queue.value,
+        None => "reactor".to_string(),
+    };
+    let mut restart = RestartPolicy::default();
+    if let Some(raw) = &common.restart {
+        if let Some(d) = problems.duration(&raw.min_backoff, &format!("{path}.restart.min_backoff")) {
+            restart.min_backoff = d;
+        }
+        if let Some(d) = problems.duration(&raw.max_backoff, &format!("{path}.restart.max_backoff")) {
+            restart.max_backoff = d;
+        }
+        restart.max_restarts = raw.max_restarts.unwrap_or(0);
+    }
+    let connector_section = ConnectorSection { name, node: &rest, path: path.clone() };
+    match (connector_type.build)(&connector_section) {
+        Ok(connector) => Some(ConnectorPlan {
+            name: name.to_string(),
+            kind: connector_type.name.to_string(),
+            enabled,
+            queue,
+            restart,
+            connector: Arc::from(connector),
+        }),
+        Err(errors) => {
+            problems.0.extend(errors);
+            None
+        }
+    }
+}
+
+fn type_names(registry: &[ConnectorType]) -> String {
+    let mut names: Vec<&str> = registry.iter().map(|t| t.name).collect();
+    names.sort_unstable();
+    names.join(", ")
+}
+
+/// Reads rules files and template files for the reactor, remembering each parsed
+/// tree so compile errors inside a rules file can be located in it.
+#[derive(Default)]
+pub struct FileRulesLoader {
+    trees: Mutex<HashMap<PathBuf, Node>>,
+}
+
+impl FileRulesLoader {
+    /// Where a compile error points: its file's tree, looked up by path.
+    pub fn locate(&self, file: Option<&Path>, root: &Node, path: &str) -> Option<Location> {
+        match file {
+            None => root.get(path).map(|n| n.location.clone()),
+            Some(file) => {
+                let trees = self.trees.lock().unwrap_or_else(|p| p.into_inner());
+                trees.get(file).and_then(|tree| tree.get(path)).map(|n| n.location.clone())
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    rules: Vec<RuleConfig>,
+}
+
+impl RulesLoader for FileRulesLoader {
+    fn load_rules(&self, path: &Path) -> Result<Vec<RuleConfig>, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read rules file {}: {e}", path.display()))?;
+        let shown = path.display().to_string();
+        let tree = flotilla_config::parse_str(&shown, &text, &|name| std::env::var(name).ok())
+            .map_err(|errors| join(&errors))?;
+        let (file, errors) = flotilla_config::decode::<RulesFile>(&tree);
+        self.trees.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_path_buf(), tree);
+        match file {
+            Some(file) if errors.is_empty() => Ok(file.rules),
+            _ => Err(join(&errors)),
+        }
+    }
+
+    fn read_text(&self, path: &Path) -> Result<String, String> {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    }
+}
+
+/// Compiles a file shaped like `reactor.yaml` (a top-level `rules:` list), as
+/// `flotilla rules test --rules FILE` uses it, reporting every problem with its place.
+pub fn compile_rules_file(
+    path: &Path,
+    host: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<RuleTree, Vec<Diagnostic>> {
+    let tree = flotilla_config::load(path, host, env)?;
+    let (file, diagnostics) = flotilla_config::decode::<RulesFile>(&tree);
+    let Some(file) = file.filter(|_| diagnostics.is_empty()) else { return Err(diagnostics) };
+    let loader = FileRulesLoader::default();
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let ctx = CompileContext { host, base_dir: &base_dir, loader: &loader };
+    flotilla_reactor::compile(&file.rules, &ctx)
+        .map_err(|errors| errors.iter().map(|e| rule_error_diagnostic(e, &loader, &tree)).collect())
+}
+
+fn rule_error_diagnostic(error: &flotilla_reactor::RuleError, loader: &FileRulesLoader, tree: &Node) -> Diagnostic {
+    let location = loader.locate(error.file.as_deref(), tree, &error.path);
+    let message = match &error.file {
+        Some(file) if location.is_none() => format!("{}: {}: {}", file.display(), error.path, error.message),
+        _ => format!("{}: {}", error.path, error.message),
+    };
+    Diagnostic { location, message }
+}
+
+fn join(errors: &[Diagnostic]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+fn compile_rules(
+    rules: Option<&Node>,
+    tree: &Node,
+    host: &str,
+    base_dir: &Path,
+    connectors: &[ConnectorPlan],
+    problems: &mut Problems,
+) -> RuleTree {
+    let Some(rules_node) = rules else { return RuleTree::empty() };
+    let (rules, errors) = decode_at::<Vec<RuleConfig>>(rules_node, "rules");
+    problems.0.extend(errors);
+    let Some(rules) = rules else { return RuleTree::empty() };
+    let loader = FileRulesLoader::default();
+    let ctx = CompileContext { host, base_dir, loader: &loader };
+    match flotilla_reactor::compile(&rules, &ctx) {
+        Ok(tree_built) => {
+            check_references(&tree_built, tree, &loader, connectors, problems);
+            tree_built
+        }
+        Err(errors) => {
+            problems.0.extend(errors.iter().map(|e| rule_error_diagnostic(e, &loader, tree)));
+            RuleTree::empty()
+        }
+    }
+}
+
+/// `Send` must name a configured connector.
+fn check_references(
+    rules: &RuleTree,
+    tree: &Node,
+    loader: &FileRulesLoader,
+    connectors: &[ConnectorPlan],
+    problems: &mut Problems,
+) {
+    for reference in rules.references() {
+        if reference.kind == flotilla_reactor::ReferenceKind::Connector
+            && !connectors.iter().any(|c| c.name == reference.name)
+        {
+            let location = loader.locate(reference.file.as_deref(), tree, &reference.path);
+            problems.0.push(Diagnostic {
+                location,
+                message: format!("{}: no connector named '{}' is configured", reference.path, reference.name),
+            });
+        }
+    }
+}

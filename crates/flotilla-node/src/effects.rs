@@ -1,0 +1,102 @@
+//! The reactor's side effects on a real node: queues on the bus, rows in the store,
+//! messages handed to connectors' outboxes, console lines, shell commands, and state
+//! that survives restarts.
+//!
+//! Publishes are collected per batch ([`NodeEffects::flush`]) so one durable append per
+//! queue serves a whole batch of messages; the reactor flushes before it acknowledges
+//! the batch, so "effects are durable before the message is acknowledged" holds while
+//! the bus sees a few large appends instead of many single ones.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use flotilla_bus::{Bus, BusError};
+use flotilla_core::Message;
+use flotilla_reactor::{CommandOutput, ConsoleLine, EffectError, Effects};
+use flotilla_store::Store;
+use serde_json::{Map, Value};
+
+/// The queue a connector's outbox lives in: `Send` appends there, the connector
+/// drains it.
+pub fn outbox_queue(connector: &str) -> String {
+    format!("outbox.{connector}")
+}
+
+/// Effects against the node's bus and store.
+pub struct NodeEffects {
+    bus: Arc<dyn Bus>,
+    store: Arc<Store>,
+    /// Publishes waiting for [`NodeEffects::flush`], by queue, in order.
+    pending: Mutex<BTreeMap<String, Vec<Bytes>>>,
+}
+
+impl NodeEffects {
+    pub fn new(bus: Arc<dyn Bus>, store: Arc<Store>) -> NodeEffects {
+        NodeEffects { bus, store, pending: Mutex::default() }
+    }
+
+    fn hold(&self, queue: String, message: &Message) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.entry(queue).or_default().push(Bytes::from(message.to_json()));
+    }
+
+    /// Makes every publish collected since the last flush durable, one append per queue.
+    pub async fn flush(&self) -> Result<(), BusError> {
+        let batches = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        for (queue, payloads) in batches {
+            self.bus.publish(&queue, payloads).await?;
+        }
+        Ok(())
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> EffectError {
+    EffectError::Failed(e.to_string())
+}
+
+#[async_trait::async_trait]
+impl Effects for NodeEffects {
+    async fn enqueue(&self, queue: &str, message: &Message) -> Result<(), EffectError> {
+        if !flotilla_bus::valid_name(queue) {
+            return Err(EffectError::Failed(format!("'{queue}' is not a valid queue name")));
+        }
+        self.hold(queue.to_string(), message);
+        Ok(())
+    }
+
+    async fn sql_insert(&self, table: &str, row: &Map<String, Value>) -> Result<(), EffectError> {
+        self.store.insert_row(table, row).await.map_err(failed)
+    }
+
+    async fn send(&self, connector: &str, message: &Message) -> Result<(), EffectError> {
+        self.hold(outbox_queue(connector), message);
+        Ok(())
+    }
+
+    fn console(&self, line: &ConsoleLine) {
+        println!("{}", line.text);
+    }
+
+    async fn run_command(
+        &self,
+        command: &str,
+        input: &Message,
+        timeout: Duration,
+    ) -> Result<CommandOutput, EffectError> {
+        flotilla_reactor::run_shell_command(command, &input.to_json(), timeout).await
+    }
+
+    async fn load_state(&self, namespace: &str, key: &str) -> Result<Option<Value>, EffectError> {
+        self.store.get_state(&format!("reactor:{namespace}"), key).await.map_err(failed)
+    }
+
+    async fn save_state(&self, namespace: &str, key: &str, value: &Value) -> Result<(), EffectError> {
+        self.store.put_state(&format!("reactor:{namespace}"), key, value).await.map_err(failed)
+    }
+
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}

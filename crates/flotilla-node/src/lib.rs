@@ -1,0 +1,28 @@
+//! Flotilla's node runtime: everything `flotilla run` starts and the commands that
+//! talk to a running node.
+//!
+//! - [`config`]: loading, validating and building the configuration (SPEC §3), every
+//!   error with its file, line and column.
+//! - [`supervisor`]: runs each connector in its own task, restarts it with backoff and
+//!   jitter when it fails or panics, tracks its state.
+//! - [`reactor`]: the bus consumer of queue `reactor` that runs the rule tree.
+//! - [`admin`]: a Unix socket in the data directory through which `flotilla send`,
+//!   `tail` and `status` reach a running node (the node holds the bus).
+//! - [`http`]: `/healthz`, `/metrics`, `/api/v1/status`.
+//! - [`node`]: starting all of it and shutting it down cleanly.
+//!
+//! Architecture Invariant: the node knows connector *types* only through the registry
+//! the binary hands it; it never names a connector crate.
+
+pub mod admin;
+pub mod config;
+pub mod effects;
+pub mod http;
+pub mod metrics;
+pub mod node;
+pub mod reactor;
+pub mod status;
+pub mod supervisor;
+
+pub use config::{Config, load_config};
+pub use node::{RunningNode, start};

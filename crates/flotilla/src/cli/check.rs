@@ -1,0 +1,23 @@
+//! `flotilla check`: validate the configuration and print every error.
+
+use super::{ConfigArg, Outcome, load};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+pub fn run(args: Args) -> Outcome {
+    let config = load(&args.config)?;
+    let source = config.source.as_ref().map_or("built-in defaults".to_string(), |p| p.display().to_string());
+    println!(
+        "{source}: configuration is valid (node {}, {} connector{}, {} rule{})",
+        config.node_name,
+        config.connectors.len(),
+        if config.connectors.len() == 1 { "" } else { "s" },
+        config.rules.len(),
+        if config.rules.len() == 1 { "" } else { "s" },
+    );
+    Ok(())
+}

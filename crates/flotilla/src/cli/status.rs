@@ -1,0 +1,76 @@
+//! `flotilla status`: the running node's view, or (when none runs) what the data
+//! directory holds.
+
+use anyhow::Context;
+use flotilla_bus::Bus;
+use flotilla_node::admin::{self, AdminClient};
+use flotilla_node::status::{NodeStatus, QueueView, render_table};
+
+use super::{ConfigArg, Outcome, load};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: Args) -> Outcome {
+    let config = load(&args.config)?;
+    let running = if admin::socket_path(&config.data_dir).exists() {
+        AdminClient::new(&config.data_dir).status().await.ok()
+    } else {
+        None
+    };
+    let status = match running {
+        Some(status) => status,
+        None => offline_status(&config).await?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status).context("encoding the status")?);
+    } else {
+        print!("{}", render_table(&status));
+    }
+    Ok(())
+}
+
+/// What can be known without a node: the configured connectors (stopped) and the queues.
+async fn offline_status(config: &flotilla_node::Config) -> anyhow::Result<NodeStatus> {
+    let queues: Vec<QueueView> = if config.data_dir.join("bus").exists() {
+        let bus = flotilla_node::node::open_bus(config).context("opening the bus (no node is running)")?;
+        let stats = bus.stats().await?;
+        bus.close().await?;
+        stats.into_iter().map(QueueView::from).collect()
+    } else {
+        Vec::new()
+    };
+    Ok(NodeStatus {
+        node: config.node_name.clone(),
+        hostname: config.hostname.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: 0,
+        state: "stopped".into(),
+        started_at: 0,
+        uptime_seconds: 0,
+        http_listen: None,
+        connectors: config
+            .connectors
+            .iter()
+            .map(|c| flotilla_node::status::ConnectorView {
+                name: c.name.clone(),
+                kind: c.kind.clone(),
+                state: "stopped".into(),
+                since: 0,
+                restarts: 0,
+                last_error: None,
+                emitted: 0,
+                detail: serde_json::Value::Null,
+            })
+            .collect(),
+        queues,
+        bus: Default::default(),
+        reactor: Default::default(),
+    })
+}

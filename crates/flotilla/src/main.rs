@@ -1,0 +1,11 @@
+//! `flotilla`: one binary for the whole fleet. Parsing and dispatch live in `cli/`;
+//! this file only sets up logging and turns results into exit codes (0 success, 1
+//! usage or validation error, 2 runtime failure).
+
+mod cli;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    cli::main()
+}
