@@ -44,12 +44,14 @@ struct RawSettings {
 }
 
 impl MonitorSettings {
-    /// Reads `delay`, `rand` and `timeout` from a section (other keys are left for the
-    /// monitor), defaulting `delay` to `default_delay`.
-    pub fn from_section(
+    /// Reads `delay`, `rand` and `timeout` from a section, defaulting `delay` to
+    /// `default_delay`, and hands the other keys to `specific` (the monitor's own
+    /// config). Problems from both parts are reported together.
+    pub fn from_section<T>(
         section: &ConnectorSection<'_>,
         default_delay: Duration,
-    ) -> Result<(MonitorSettings, flotilla_config::Node), Vec<Diagnostic>> {
+        specific: impl FnOnce(&ConnectorSection<'_>) -> Result<T, Vec<Diagnostic>>,
+    ) -> Result<(MonitorSettings, T), Vec<Diagnostic>> {
         let (schedule, rest) = flotilla_connector::split_section(section.node, &SCHEDULE_KEYS);
         let (raw, mut errors) = flotilla_config::decode_at::<RawSettings>(&schedule, &section.path);
         let mut settings =
@@ -70,7 +72,15 @@ impl MonitorSettings {
                 errors.push(diagnostic_at(section, "timeout", "must be more than 0 seconds"));
             }
         }
-        if errors.is_empty() { Ok((settings, rest)) } else { Err(errors) }
+        let rest_section = ConnectorSection { name: section.name, node: &rest, path: section.path.clone() };
+        match specific(&rest_section) {
+            Ok(value) if errors.is_empty() => Ok((settings, value)),
+            Ok(_) => Err(errors),
+            Err(more) => {
+                errors.extend(more);
+                Err(errors)
+            }
+        }
     }
 }
 

@@ -30,9 +30,10 @@ const MAX_CATCH_UP: u64 = 10_000;
 struct PulseConfig {}
 
 fn build(section: &ConnectorSection<'_>) -> Result<Box<dyn Connector>, Vec<Diagnostic>> {
-    let (settings, rest) = MonitorSettings::from_section(section, Duration::from_secs(60))?;
-    let rest_section = ConnectorSection { name: section.name, node: &rest, path: section.path.clone() };
-    let _: PulseConfig = decode_section(&rest_section)?;
+    let (settings, _) = MonitorSettings::from_section(section, Duration::from_secs(60), |rest| {
+        let _: PulseConfig = decode_section(rest)?;
+        Ok(())
+    })?;
     if settings.delay < Duration::from_secs(1) {
         return Err(vec![flotilla_connector::diagnostic_at(section, "delay", "a pulse needs a delay of at least 1s")]);
     }

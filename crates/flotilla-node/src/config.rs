@@ -106,26 +106,61 @@ pub fn short_hostname() -> String {
     if short.is_empty() { "localhost".to_string() } else { short }
 }
 
-#[derive(Deserialize, Default)]
+/// The top level, kept raw: each section is decoded on its own so a mistake in one
+/// never hides the mistakes in another. Decoding this struct only reports unknown
+/// top-level keys.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Read through `Node::entry`; the fields name the accepted keys.
+struct RawTop {
+    node: Option<Node>,
+    bus: Option<Node>,
+    store: Option<Node>,
+    redis: Option<Node>,
+    control: Option<Node>,
+    http: Option<Node>,
+    reactor: Option<Node>,
+    connectors: Option<Node>,
+    rules: Option<Node>,
+}
+
+/// The sections, each decoded on its own (a section with mistakes is reported and
+/// then treated as empty).
+#[derive(Default)]
 struct RawConfig {
-    #[serde(default)]
     node: RawNode,
-    #[serde(default)]
     bus: RawBus,
-    #[serde(default)]
     store: RawStore,
-    #[serde(default)]
     redis: RawRedis,
-    #[serde(default)]
     control: RawListen,
-    #[serde(default)]
     http: RawHttp,
-    #[serde(default)]
     reactor: RawReactor,
-    #[serde(default)]
     connectors: BTreeMap<String, Node>,
     rules: Option<Node>,
+}
+
+impl RawConfig {
+    fn decode(tree: &Node, problems: &mut Problems) -> RawConfig {
+        let (_, unknown_keys) = flotilla_config::decode::<RawTop>(tree);
+        problems.0.extend(unknown_keys);
+        fn section<T: serde::de::DeserializeOwned + Default>(tree: &Node, key: &str, problems: &mut Problems) -> T {
+            let Some(node) = tree.entry(key).filter(|n| !n.is_null()) else { return T::default() };
+            let (value, errors) = decode_at::<T>(node, key);
+            problems.0.extend(errors);
+            value.unwrap_or_default()
+        }
+        RawConfig {
+            node: section(tree, "node", problems),
+            bus: section(tree, "bus", problems),
+            store: section(tree, "store", problems),
+            redis: section(tree, "redis", problems),
+            control: section(tree, "control", problems),
+            http: section(tree, "http", problems),
+            reactor: section(tree, "reactor", problems),
+            connectors: section(tree, "connectors", problems),
+            rules: tree.entry("rules").filter(|n| !n.is_null()).cloned(),
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -279,12 +314,8 @@ pub fn load_config(options: &LoadOptions<'_>) -> Result<Config, Vec<Diagnostic>>
         Some(path) => path.parent().map(Path::to_path_buf).unwrap_or_default(),
         None => PathBuf::from("."),
     };
-    let (raw, mut diagnostics) = flotilla_config::decode::<RawConfig>(&tree);
-    let Some(raw) = raw else {
-        flotilla_config::sort_diagnostics(&mut diagnostics);
-        return Err(diagnostics);
-    };
-    let mut problems = Problems(diagnostics);
+    let mut problems = Problems::default();
+    let raw = RawConfig::decode(&tree, &mut problems);
     let config = build(raw, &tree, source, &base_dir, options, &mut problems);
     let mut diagnostics = problems.0;
     if diagnostics.is_empty() {
@@ -491,14 +522,20 @@ pub struct FileRulesLoader {
 }
 
 impl FileRulesLoader {
-    /// Where a compile error points: its file's tree, looked up by path.
+    /// Where a compile error points: its file's tree, looked up by path. A value that
+    /// is missing (a rule without `name`) points at the nearest thing that exists.
     pub fn locate(&self, file: Option<&Path>, root: &Node, path: &str) -> Option<Location> {
-        match file {
-            None => root.get(path).map(|n| n.location.clone()),
-            Some(file) => {
-                let trees = self.trees.lock().unwrap_or_else(|p| p.into_inner());
-                trees.get(file).and_then(|tree| tree.get(path)).map(|n| n.location.clone())
+        let trees = self.trees.lock().unwrap_or_else(|p| p.into_inner());
+        let tree = match file {
+            None => root,
+            Some(file) => trees.get(file)?,
+        };
+        let mut path = path;
+        loop {
+            if let Some(node) = tree.get(path) {
+                return Some(node.location.clone());
             }
+            path = &path[..path.rfind(['.', '['])?];
         }
     }
 }

@@ -1,0 +1,154 @@
+//! The supervisor with connectors that misbehave on purpose: failing, panicking and
+//! hanging connectors are restarted with backoff, sunk after too many failures, and
+//! never disturb a healthy neighbour.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use flotilla_bus::{Bus, EmbeddedBus, EmbeddedOptions, ReadFrom};
+use flotilla_connector::{Connector, ConnectorContext, ConnectorState, StatusBoard};
+use flotilla_core::Message;
+use flotilla_node::config::RestartPolicy;
+use flotilla_node::supervisor::supervise;
+use flotilla_store::Store;
+use tokio_util::sync::CancellationToken;
+
+enum Behaviour {
+    Fail,
+    Panic,
+    /// Emits a message every 10 ms until shut down.
+    Tick,
+}
+
+struct TestConnector {
+    behaviour: Behaviour,
+    runs: AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl Connector for TestConnector {
+    async fn run(&self, ctx: &ConnectorContext) -> anyhow::Result<()> {
+        let run = self.runs.fetch_add(1, Ordering::SeqCst);
+        match self.behaviour {
+            Behaviour::Fail => anyhow::bail!("failure number {run}"),
+            Behaviour::Panic => panic!("panic number {run}"),
+            Behaviour::Tick => loop {
+                tokio::select! {
+                    _ = ctx.shutdown().cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => {
+                        let mut message = Message::new();
+                        message.set("run", run);
+                        ctx.emit(message).await?;
+                    }
+                }
+            },
+        }
+    }
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    bus: Arc<dyn Bus>,
+    store: Arc<Store>,
+    board: StatusBoard,
+    shutdown: CancellationToken,
+}
+
+impl Harness {
+    async fn new() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let bus: Arc<dyn Bus> =
+            Arc::new(EmbeddedBus::open(&dir.path().join("bus"), EmbeddedOptions::default()).unwrap());
+        let store = Arc::new(Store::open(&format!("sqlite://{}/s.db", dir.path().display())).await.unwrap());
+        Harness { _dir: dir, bus, store, board: StatusBoard::default(), shutdown: CancellationToken::new() }
+    }
+
+    fn spawn(
+        &self,
+        name: &str,
+        behaviour: Behaviour,
+        policy: RestartPolicy,
+    ) -> (Arc<TestConnector>, tokio::task::JoinHandle<()>) {
+        let connector = Arc::new(TestConnector { behaviour, runs: AtomicU32::new(0) });
+        self.board.register(name, "test", ConnectorState::Starting);
+        let ctx = ConnectorContext::new(
+            name,
+            "test",
+            "host",
+            "node",
+            &format!("q-{name}"),
+            self.bus.clone(),
+            self.store.clone(),
+            self.board.clone(),
+            self.shutdown.child_token(),
+            std::env::temp_dir(),
+        );
+        let handle = tokio::spawn(supervise(connector.clone(), ctx, policy, self.board.clone()));
+        (connector, handle)
+    }
+}
+
+fn quick(max_restarts: u32) -> RestartPolicy {
+    RestartPolicy { min_backoff: Duration::from_millis(10), max_backoff: Duration::from_millis(40), max_restarts }
+}
+
+async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_and_panicking_connectors_are_restarted_and_sunk_while_a_healthy_one_runs_on() {
+    let h = Harness::new().await;
+    let (healthy, healthy_task) = h.spawn("healthy", Behaviour::Tick, quick(0));
+    let (failing, _) = h.spawn("failing", Behaviour::Fail, quick(4));
+    let (panicking, _) = h.spawn("panicking", Behaviour::Panic, quick(3));
+
+    wait_until("the failing connector is sunk", || h.board.get("failing").unwrap().state == ConnectorState::Sunk).await;
+    wait_until("the panicking connector is sunk", || h.board.get("panicking").unwrap().state == ConnectorState::Sunk)
+        .await;
+    assert_eq!(failing.runs.load(Ordering::SeqCst), 4, "sunk after max_restarts consecutive failures");
+    assert_eq!(panicking.runs.load(Ordering::SeqCst), 3);
+    let failing_status = h.board.get("failing").unwrap();
+    assert_eq!(failing_status.restarts, 3);
+    assert_eq!(failing_status.last_error.as_deref(), Some("failure number 3"));
+    assert_eq!(h.board.get("panicking").unwrap().last_error.as_deref(), Some("panicked: panic number 2"));
+
+    // The healthy connector never stopped ticking meanwhile.
+    assert_eq!(h.board.get("healthy").unwrap().state, ConnectorState::Running);
+    assert_eq!(healthy.runs.load(Ordering::SeqCst), 1);
+    let before = h.board.get("healthy").unwrap().emitted;
+    wait_until("the healthy connector keeps emitting", || h.board.get("healthy").unwrap().emitted > before + 3).await;
+
+    h.shutdown.cancel();
+    healthy_task.await.unwrap();
+    assert_eq!(h.board.get("healthy").unwrap().state, ConnectorState::Stopped);
+    let mut reader = h.bus.read("q-healthy", ReadFrom::Start).await.unwrap();
+    let messages = reader.fetch(10_000, Duration::from_millis(100)).await.unwrap();
+    let first: serde_json::Value = serde_json::from_slice(&messages[0].payload).unwrap();
+    assert_eq!(
+        (first["key"].as_str(), first["plugin"].as_str(), first["hostname"].as_str()),
+        (Some("healthy"), Some("test"), Some("host"))
+    );
+    assert!(first["id"].is_string() && first["lastupdate"].is_number());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backoff_grows_between_restarts() {
+    let h = Harness::new().await;
+    let policy = RestartPolicy {
+        min_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(400),
+        max_restarts: 6,
+    };
+    let (failing, _) = h.spawn("failing", Behaviour::Fail, policy);
+    let started = Instant::now();
+    wait_until("sunk", || h.board.get("failing").unwrap().state == ConnectorState::Sunk).await;
+    // Five waits drawn from [c/2, c] with c = 20, 40, 80, 160, 320 ms: at least 310 ms.
+    assert!(started.elapsed() >= Duration::from_millis(310), "{:?}", started.elapsed());
+    assert_eq!(failing.runs.load(Ordering::SeqCst), 6);
+}

@@ -1,0 +1,101 @@
+//! `flotilla check`: valid configurations pass; a configuration with many mistakes
+//! gets every one of them, each with file, line and column, and exit code 1.
+
+use crate::support::*;
+
+#[test]
+fn a_valid_configuration_passes() {
+    let ws = Workspace::new(
+        "connectors:\n  Pulse-a:\n    type: pulse\n    delay: 1m\nrules:\n  - name: all\n    condition: contains date\n    plugin: Console\n",
+    );
+    let out = ws.run(&["check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("configuration is valid (node testnode, 1 connector, 1 rule)"), "{}", stdout(&out));
+}
+
+#[test]
+fn every_mistake_is_reported_with_its_place() {
+    let ws = Workspace::new(
+        "\
+htp:
+  listen: 1
+control:
+  listen: not-an-address
+connectors:
+  Pulse-a:
+    type: pulse
+    delay: soon
+    colour: red
+  other:
+    type: telepathy
+rules:
+  - name: broken
+    condition: subject matches (unclosed
+  - condition: TRUE
+    plugin: NoSuchPlugin
+",
+    );
+    let out = ws.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let file = ws.config().display().to_string();
+    for expected in [
+        format!("{file}:6:1: unknown key 'htp'"),
+        format!("{file}:9:11: control.listen: 'not-an-address' is not an address:port"),
+        "connectors.Pulse-a.delay: invalid duration 'soon'".to_string(),
+        "unknown key 'colour' in connectors.Pulse-a".to_string(),
+        "connectors.other.type: unknown connector type 'telepathy' (known: pulse".to_string(),
+        "rules[0].condition".to_string(),
+        "rules[1].name".to_string(),
+        "rules[1].plugin".to_string(),
+    ] {
+        assert!(err.contains(&expected), "missing '{expected}' in:\n{err}");
+    }
+    // Every error line carries file:line:column.
+    for line in err.lines().filter(|l| l.starts_with("error: ")) {
+        let rest = line.trim_start_matches("error: ");
+        let place: Vec<&str> = rest.splitn(4, ':').collect();
+        assert!(
+            place.len() == 4 && place[1].parse::<u32>().is_ok() && place[2].parse::<u32>().is_ok(),
+            "no location: {line}"
+        );
+    }
+    assert!(err.trim_end().ends_with("errors in the configuration"), "{err}");
+}
+
+#[test]
+fn a_directory_is_merged_and_a_key_defined_twice_names_both_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("plugins/Pulse")).unwrap();
+    std::fs::write(root.join("node.yaml"), format!("node:\n  name: a\n  data_dir: {}/data\n", root.display())).unwrap();
+    std::fs::write(root.join("other.yaml"), "node:\n  name: b\n").unwrap();
+    std::fs::write(root.join("plugins/Pulse/here.yaml"), "enable: 1\n").unwrap();
+    let out = std::process::Command::new(binary()).args(["check", "-c"]).arg(root).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("node.yaml:2:3") && err.contains("other.yaml:2:3") && err.contains("node.name"), "{err}");
+
+    std::fs::remove_file(root.join("other.yaml")).unwrap();
+    let out = std::process::Command::new(binary()).args(["check", "-c"]).arg(root).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("1 connector"), "wubot's plugins/Pulse/here.yaml is connector Pulse-here");
+}
+
+#[test]
+fn usage_errors_exit_1_and_help_exits_0() {
+    let out = std::process::Command::new(binary()).args(["send"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--queue"), "{}", stderr(&out));
+    for command in
+        [&["--help"][..], &["run", "--help"], &["tail", "--help"], &["rules", "test", "--help"], &["status", "--help"]]
+    {
+        let out = std::process::Command::new(binary()).args(command).output().unwrap();
+        assert!(out.status.success(), "{command:?}");
+        assert!(stdout(&out).contains("Usage:"), "{command:?}");
+    }
+    let out =
+        std::process::Command::new(binary()).args(["check", "-c", "/nonexistent/flotilla.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("/nonexistent/flotilla.yaml: no such file or directory"), "{}", stderr(&out));
+}

@@ -1,0 +1,8 @@
+//! Black-box tests of the `flotilla` binary: the commands, a running node, and a
+//! `kill -9` under load with a message audit. One test binary; one module per area.
+
+mod check;
+mod crash;
+mod node;
+mod send;
+mod support;

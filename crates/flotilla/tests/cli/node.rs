@@ -1,0 +1,107 @@
+//! A running node: its HTTP endpoints, `send` and `status` through the admin socket,
+//! one node per data directory, and a clean shutdown on SIGTERM and SIGINT.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+const PULSE: &str = "connectors:\n  Pulse-a:\n    type: pulse\nrules:\n  - name: copy\n    plugin: MessageQueue\n    config: {queue: copied}\n";
+
+#[test]
+fn http_endpoints_answer() {
+    let ws = Workspace::new(PULSE);
+    let node = ws.start();
+    assert_eq!(http_get(&node.http, "/healthz"), (200, "ok".to_string()));
+
+    let (status, metrics) = http_get(&node.http, "/metrics");
+    assert_eq!(status, 200);
+    for expected in [
+        "# TYPE flotilla_bus_published_total counter",
+        "flotilla_connector_state{connector=\"Pulse-a\",type=\"pulse\",state=\"running\"} 1",
+        "flotilla_connector_state{connector=\"Pulse-a\",type=\"pulse\",state=\"sunk\"} 0",
+        "flotilla_queue_depth{queue=\"reactor\"}",
+    ] {
+        assert!(metrics.contains(expected), "missing {expected} in\n{metrics}");
+    }
+
+    let (status, body) = http_get(&node.http, "/api/v1/status");
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["node"], "testnode");
+    assert_eq!(json["connectors"][0]["name"], "Pulse-a");
+    assert_eq!(json["connectors"][0]["state"], "running");
+
+    let (status, body) = http_get(&node.http, "/no/such/thing");
+    assert_eq!(status, 404);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"], "no such endpoint");
+    let (status, log) = node.stop(libc::SIGTERM);
+    assert!(status.success());
+    assert!(
+        log.iter().any(|l| l.contains("SIGTERM received")) && log.iter().any(|l| l.contains("stopped cleanly")),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn send_and_status_reach_the_running_node_and_the_reactor_processes() {
+    let ws = Workspace::new(PULSE);
+    let node = ws.start();
+    let out = ws.run(&["send", "--queue", "reactor", "--field", "subject=via the socket"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let receipt: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+
+    // The reactor copies it to `copied`; wait until it has (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = ws.run(&["status", "--json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let status: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(status["state"], "running");
+        let copied = status["queues"].as_array().unwrap().iter().find(|q| q["queue"] == "copied");
+        if copied.is_some_and(|q| q["next_seq"].as_u64() >= Some(2)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the reactor did not copy the message: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let table = stdout(&ws.run(&["status"]));
+    assert!(table.contains("Pulse-a") && table.contains("running") && table.contains("copied"), "{table}");
+
+    // A second node on the same data directory is refused, clearly.
+    let second = std::process::Command::new(binary()).args(["run", "-c"]).arg(ws.config()).output().unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    let err = stderr(&second);
+    assert!(
+        err.contains("another node is already running with data directory")
+            && err.contains(&format!("pid {}", node.pid())),
+        "{err}"
+    );
+
+    assert!(node.signal_and_wait(libc::SIGINT).success(), "SIGINT stops the node cleanly");
+    // Nothing was lost: the copy is in the bus.
+    let mut tail = std::process::Command::new(binary())
+        .args(["tail", "-q", "copied", "--from", "start", "--where", "subject equals via the socket", "-c"])
+        .arg(ws.config())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = std::io::BufRead::lines(std::io::BufReader::new(tail.stdout.take().unwrap())).next().unwrap().unwrap();
+    tail.kill().unwrap();
+    tail.wait().unwrap();
+    let copied: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(copied["id"], receipt["id"]);
+    assert_eq!(copied["wubot_rulelog"], serde_json::json!(["testnode:copy"]));
+}
+
+#[test]
+fn status_without_a_node_shows_the_data_directory() {
+    let ws = Workspace::new(PULSE);
+    assert!(ws.run(&["send", "-q", "reactor", "--field", "a=1"]).status.success());
+    let out = ws.run(&["status", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(status["state"], "stopped");
+    assert_eq!(status["connectors"][0]["state"], "stopped");
+    assert_eq!(status["queues"][0]["queue"], "reactor");
+    assert_eq!(status["queues"][0]["depth"], 1);
+}
