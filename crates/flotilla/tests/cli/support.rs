@@ -94,6 +94,7 @@ impl NodeProcess {
                 }
                 Err(_) => {
                     let _ = child.kill();
+                    let _ = child.wait();
                     panic!("the node did not become ready; it said:\n{}", seen.join("\n"));
                 }
             }
