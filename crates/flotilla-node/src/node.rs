@@ -37,6 +37,14 @@ pub struct RunningNode {
     servers: Vec<JoinHandle<()>>,
     bus: Arc<dyn Bus>,
     store: Arc<Store>,
+    /// Registered before the node says it is ready, so a signal sent the moment it is
+    /// ready is handled rather than killing the process.
+    signals: Signals,
+}
+
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
 }
 
 /// Opens the node's bus in its data directory.
@@ -47,6 +55,11 @@ pub fn open_bus(config: &Config) -> Result<EmbeddedBus, BusError> {
 /// Starts everything the configuration describes.
 pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let started = Instant::now();
+    use tokio::signal::unix::{SignalKind, signal};
+    let signals = Signals {
+        interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+    };
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
     let bus: Arc<dyn Bus> = match open_bus(&config) {
@@ -160,6 +173,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         servers,
         bus,
         store,
+        signals,
     })
 }
 
@@ -177,11 +191,10 @@ impl RunningNode {
     }
 
     /// Waits for SIGINT or SIGTERM (or the shutdown token), then shuts down cleanly.
-    pub async fn run_until_signal(self) -> anyhow::Result<()> {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    pub async fn run_until_signal(mut self) -> anyhow::Result<()> {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down."),
-            _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down."),
+            _ = self.signals.interrupt.recv() => tracing::info!("SIGINT received; shutting down."),
+            _ = self.signals.terminate.recv() => tracing::info!("SIGTERM received; shutting down."),
             _ = self.shutdown.cancelled() => {}
         }
         self.stop().await
