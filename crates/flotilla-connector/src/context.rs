@@ -19,6 +19,11 @@ pub enum EmitError {
     Bus(#[from] BusError),
 }
 
+/// The queue a connector's outbox lives in: `outbox.<connector>`.
+pub fn outbox_queue(connector: &str) -> String {
+    format!("outbox.{connector}")
+}
+
 /// The node's services, as one connector sees them.
 #[derive(Clone)]
 pub struct ConnectorContext {
@@ -145,6 +150,18 @@ impl ConnectorContext {
         self.bus.publish(queue, payloads).await.map_err(EmitError::Bus)?;
         self.status.add_emitted(&self.name, count);
         Ok(())
+    }
+
+    /// The queue holding what rules handed this connector to post (the reactor's
+    /// `Send` plugin appends there).
+    pub fn outbox_queue(&self) -> String {
+        outbox_queue(&self.name)
+    }
+
+    /// Consumes this connector's outbox (group `outbox`): post each message, then
+    /// acknowledge it; what is not acknowledged is delivered again after a restart.
+    pub async fn outbox(&self) -> Result<Box<dyn flotilla_bus::Consumer>, BusError> {
+        self.bus.subscribe(&self.outbox_queue(), "outbox").await
     }
 
     /// Connector-specific details for `flotilla status` (replaces the previous ones).

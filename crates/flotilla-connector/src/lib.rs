@@ -23,7 +23,7 @@ mod context;
 mod status;
 
 pub use backoff::Backoff;
-pub use context::{ConnectorContext, EmitError};
+pub use context::{ConnectorContext, EmitError, outbox_queue};
 pub use status::{ConnectorState, ConnectorStatus, StatusBoard};
 
 use flotilla_config::{Diagnostic, Node};

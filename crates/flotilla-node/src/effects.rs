@@ -13,16 +13,11 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use flotilla_bus::{Bus, BusError};
+use flotilla_connector::outbox_queue;
 use flotilla_core::Message;
 use flotilla_reactor::{CommandOutput, ConsoleLine, EffectError, Effects};
 use flotilla_store::Store;
 use serde_json::{Map, Value};
-
-/// The queue a connector's outbox lives in: `Send` appends there, the connector
-/// drains it.
-pub fn outbox_queue(connector: &str) -> String {
-    format!("outbox.{connector}")
-}
 
 /// Effects against the node's bus and store.
 pub struct NodeEffects {
