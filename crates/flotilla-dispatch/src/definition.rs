@@ -39,11 +39,19 @@ pub(crate) fn compile_pattern(pattern: &str) -> Result<Regex, regex::Error> {
     RegexBuilder::new(pattern).size_limit(PATTERN_SIZE_LIMIT).build()
 }
 
+/// Shortest literal worth prefiltering on: shorter ones occur in too many texts.
+const MIN_REQUIRED_LITERAL: usize = 3;
+
+/// Most alternative literals worth prefiltering on for one pattern.
+const MAX_REQUIRED_LITERALS: usize = 64;
+
 /// A compiled page or user regex; equal, hashed and ordered by its source text.
 #[derive(Clone)]
 pub struct Pattern {
     source: Arc<str>,
     regex: Regex,
+    /// Every match contains one of these; empty when no useful set exists.
+    required: Arc<[Box<[u8]>]>,
 }
 
 impl Pattern {
@@ -54,7 +62,15 @@ impl Pattern {
     pub fn new(source: &str) -> Result<Pattern, DefinitionError> {
         let regex = compile_pattern(source)
             .map_err(|e| DefinitionError::InvalidRegex { pattern: source.to_string(), detail: regex_detail(&e) })?;
-        Ok(Pattern { source: Arc::from(source), regex })
+        let required = required_literals(source).unwrap_or_default();
+        Ok(Pattern { source: Arc::from(source), regex, required: Arc::from(required) })
+    }
+
+    /// Literals one of which every match contains (each at least [`MIN_REQUIRED_LITERAL`]
+    /// bytes), if the pattern has such a set: a text with none of them cannot match,
+    /// which lets the index skip the regex for most texts.
+    pub fn required_literals(&self) -> Option<&[Box<[u8]>]> {
+        (!self.required.is_empty()).then_some(&*self.required)
     }
 
     /// The pattern as written.
@@ -326,6 +342,55 @@ impl Definition {
     pub fn flags(&self) -> Flags {
         self.flags
     }
+}
+
+/// A set of literals one of which every match of `pattern` contains, chosen from three
+/// candidates by the length of its shortest literal: the prefixes every match starts
+/// with and the suffixes every match ends with (regex-syntax's extractor, which expands
+/// alternations and small classes, so `^(?:Script|Tool)5$` gives `Script5`, `Tool5` and
+/// `(?i)bot` gives its eight spellings), and the longest literal inside that every match
+/// must pass through (for `.*Talk.*`). `None` when no candidate has only literals of at
+/// least [`MIN_REQUIRED_LITERAL`] bytes and at most [`MAX_REQUIRED_LITERALS`] of them.
+fn required_literals(pattern: &str) -> Option<Vec<Box<[u8]>>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    use regex_syntax::hir::{Hir, HirKind};
+
+    /// The longest literal on a path of concatenations, groups and repetitions of at
+    /// least one from the root: every match contains it.
+    fn inner(hir: &Hir) -> Option<&[u8]> {
+        match hir.kind() {
+            HirKind::Literal(literal) => Some(&literal.0),
+            HirKind::Capture(capture) => inner(&capture.sub),
+            HirKind::Repetition(repetition) if repetition.min >= 1 => inner(&repetition.sub),
+            HirKind::Concat(parts) => parts.iter().filter_map(inner).max_by_key(|l| l.len()),
+            _ => None,
+        }
+    }
+
+    let hir = regex_syntax::parse(pattern).ok()?;
+    let extracted = [ExtractKind::Prefix, ExtractKind::Suffix].map(|kind| {
+        let seq = Extractor::new().kind(kind).extract(&hir);
+        seq.literals().map(|literals| literals.iter().map(|l| Box::from(l.as_bytes())).collect::<Vec<Box<[u8]>>>())
+    });
+    let inner = inner(&hir).map(|literal| vec![Box::from(literal)]);
+    extracted
+        .into_iter()
+        .chain([inner])
+        .flatten()
+        .map(|mut literals| {
+            literals.sort();
+            literals.dedup();
+            literals
+        })
+        .filter(|literals| {
+            !literals.is_empty()
+                && literals.len() <= MAX_REQUIRED_LITERALS
+                && literals.iter().all(|l| l.len() >= MIN_REQUIRED_LITERAL)
+        })
+        .max_by_key(|literals| {
+            let shortest = literals.iter().map(|l| l.len()).min().unwrap_or(0);
+            (shortest, std::cmp::Reverse(literals.len()))
+        })
 }
 
 /// The compiler's complaint on one line: a syntax error's `error: …` line, not its
@@ -736,6 +801,35 @@ mod tests {
         }
         assert_eq!(definitions[0].fields().wiki, "zh_min_nanwiki");
         assert_eq!(definitions[0].fields().flags, ["bot", "nominor"]);
+    }
+
+    #[test]
+    fn required_literals() {
+        #[track_caller]
+        fn check(pattern: &str, expect: &[&str]) {
+            let pattern = Pattern::new(pattern).expect("valid pattern");
+            let got: Vec<String> = pattern
+                .required_literals()
+                .unwrap_or_default()
+                .iter()
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect();
+            assert_eq!(got, expect, "{pattern:?}");
+        }
+        check("^Talk:Topic 5/", &["Talk:Topic 5/"]);
+        check("Project 5$", &["Project 5"]);
+        check("^Draft:Item 5\\b", &["Draft:Item 5"]);
+        check("^Bot5\\d*$", &["Bot5"]);
+        check("^(?:Script|Tool)5$", &["Script5", "Tool5"]);
+        check("(?i)bot", &["BOT", "BOt", "BoT", "Bot", "bOT", "bOt", "boT", "bot"]);
+        check(".*Talk.*", &["Talk"]);
+        check("(x)(longer)", &["xlonger"]);
+        check("[a-z]+_archive", &["_archive"]);
+        check("日本語", &["日本語"]);
+        check("(?:abc)?xy", &[]);
+        check("a|bcd", &[]);
+        check("[0-9]{3}", &[]);
+        check(".", &[]);
     }
 
     #[test]

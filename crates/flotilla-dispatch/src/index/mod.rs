@@ -1,49 +1,73 @@
 //! The matching index: which subscriptions want a change, at a cost per change that does
 //! not grow with the number of subscriptions.
 //!
-//! Definitions are grouped by wiki, so a change only ever looks at its own wiki. Within a
-//! wiki each definition is filed under one *anchor*, the most selective part it has:
+//! Each definition is filed under one *anchor*, the most selective part it has, and a
+//! change looks only under the anchors it can satisfy:
 //!
 //! | the definition has | filed under | found by |
 //! |---|---|---|
-//! | an exact page | `pages[page]` | one hash lookup of the change's title |
-//! | else an exact user | `users[user]` | one hash lookup of the change's user |
-//! | else a page regex | its pattern in the page regex sets | one `RegexSet` pass over the title |
-//! | else a user regex | its pattern in the user regex sets | one `RegexSet` pass over the user |
-//! | none of these | `everything` | it matches every change on the wiki |
+//! | an exact page | the exact table, key (page, wiki, title) | one lookup of the change's title |
+//! | else an exact user | the exact table, key (user, wiki, name) | one lookup of the change's user |
+//! | else a page regex | its pattern (see below) | the title's literals, or a regex-set pass |
+//! | else a user regex | its pattern (see below) | the user's literals, or a regex-set pass |
+//! | none of these | its wiki's `everything` | it matches every change on the wiki |
 //!
-//! The anchor finds candidates; a candidate then passes the cheap flag filter and, only if
-//! it has more parts than its anchor (say an exact page *and* a user regex), a check of
-//! those parts. So the work per change is a few hash lookups and regex passes plus work
-//! proportional to the definitions that actually match.
+//! The anchor finds candidates; a candidate then passes the cheap flag filter and, if it
+//! has parts beyond a regex anchor (or an exact anchor, see below), a check of the whole
+//! definition. So the work per change is a few lookups and literal and regex passes plus
+//! work proportional to the definitions that actually match.
 //!
-//! Regex patterns are shared: a pattern used by many definitions is compiled into the
-//! sets once. The sets are split into chunks of [`CHUNK`] patterns: a chunk's compiled
-//! size stays bounded (every pattern is within [`PATTERN_SIZE_LIMIT`]), and adding or
-//! removing a pattern rebuilds only its chunk of its wiki, never the whole index. All
-//! other updates (exact pages and users, flags, patterns already present) are plain map
-//! edits. A change is reported once per subscription however many of its definitions
-//! match. EventStreams canaries match nothing.
+//! The exact table is one hash table for all wikis keyed by a 64-bit keyed SipHash of
+//! (field, wiki, text), so its buckets are small and a lookup that finds nothing (most
+//! of them) touches little memory even with millions of definitions. Because two texts
+//! could in principle share a hash, a definition found through it is always checked
+//! against the change before it counts.
+//!
+//! Regex anchors come in two kinds. A pattern with required literals (most real ones:
+//! `^Wikipedia:Articles for creation/`, `Bot$`, `(?i)draft`) goes into the shared literal
+//! index (`literals.rs`): one Aho-Corasick pass over the text finds the literals present,
+//! and only those patterns run, and only if the change's wiki uses them. A pattern
+//! without any (`^\d+$`, `.`) goes into its wiki's regex sets (`sets.rs`). Patterns are
+//! deduplicated, and both structures are chunked, so adding or removing a pattern
+//! rebuilds one automaton or one regex set, never the whole index. All other updates
+//! (exact pages and users, flags, patterns already present) are plain map edits.
+//!
+//! A change is reported once per subscription however many of its definitions match.
+//! EventStreams canaries match nothing.
+
+mod bloom;
+mod literals;
+mod sets;
+mod slab;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 
-use regex::{RegexSet, RegexSetBuilder};
-
-use crate::definition::{Definition, Flags, PATTERN_SIZE_LIMIT, Pattern};
+use crate::definition::{Definition, Flags, Pattern};
 use crate::event::Change;
 use crate::subscription::SubscriptionId;
 
-/// Patterns per compiled regex set.
-pub const CHUNK: usize = 128;
+use self::bloom::KeyFilter;
+use self::literals::LiteralPatterns;
+use self::sets::PatternSets;
+use self::slab::Slab;
 
 /// Which subscriptions have which definitions, indexed for matching.
 #[derive(Default)]
 pub struct Index {
     wikis: HashMap<&'static str, WikiIndex>,
-    /// Every definition, by a dense id the entries point at; `None` marks a free id.
-    stored: Vec<Option<Stored>>,
-    free: Vec<u32>,
+    /// Numbers for wikis in `wikis`, never reused, so tables shared by all wikis can key
+    /// entries by wiki in a few bytes.
+    next_wiki_number: u32,
+    /// The key of the exact table's hash; random per index, so clients cannot aim texts
+    /// at one bucket.
+    keys: RandomState,
+    /// Exact-page and exact-user anchors of every wiki, by [`Index::exact_key`].
+    exact: HashMap<u64, Vec<Entry>, BuildHasherDefault<IdHasher>>,
+    page_literals: LiteralPatterns,
+    user_literals: LiteralPatterns,
+    /// Every definition, by a dense id the entries point at.
+    stored: Slab<Stored>,
     by_subscription: HashMap<SubscriptionId, HashMap<Definition, u32>>,
 }
 
@@ -57,6 +81,7 @@ impl std::fmt::Debug for Index {
 #[derive(Debug, Default)]
 pub struct MatchScratch {
     found: Vec<SubscriptionId>,
+    seen_literals: Vec<u32>,
 }
 
 struct Stored {
@@ -64,69 +89,76 @@ struct Stored {
     anchor: Anchor,
 }
 
-/// Where a definition is filed in its wiki.
+/// Where a definition is filed.
 #[derive(Clone, Copy)]
 enum Anchor {
     Page,
     User,
-    PageRx(u32),
-    UserRx(u32),
+    PageRx(Filed),
+    UserRx(Filed),
     Everything,
 }
 
-/// What the anchor's lists hold: enough to decide most candidates without touching the
-/// stored definition.
+/// Where a regex anchor's pattern is.
+#[derive(Clone, Copy)]
+enum Filed {
+    /// In the shared literal index, by pattern slot.
+    Literal(u32),
+    /// In the wiki's regex sets, by slot.
+    Set(u32),
+}
+
+/// Which field an exact key is for.
+#[derive(Clone, Copy, Hash)]
+enum Field {
+    Page,
+    User,
+}
+
+/// What the anchors hold: enough to decide most candidates without touching the stored
+/// definition.
 #[derive(Clone, Copy)]
 struct Entry {
     subscription: SubscriptionId,
     id: u32,
     flags: Flags,
-    /// The definition has parts beyond its anchor that must be checked.
-    check_rest: bool,
+    /// Check the whole definition against the change before it counts.
+    verify: bool,
 }
 
-#[derive(Default)]
+/// What the index keeps per wiki: small, because a change reads it for every lookup.
 struct WikiIndex {
-    pages: HashMap<Arc<str>, Vec<Entry>>,
-    users: HashMap<Arc<str>, Vec<Entry>>,
-    page_patterns: PatternGroup,
-    user_patterns: PatternGroup,
-    everything: Vec<Entry>,
+    number: u32,
+    /// The keys of this wiki's entries in the shared exact and literal tables.
+    filter: KeyFilter,
     definitions: usize,
+    everything: Vec<Entry>,
+    page_sets: Option<Box<PatternSets>>,
+    user_sets: Option<Box<PatternSets>>,
 }
 
-/// Distinct patterns of one wiki and one field, compiled into chunked regex sets.
+/// Hashes our own dense `u64` keys (already a keyed hash, or internal numbers) with one
+/// multiplication; they are not text a client chooses, and these lookups run for every
+/// change.
 #[derive(Default)]
-struct PatternGroup {
-    slots: Vec<Option<Slot>>,
-    free: Vec<u32>,
-    by_source: HashMap<Arc<str>, u32>,
-    chunks: Vec<Chunk>,
-}
+struct IdHasher(u64);
 
-struct Slot {
-    pattern: Pattern,
-    anchored: Vec<Entry>,
-    chunk: usize,
-    position: usize,
-}
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
 
-#[derive(Default)]
-struct Chunk {
-    /// Slot ids, in the order of the set's patterns.
-    slots: Vec<u32>,
-    matcher: ChunkMatcher,
-    dirty: bool,
-}
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
 
-#[derive(Default)]
-enum ChunkMatcher {
-    #[default]
-    Empty,
-    Set(RegexSet),
-    /// The set would not compile within its limit (cannot happen with patterns within
-    /// [`PATTERN_SIZE_LIMIT`]); match each pattern on its own rather than fail.
-    OneByOne,
+    fn write_u64(&mut self, value: u64) {
+        // FxHash's odd constant spreads the key over the high bits hashbrown uses for its
+        // control bytes.
+        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
 }
 
 impl Index {
@@ -153,9 +185,9 @@ impl Index {
         added
     }
 
-    /// Adds many subscriptions' definitions at once, compiling each touched wiki's regex
-    /// sets once at the end rather than after every subscription: for loading the
-    /// stored state at start-up. Returns how many were newly added.
+    /// Adds many subscriptions' definitions at once, compiling regex sets and automata
+    /// once at the end rather than after every subscription: for loading the stored
+    /// state at start-up. Returns how many were newly added.
     pub fn insert_all(&mut self, definitions: impl IntoIterator<Item = (SubscriptionId, Definition)>) -> usize {
         let mut touched = Vec::new();
         let mut added = 0;
@@ -166,8 +198,8 @@ impl Index {
         added
     }
 
-    /// Files one definition (its regex sets are rebuilt later); false if it is a
-    /// duplicate.
+    /// Files one definition (regex sets and automata are rebuilt later); false if it is
+    /// a duplicate.
     fn insert_one(
         &mut self,
         subscription: SubscriptionId,
@@ -179,16 +211,53 @@ impl Index {
             return false;
         }
         let wiki = definition.wiki().dbname();
-        let index = self.wikis.entry(wiki).or_default();
-        let id = match self.free.pop() {
-            Some(id) => id,
-            None => {
-                self.stored.push(None);
-                u32::try_from(self.stored.len() - 1).unwrap_or(u32::MAX)
+        let next_number = &mut self.next_wiki_number;
+        let index = self.wikis.entry(wiki).or_insert_with(|| {
+            *next_number += 1;
+            WikiIndex {
+                number: *next_number,
+                filter: KeyFilter::default(),
+                definitions: 0,
+                everything: Vec::new(),
+                page_sets: None,
+                user_sets: None,
             }
+        });
+        index.definitions += 1;
+        let number = index.number;
+        // The id is known before the anchor: entries point at it.
+        let id = self.stored.insert(Stored { definition: definition.clone(), anchor: Anchor::Everything });
+        let parts = [
+            definition.page().is_some(),
+            definition.user().is_some(),
+            definition.page_rx().is_some(),
+            definition.user_rx().is_some(),
+        ];
+        let mut entry =
+            Entry { subscription, id, flags: definition.flags(), verify: parts.iter().filter(|&&p| p).count() > 1 };
+        let anchor = if let Some(page) = definition.page() {
+            entry.verify = true;
+            let key = exact_key(&self.keys, Field::Page, number, page);
+            self.exact.entry(key).or_default().push(entry);
+            index.filter.add(key);
+            Anchor::Page
+        } else if let Some(user) = definition.user() {
+            entry.verify = true;
+            let key = exact_key(&self.keys, Field::User, number, user);
+            self.exact.entry(key).or_default().push(entry);
+            index.filter.add(key);
+            Anchor::User
+        } else if let Some(pattern) = definition.page_rx() {
+            Anchor::PageRx(file_pattern(pattern, entry, index, &mut self.page_literals, Field::Page))
+        } else if let Some(pattern) = definition.user_rx() {
+            Anchor::UserRx(file_pattern(pattern, entry, index, &mut self.user_literals, Field::User))
+        } else {
+            index.everything.push(entry);
+            Anchor::Everything
         };
-        let anchor = index.file(subscription, id, definition);
-        self.stored[id as usize] = Some(Stored { definition: definition.clone(), anchor });
+        if let Some(stored) = self.stored.get_mut(id) {
+            stored.anchor = anchor;
+        }
         known.insert(definition.clone(), id);
         touched.push(wiki);
         true
@@ -210,15 +279,48 @@ impl Index {
             let Some(id) = known.remove(definition) else {
                 continue;
             };
-            let Some(stored) = self.stored.get_mut(id as usize).and_then(Option::take) else {
+            let Some(stored) = self.stored.remove(id) else {
                 continue;
             };
-            self.free.push(id);
             let wiki = stored.definition.wiki().dbname();
-            if let Some(index) = self.wikis.get_mut(wiki) {
-                index.unfile(id, &stored);
-                touched.push(wiki);
+            let Some(index) = self.wikis.get_mut(wiki) else {
+                continue;
+            };
+            let number = index.number;
+            let definition = &stored.definition;
+            match stored.anchor {
+                Anchor::Page => {
+                    let key = exact_key(&self.keys, Field::Page, number, definition.page().map_or("", |p| p));
+                    unfile_exact(&mut self.exact, key, id);
+                    index.filter.remove(key);
+                }
+                Anchor::User => {
+                    let key = exact_key(&self.keys, Field::User, number, definition.user().map_or("", |u| u));
+                    unfile_exact(&mut self.exact, key, id);
+                    index.filter.remove(key);
+                }
+                Anchor::PageRx(Filed::Literal(slot)) => {
+                    self.page_literals.remove(slot, number, id);
+                    index.filter.remove(literals::filter_key(slot, number));
+                }
+                Anchor::UserRx(Filed::Literal(slot)) => {
+                    self.user_literals.remove(slot, number, id);
+                    index.filter.remove(literals::filter_key(slot, number));
+                }
+                Anchor::PageRx(Filed::Set(slot)) => {
+                    if let Some(sets) = index.page_sets.as_mut() {
+                        sets.remove(slot, id);
+                    }
+                }
+                Anchor::UserRx(Filed::Set(slot)) => {
+                    if let Some(sets) = index.user_sets.as_mut() {
+                        sets.remove(slot, id);
+                    }
+                }
+                Anchor::Everything => remove_entry(&mut index.everything, id),
             }
+            index.definitions -= 1;
+            touched.push(wiki);
             removed.push(stored.definition);
         }
         if known.is_empty() {
@@ -256,7 +358,7 @@ impl Index {
 
     /// How many definitions there are in all.
     pub fn len(&self) -> usize {
-        self.stored.len() - self.free.len()
+        self.stored.len()
     }
 
     /// Whether there are no definitions.
@@ -271,7 +373,7 @@ impl Index {
 
     /// The subscriptions that want `change`, each once, sorted. Canaries match nothing.
     pub fn matching<'s>(&self, change: &Change<'_>, scratch: &'s mut MatchScratch) -> &'s [SubscriptionId] {
-        let found = &mut scratch.found;
+        let MatchScratch { found, seen_literals } = scratch;
         found.clear();
         if change.is_canary() {
             return found;
@@ -283,37 +385,46 @@ impl Index {
         let title = change.title.as_deref().unwrap_or("");
         let user = change.user.as_deref().unwrap_or("");
         let mut consider = |entry: &Entry| {
-            if entry.flags.satisfied_by(flags) && (!entry.check_rest || self.rest_matches(entry.id, title, user)) {
+            if entry.flags.satisfied_by(flags) && (!entry.verify || self.verify(entry.id, title, user)) {
                 found.push(entry.subscription);
             }
         };
-        if let Some(entries) = index.pages.get(title) {
-            entries.iter().for_each(&mut consider);
+        for (field, text) in [(Field::Page, title), (Field::User, user)] {
+            let key = exact_key(&self.keys, field, index.number, text);
+            if index.filter.may_contain(key)
+                && let Some(entries) = self.exact.get(&key)
+            {
+                entries.iter().for_each(&mut consider);
+            }
         }
-        if let Some(entries) = index.users.get(user) {
-            entries.iter().for_each(&mut consider);
+        self.page_literals.for_each_match(index.number, &index.filter, title, seen_literals, &mut consider);
+        self.user_literals.for_each_match(index.number, &index.filter, user, seen_literals, &mut consider);
+        if let Some(sets) = &index.page_sets {
+            sets.for_each_match(title, |slot| slot.anchored.iter().for_each(&mut consider));
         }
-        index.page_patterns.for_each_match(title, |slot| slot.anchored.iter().for_each(&mut consider));
-        index.user_patterns.for_each_match(user, |slot| slot.anchored.iter().for_each(&mut consider));
+        if let Some(sets) = &index.user_sets {
+            sets.for_each_match(user, |slot| slot.anchored.iter().for_each(&mut consider));
+        }
         index.everything.iter().for_each(&mut consider);
         found.sort_unstable();
         found.dedup();
         found
     }
 
-    /// Whether the parts of a definition other than its anchor match.
-    fn rest_matches(&self, id: u32, title: &str, user: &str) -> bool {
-        let Some(Some(stored)) = self.stored.get(id as usize) else {
+    /// Whether a definition matches the change in every part its anchor did not already
+    /// establish (a regex anchor establishes its regex; an exact anchor, found by hash,
+    /// establishes nothing).
+    fn verify(&self, id: u32, title: &str, user: &str) -> bool {
+        let Some(stored) = self.stored.get(id) else {
             return false;
         };
         let definition = &stored.definition;
-        let anchor = stored.anchor;
-        let page_ok = matches!(anchor, Anchor::Page) || definition.page().is_none_or(|page| **page == *title);
-        let user_ok = matches!(anchor, Anchor::User) || definition.user().is_none_or(|wanted| **wanted == *user);
-        let page_rx_ok =
-            matches!(anchor, Anchor::PageRx(_)) || definition.page_rx().is_none_or(|rx| rx.is_match(title));
-        let user_rx_ok = matches!(anchor, Anchor::UserRx(_)) || definition.user_rx().is_none_or(|rx| rx.is_match(user));
-        page_ok && user_ok && page_rx_ok && user_rx_ok
+        let page_rx_found = matches!(stored.anchor, Anchor::PageRx(_));
+        let user_rx_found = matches!(stored.anchor, Anchor::UserRx(_));
+        definition.page().is_none_or(|page| **page == *title)
+            && definition.user().is_none_or(|wanted| **wanted == *user)
+            && (page_rx_found || definition.page_rx().is_none_or(|rx| rx.is_match(title)))
+            && (user_rx_found || definition.user_rx().is_none_or(|rx| rx.is_match(user)))
     }
 
     fn rebuild(&mut self, mut wikis: Vec<&'static str>) {
@@ -327,71 +438,56 @@ impl Index {
                 self.wikis.remove(wiki);
                 continue;
             }
-            index.page_patterns.rebuild();
-            index.user_patterns.rebuild();
+            for sets in [&mut index.page_sets, &mut index.user_sets] {
+                let emptied = sets.as_mut().is_some_and(|present| {
+                    present.rebuild();
+                    present.is_empty()
+                });
+                if emptied {
+                    *sets = None;
+                }
+            }
+        }
+        self.page_literals.rebuild();
+        self.user_literals.rebuild();
+    }
+}
+
+/// The exact table's key for `text` in `field` on wiki number `wiki`.
+fn exact_key(keys: &RandomState, field: Field, wiki: u32, text: &str) -> u64 {
+    keys.hash_one((field, wiki, text))
+}
+
+/// Files a regex anchor of `field`: in the shared literal index if the pattern has
+/// required literals, else in the wiki's regex sets (made on first use).
+fn file_pattern(
+    pattern: &Pattern,
+    entry: Entry,
+    index: &mut WikiIndex,
+    literals: &mut LiteralPatterns,
+    field: Field,
+) -> Filed {
+    match pattern.required_literals() {
+        Some(required) => {
+            let slot = literals.add(pattern, required, index.number, entry);
+            index.filter.add(literals::filter_key(slot, index.number));
+            Filed::Literal(slot)
+        }
+        None => {
+            let sets = match field {
+                Field::Page => &mut index.page_sets,
+                Field::User => &mut index.user_sets,
+            };
+            Filed::Set(sets.get_or_insert_default().add(pattern, entry))
         }
     }
 }
 
-impl WikiIndex {
-    /// Files a new definition under its anchor and returns the anchor.
-    fn file(&mut self, subscription: SubscriptionId, id: u32, definition: &Definition) -> Anchor {
-        let anchor = if definition.page().is_some() {
-            Anchor::Page
-        } else if definition.user().is_some() {
-            Anchor::User
-        } else if let Some(pattern) = definition.page_rx() {
-            Anchor::PageRx(self.page_patterns.acquire(pattern))
-        } else if let Some(pattern) = definition.user_rx() {
-            Anchor::UserRx(self.user_patterns.acquire(pattern))
-        } else {
-            Anchor::Everything
-        };
-        let parts = [
-            definition.page().is_some(),
-            definition.user().is_some(),
-            definition.page_rx().is_some(),
-            definition.user_rx().is_some(),
-        ];
-        let entry =
-            Entry { subscription, id, flags: definition.flags(), check_rest: parts.iter().filter(|&&p| p).count() > 1 };
-        match anchor {
-            Anchor::Page => push_keyed(&mut self.pages, definition.page(), entry),
-            Anchor::User => push_keyed(&mut self.users, definition.user(), entry),
-            Anchor::PageRx(slot) => self.page_patterns.anchor(slot, entry),
-            Anchor::UserRx(slot) => self.user_patterns.anchor(slot, entry),
-            Anchor::Everything => self.everything.push(entry),
-        }
-        self.definitions += 1;
-        anchor
-    }
-
-    /// Takes a definition out of its anchor's list.
-    fn unfile(&mut self, id: u32, stored: &Stored) {
-        let definition = &stored.definition;
-        match stored.anchor {
-            Anchor::Page => remove_keyed(&mut self.pages, definition.page(), id),
-            Anchor::User => remove_keyed(&mut self.users, definition.user(), id),
-            Anchor::PageRx(slot) => self.page_patterns.release(slot, id),
-            Anchor::UserRx(slot) => self.user_patterns.release(slot, id),
-            Anchor::Everything => remove_entry(&mut self.everything, id),
-        }
-        self.definitions -= 1;
-    }
-}
-
-fn push_keyed(map: &mut HashMap<Arc<str>, Vec<Entry>>, key: Option<&Arc<str>>, entry: Entry) {
-    if let Some(key) = key {
-        map.entry(Arc::clone(key)).or_default().push(entry);
-    }
-}
-
-fn remove_keyed(map: &mut HashMap<Arc<str>, Vec<Entry>>, key: Option<&Arc<str>>, id: u32) {
-    let Some(key) = key else { return };
-    if let Some(entries) = map.get_mut(&**key) {
+fn unfile_exact(exact: &mut HashMap<u64, Vec<Entry>, BuildHasherDefault<IdHasher>>, key: u64, id: u32) {
+    if let Some(entries) = exact.get_mut(&key) {
         remove_entry(entries, id);
         if entries.is_empty() {
-            map.remove(&**key);
+            exact.remove(&key);
         }
     }
 }
@@ -399,107 +495,5 @@ fn remove_keyed(map: &mut HashMap<Arc<str>, Vec<Entry>>, key: Option<&Arc<str>>,
 fn remove_entry(entries: &mut Vec<Entry>, id: u32) {
     if let Some(position) = entries.iter().position(|e| e.id == id) {
         entries.swap_remove(position);
-    }
-}
-
-impl PatternGroup {
-    /// The slot of a pattern, adding it (and marking its chunk for rebuilding) if new.
-    fn acquire(&mut self, pattern: &Pattern) -> u32 {
-        if let Some(&slot) = self.by_source.get(&**pattern.source()) {
-            return slot;
-        }
-        let chunk = match self.chunks.iter().position(|c| c.slots.len() < CHUNK) {
-            Some(chunk) => chunk,
-            None => {
-                self.chunks.push(Chunk::default());
-                self.chunks.len() - 1
-            }
-        };
-        let slot = match self.free.pop() {
-            Some(slot) => slot,
-            None => {
-                self.slots.push(None);
-                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
-            }
-        };
-        let target = &mut self.chunks[chunk];
-        self.slots[slot as usize] =
-            Some(Slot { pattern: pattern.clone(), anchored: Vec::new(), chunk, position: target.slots.len() });
-        target.slots.push(slot);
-        target.dirty = true;
-        self.by_source.insert(Arc::clone(pattern.source()), slot);
-        slot
-    }
-
-    fn anchor(&mut self, slot: u32, entry: Entry) {
-        if let Some(Some(slot)) = self.slots.get_mut(slot as usize) {
-            slot.anchored.push(entry);
-        }
-    }
-
-    /// Takes a definition off a pattern, dropping the pattern when nothing uses it.
-    fn release(&mut self, slot_id: u32, id: u32) {
-        let Some(Some(slot)) = self.slots.get_mut(slot_id as usize) else {
-            return;
-        };
-        remove_entry(&mut slot.anchored, id);
-        if !slot.anchored.is_empty() {
-            return;
-        }
-        let (chunk, position) = (slot.chunk, slot.position);
-        self.by_source.remove(&**slot.pattern.source());
-        self.slots[slot_id as usize] = None;
-        self.free.push(slot_id);
-        let target = &mut self.chunks[chunk];
-        target.slots.swap_remove(position);
-        target.dirty = true;
-        if let Some(&moved) = target.slots.get(position)
-            && let Some(Some(moved)) = self.slots.get_mut(moved as usize)
-        {
-            moved.position = position;
-        }
-    }
-
-    /// Recompiles the chunks whose patterns changed.
-    fn rebuild(&mut self) {
-        for chunk in self.chunks.iter_mut().filter(|c| c.dirty) {
-            chunk.dirty = false;
-            let sources = chunk
-                .slots
-                .iter()
-                .filter_map(|&s| self.slots.get(s as usize)?.as_ref())
-                .map(|slot| slot.pattern.as_str());
-            chunk.matcher = if chunk.slots.is_empty() {
-                ChunkMatcher::Empty
-            } else {
-                match RegexSetBuilder::new(sources).size_limit(CHUNK * PATTERN_SIZE_LIMIT).build() {
-                    Ok(set) => ChunkMatcher::Set(set),
-                    Err(_) => ChunkMatcher::OneByOne,
-                }
-            };
-        }
-    }
-
-    /// Calls `found` for every pattern that matches `text`.
-    fn for_each_match(&self, text: &str, mut found: impl FnMut(&Slot)) {
-        for chunk in &self.chunks {
-            let slot = |position: usize| {
-                let id = *chunk.slots.get(position)?;
-                self.slots.get(id as usize)?.as_ref()
-            };
-            match &chunk.matcher {
-                ChunkMatcher::Empty => {}
-                // Most changes match no pattern: the cheap yes/no pass spares building the
-                // list of matching patterns for them.
-                ChunkMatcher::Set(set) => {
-                    if set.is_match(text) {
-                        set.matches(text).iter().filter_map(slot).for_each(&mut found);
-                    }
-                }
-                ChunkMatcher::OneByOne => {
-                    (0..chunk.slots.len()).filter_map(slot).filter(|s| s.pattern.is_match(text)).for_each(&mut found)
-                }
-            }
-        }
     }
 }

@@ -1,0 +1,291 @@
+//! Patterns with required literals (`^Talk:Topic/` needs `Talk:Topic/`, `^Bot\d+$` needs
+//! `Bot`, `^(?:Script|Tool)5$` needs `Script5` or `Tool5`), shared by all wikis. This is what keeps regexes cheap at scale: one
+//! Aho-Corasick pass over a title finds the literals it contains, and only patterns whose
+//! literal occurs *and* that some definition on the change's wiki uses are run. The
+//! automaton is shared by every change, so it stays in the CPU caches, where a separate
+//! regex set per wiki would be cold for most changes once there are many wikis with many
+//! patterns.
+//!
+//! Patterns are deduplicated by source across wikis, literals by bytes across patterns.
+//! Literals are compiled into automata of at most [`LITERAL_CHUNK`] literals, so adding
+//! or removing one rebuilds one chunk.
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::sync::Arc;
+
+use aho_corasick::AhoCorasick;
+
+use super::bloom::{KeyFilter, mix};
+use super::slab::{Chunks, Place, Slab};
+use super::{Entry, IdHasher};
+use crate::definition::Pattern;
+
+/// Literals per automaton.
+pub(super) const LITERAL_CHUNK: usize = 4096;
+
+pub(super) struct LiteralPatterns {
+    patterns: Slab<Shared>,
+    by_source: HashMap<Arc<str>, u32>,
+    literals: Slab<Literal>,
+    by_bytes: HashMap<Arc<[u8]>, u32>,
+    chunks: Chunks<LiteralMatcher>,
+    /// The entries filed under a pattern on one wiki, by [`posting_key`].
+    postings: HashMap<u64, Vec<Entry>, BuildHasherDefault<IdHasher>>,
+}
+
+/// The postings key of pattern `slot` on wiki number `wiki`.
+fn posting_key(slot: u32, wiki: u32) -> u64 {
+    (u64::from(slot) << 32) | u64::from(wiki)
+}
+
+/// The key under which a wiki's [`KeyFilter`] records that it uses pattern `slot`.
+pub(super) fn filter_key(slot: u32, wiki: u32) -> u64 {
+    mix(posting_key(slot, wiki))
+}
+
+impl Default for LiteralPatterns {
+    fn default() -> LiteralPatterns {
+        LiteralPatterns {
+            patterns: Slab::default(),
+            by_source: HashMap::new(),
+            literals: Slab::default(),
+            by_bytes: HashMap::new(),
+            chunks: Chunks::new(LITERAL_CHUNK),
+            postings: HashMap::default(),
+        }
+    }
+}
+
+struct Shared {
+    pattern: Pattern,
+    literals: Vec<u32>,
+    /// How many wikis have entries under this pattern.
+    wikis: u32,
+}
+
+struct Literal {
+    bytes: Arc<[u8]>,
+    /// The patterns that require this literal (or another of theirs).
+    patterns: Patterns,
+    place: Place,
+}
+
+/// Pattern slots, the first kept inline: most literals belong to one pattern, and a
+/// separate allocation would cost a cache miss on every hit.
+#[derive(Default)]
+struct Patterns {
+    first: Option<u32>,
+    rest: Vec<u32>,
+}
+
+impl Patterns {
+    fn push(&mut self, slot: u32) {
+        match self.first {
+            None => self.first = Some(slot),
+            Some(_) => self.rest.push(slot),
+        }
+    }
+
+    fn remove(&mut self, slot: u32) {
+        self.rest.retain(|&p| p != slot);
+        if self.first == Some(slot) {
+            self.first = self.rest.pop();
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.first.into_iter().chain(self.rest.iter().copied())
+    }
+}
+
+#[derive(Default)]
+enum LiteralMatcher {
+    #[default]
+    Empty,
+    Automaton(AhoCorasick),
+    /// The automaton could not be built (it cannot fail at this size); look for each
+    /// literal on its own rather than fail.
+    Scan,
+}
+
+impl LiteralPatterns {
+    /// Files `entry` under `pattern` (one of whose `literals` every match contains) on
+    /// wiki number `wiki`; returns the pattern's slot.
+    pub(super) fn add(&mut self, pattern: &Pattern, literals: &[Box<[u8]>], wiki: u32, entry: Entry) -> u32 {
+        let slot = match self.by_source.get(&**pattern.source()) {
+            Some(&slot) => slot,
+            None => {
+                let slot = self.patterns.insert(Shared { pattern: pattern.clone(), literals: Vec::new(), wikis: 0 });
+                let literals: Vec<u32> = literals.iter().map(|bytes| self.literal_slot(bytes)).collect();
+                for &literal in &literals {
+                    if let Some(literal) = self.literals.get_mut(literal) {
+                        literal.patterns.push(slot);
+                    }
+                }
+                if let Some(shared) = self.patterns.get_mut(slot) {
+                    shared.literals = literals;
+                }
+                self.by_source.insert(Arc::clone(pattern.source()), slot);
+                slot
+            }
+        };
+        let entries = self.postings.entry(posting_key(slot, wiki)).or_default();
+        if entries.is_empty()
+            && let Some(shared) = self.patterns.get_mut(slot)
+        {
+            shared.wikis += 1;
+        }
+        entries.push(entry);
+        slot
+    }
+
+    fn literal_slot(&mut self, bytes: &[u8]) -> u32 {
+        if let Some(&literal) = self.by_bytes.get(bytes) {
+            return literal;
+        }
+        let bytes: Arc<[u8]> = Arc::from(bytes);
+        let placeholder = Place { chunk: 0, position: 0 };
+        let literal = self.literals.insert(Literal {
+            bytes: Arc::clone(&bytes),
+            patterns: Patterns::default(),
+            place: placeholder,
+        });
+        let place = self.chunks.add(literal);
+        if let Some(added) = self.literals.get_mut(literal) {
+            added.place = place;
+        }
+        self.by_bytes.insert(bytes, literal);
+        literal
+    }
+
+    /// Takes definition `id` off pattern `slot` on wiki number `wiki`, dropping the
+    /// pattern and its literal when nothing uses them any more.
+    pub(super) fn remove(&mut self, slot: u32, wiki: u32, id: u32) {
+        let Some(entries) = self.postings.get_mut(&posting_key(slot, wiki)) else {
+            return;
+        };
+        super::remove_entry(entries, id);
+        if !entries.is_empty() {
+            return;
+        }
+        self.postings.remove(&posting_key(slot, wiki));
+        let Some(shared) = self.patterns.get_mut(slot) else {
+            return;
+        };
+        shared.wikis -= 1;
+        if shared.wikis > 0 {
+            return;
+        }
+        let Some(gone) = self.patterns.remove(slot) else {
+            return;
+        };
+        self.by_source.remove(&**gone.pattern.source());
+        for literal in gone.literals {
+            self.release_literal(literal, slot);
+        }
+    }
+
+    /// Takes pattern `slot` off a literal, dropping the literal when no pattern needs it.
+    fn release_literal(&mut self, literal: u32, slot: u32) {
+        let Some(used) = self.literals.get_mut(literal) else {
+            return;
+        };
+        used.patterns.remove(slot);
+        if !used.patterns.is_empty() {
+            return;
+        }
+        let place = used.place;
+        if let Some(gone) = self.literals.remove(literal) {
+            self.by_bytes.remove(&gone.bytes);
+        }
+        if let Some(moved) = self.chunks.remove(place)
+            && let Some(moved) = self.literals.get_mut(moved)
+        {
+            moved.place = place;
+        }
+    }
+
+    /// Rebuilds the automata whose literals changed.
+    pub(super) fn rebuild(&mut self) {
+        let literals = &self.literals;
+        self.chunks.recompile(|members| {
+            if members.is_empty() {
+                return LiteralMatcher::Empty;
+            }
+            let bytes = members.iter().filter_map(|&l| literals.get(l)).map(|l| &l.bytes[..]);
+            match AhoCorasick::new(bytes) {
+                Ok(automaton) => LiteralMatcher::Automaton(automaton),
+                Err(_) => LiteralMatcher::Scan,
+            }
+        });
+    }
+
+    /// Calls `found` with the entries of every pattern that matches `text` and has
+    /// entries on wiki number `wiki`, whose filter is `filter`. `seen` is scratch space.
+    pub(super) fn for_each_match(
+        &self,
+        wiki: u32,
+        filter: &KeyFilter,
+        text: &str,
+        seen: &mut Vec<u32>,
+        mut found: impl FnMut(&Entry),
+    ) {
+        seen.clear();
+        for chunk in self.chunks.iter() {
+            match &chunk.matcher {
+                LiteralMatcher::Empty => {}
+                LiteralMatcher::Automaton(automaton) => {
+                    for hit in automaton.find_overlapping_iter(text) {
+                        if let Some(&literal) = chunk.members.get(hit.pattern().as_usize()) {
+                            self.literal_found(literal, wiki, filter, text, seen, &mut found);
+                        }
+                    }
+                }
+                LiteralMatcher::Scan => {
+                    for &literal in &chunk.members {
+                        let occurs = self
+                            .literals
+                            .get(literal)
+                            .is_some_and(|l| text.as_bytes().windows(l.bytes.len()).any(|w| w == &l.bytes[..]));
+                        if occurs {
+                            self.literal_found(literal, wiki, filter, text, seen, &mut found);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn literal_found(
+        &self,
+        literal: u32,
+        wiki: u32,
+        filter: &KeyFilter,
+        text: &str,
+        seen: &mut Vec<u32>,
+        found: &mut impl FnMut(&Entry),
+    ) {
+        // A literal can occur several times in one text; its patterns run once.
+        if seen.contains(&literal) {
+            return;
+        }
+        seen.push(literal);
+        let Some(literal) = self.literals.get(literal) else {
+            return;
+        };
+        for slot in literal.patterns.iter() {
+            if filter.may_contain(filter_key(slot, wiki))
+                && let Some(entries) = self.postings.get(&posting_key(slot, wiki))
+                && let Some(shared) = self.patterns.get(slot)
+                && shared.pattern.is_match(text)
+            {
+                entries.iter().for_each(&mut *found);
+            }
+        }
+    }
+}
