@@ -3,6 +3,10 @@
 //! peer's as a ratio.
 
 use std::process::Command;
+
+/// The same allocator as the `flotilla` binary, so figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::Duration;
 
 /// Messages per second.

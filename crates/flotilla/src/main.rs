@@ -6,6 +6,11 @@ mod cli;
 
 use std::process::ExitCode;
 
+/// mimalloc: messages are many small maps and strings; it measured about a quarter
+/// faster than the system allocator on the reactor benchmark.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     cli::main()
 }
