@@ -130,6 +130,15 @@ impl Store {
             return Err(StoreError::Url { url: display, reason: "expected sqlite://PATH or postgres://…".into() });
         };
         let memory = connect_url.contains(":memory:");
+        if !memory {
+            // One plain connection first: a refused or misconfigured server fails now
+            // with its own message instead of after the pool's acquire timeout.
+            use sqlx::Connection;
+            let probe = sqlx::AnyConnection::connect(&connect_url)
+                .await
+                .map_err(|e| StoreError::Connect { url: display.clone(), detail: e.to_string() })?;
+            let _ = probe.close().await;
+        }
         let options = AnyPoolOptions::new()
             // An in-memory SQLite database exists per connection: keep exactly one.
             .max_connections(if memory {
@@ -227,8 +236,8 @@ impl Store {
         Ok(())
     }
 
-    /// Inserts one row into `table`, creating the table (with an `id` key) and any
-    /// missing columns first. Strings become TEXT, integers BIGINT, other numbers a
+    /// Inserts one row into `table`, creating the table (with a `row_id` key, so a
+    /// message's own `id` field is an ordinary column) and any missing columns first. Strings become TEXT, integers BIGINT, other numbers a
     /// float type, booleans 0/1, lists and maps JSON text.
     pub async fn insert_row(&self, table: &str, row: &Map<String, Value>) -> Result<(), StoreError> {
         check_identifier(table)?;
@@ -275,7 +284,7 @@ impl Store {
         if missing.is_empty() && self.known_columns.lock().unwrap_or_else(|p| p.into_inner()).contains_key(table) {
             return Ok(());
         }
-        let create = format!("CREATE TABLE IF NOT EXISTS \"{table}\" (id {})", self.dialect.serial_primary_key());
+        let create = format!("CREATE TABLE IF NOT EXISTS \"{table}\" (row_id {})", self.dialect.serial_primary_key());
         sqlx::query(AssertSqlSafe(create))
             .execute(&self.pool)
             .await

@@ -77,16 +77,16 @@ async fn state_round_trips_and_is_replaced() {
 #[tokio::test]
 async fn insert_row_creates_the_table_and_new_columns() {
     on_both(|store| async move {
-        let first = json!({"subject": "hi", "count": 3, "load": 0.5, "ok": true});
+        let first = json!({"id": "01J0000000000000000000000A", "subject": "hi", "count": 3, "load": 0.5, "ok": true});
         store.insert_row("wubot_log", first.as_object().unwrap()).await.unwrap();
         let second = json!({"subject": "again", "extra": {"a": [1]}, "missing": null});
         store.insert_row("wubot_log", second.as_object().unwrap()).await.unwrap();
         let columns = store.columns_of("wubot_log").await.unwrap();
-        for c in ["id", "subject", "count", "load", "ok", "extra", "missing"] {
+        for c in ["row_id", "id", "subject", "count", "load", "ok", "extra", "missing"] {
             assert!(columns.contains(c), "{c} in {columns:?}");
         }
         let rows: Vec<(String, Option<i64>, Option<String>)> =
-            sqlx::query_as("SELECT subject, count, extra FROM wubot_log ORDER BY id")
+            sqlx::query_as("SELECT subject, count, extra FROM wubot_log ORDER BY row_id")
                 .fetch_all(store.pool())
                 .await
                 .unwrap();
