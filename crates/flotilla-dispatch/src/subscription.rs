@@ -492,3 +492,34 @@ impl SubscriptionBackend for Subscriptions {
 fn applied(definitions: Vec<Definition>, record: impl FnOnce(Vec<Definition>) -> Mutation) -> Applied {
     Applied { count: definitions.len(), mutation: (!definitions.is_empty()).then(|| record(definitions)) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The state is shared between the control server's connections, the HTTP API and
+    /// the delivery loop, so it must be shareable across threads.
+    #[test]
+    fn state_is_send_and_sync() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Subscriptions>();
+        shareable::<crate::protocol::Session>();
+    }
+
+    #[test]
+    fn names_follow_the_rules() {
+        #[track_caller]
+        fn check(name: &str, valid: bool) {
+            assert_eq!(SubscriptionName::parse(name).is_ok(), valid, "{name:?}");
+        }
+        check("mybot", true);
+        check("A.b-c_9", true);
+        check(&"x".repeat(64), true);
+        check(&"x".repeat(65), false);
+        check("", false);
+        check("my bot", false);
+        check("sub:name", false);
+        check("bot/1", false);
+        check("é", false);
+    }
+}
