@@ -66,9 +66,9 @@ impl Pattern {
         Ok(Pattern { source: Arc::from(source), regex, required: Arc::from(required) })
     }
 
-    /// Literals one of which every match contains (each at least [`MIN_REQUIRED_LITERAL`]
-    /// bytes), if the pattern has such a set: a text with none of them cannot match,
-    /// which lets the index skip the regex for most texts.
+    /// Literals one of which every match contains (each at least three bytes long), if
+    /// the pattern has such a set: a text with none of them cannot match, which lets the
+    /// index skip the regex for most texts.
     pub fn required_literals(&self) -> Option<&[Box<[u8]>]> {
         (!self.required.is_empty()).then_some(&*self.required)
     }

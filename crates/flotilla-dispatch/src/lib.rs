@@ -8,11 +8,12 @@
 //! - [`wiki`]: the registry of Wikimedia wikis (embedded data), so `enwiki`,
 //!   `en.wikipedia.org` and `en_wikipedia` all name the same wiki.
 //! - [`event`]: one EventStreams `recentchange` JSON event to a [`Change`].
-//! - [`format`]: a change as pipe, xml or json text.
+//! - [`format`](mod@format): a change as pipe, xml or json text.
 //! - [`definition`]: what a subscription watches, and the XML/JSON documents that carry
 //!   definitions.
 //! - [`token`]: subscription tokens, drawn from the OS CSPRNG and kept only as hashes.
-//! - [`index`]: the matching index; per-change cost independent of the number of
+//! - [`index`]: the matching index: exact pages and users by hash, regexes through a
+//!   shared literal prefilter, so the work per change does not depend on the number of
 //!   subscriptions.
 //! - [`subscription`]: subscription names and ids, [`Subscriptions`] (the in-memory state
 //!   with its index) and the [`SubscriptionBackend`] trait the protocol acts on.
@@ -22,7 +23,8 @@
 //! # Seams for the integrator
 //!
 //! - **Control server**: frame lines with [`protocol::frame::next_line`], call
-//!   [`Session::feed_line`] with the shared [`Subscriptions`] (behind a mutex), persist
+//!   [`Session::feed_line`] with the shared [`Subscriptions`] (behind an `RwLock`: the
+//!   protocol and the API write, matching only reads), persist
 //!   [`Output::mutations`] in order, then write each [`Reply::encode`] and close when
 //!   [`Output::close`] says so. Count connections with
 //!   [`Subscriptions::connection_opened`]/[`Subscriptions::connection_closed`] for `info`.
@@ -39,7 +41,8 @@
 //!   trait) and persist the same mutations.
 //!
 //! Architecture Invariant: this crate knows nothing of tokio, Redis, the bus or the SQL
-//! store; it depends only on parsing, regex, hashing and randomness crates.
+//! store; it depends only on parsing, regex, string-search, hashing and randomness
+//! crates.
 
 pub mod definition;
 pub mod event;
@@ -55,6 +58,8 @@ pub use event::{Change, EventError, parse_change};
 pub use format::{OutputFormat, render};
 pub use index::{Index, MatchScratch};
 pub use protocol::{ErrorReply, Output, Reply, Session, SessionLimits};
-pub use subscription::{Delivery, Mutation, SubscriptionBackend, SubscriptionId, SubscriptionName, Subscriptions};
+pub use subscription::{
+    Delivery, Mutation, Restored, SubscriptionBackend, SubscriptionId, SubscriptionName, Subscriptions,
+};
 pub use token::{Token, TokenHash};
 pub use wiki::{Wiki, Wikis};
