@@ -1,4 +1,4 @@
-//! Every recorded event in `shared/testdata/wikimedia/` in all three output formats. The
+//! Every recorded event in `testdata/wikimedia/` in all three output formats. The
 //! expected lines were written by hand from SPEC §6.4 and the events' fields (not copied
 //! from the program's output); a new recording without an expectation fails the test.
 
@@ -53,7 +53,7 @@ const EXPECTED: &[(&str, &str, &str, &str)] = &[
 ];
 
 fn testdata() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/wikimedia")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/wikimedia")
 }
 
 #[test]

@@ -172,7 +172,7 @@ fn recorded_events_match_definitions_for_them() {
     state.insert(ids[0], vec![definition("ko.wikipedia.org", "", "^사용자:", "廢后", "", &["nobot"])]).expect("insert");
     state.insert(ids[1], vec![definition("www.wikidata.org", "", "", "", "[Bb]ot$", &["bot", "new"])]).expect("insert");
     state.insert(ids[2], vec![definition("en_wikipedia", "", "^Category talk:", "", "", &["log"])]).expect("insert");
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/wikimedia");
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/wikimedia");
     let read = |file: &str| std::fs::read(dir.join(file)).expect("recording readable");
     let check = |file: &str, expect: &[&str]| {
         let bytes = read(file);
