@@ -4,18 +4,21 @@
 //!
 //! - `delay` between checks (default per monitor; `5s`, `15m`, `1h` …), `rand`: up to
 //!   this much extra random delay, `timeout` for one check (default 30 s);
+//! - `react`: the instance's own rules, run on each message before it is queued; a
+//!   message they drop or mark `last_rule` is not queued ([`react`]);
 //! - a per-instance cache (a JSON object) that survives restarts, kept in the store;
 //! - a check that fails or times out becomes a message
 //!   `{subject: "CRITICAL: <error>" | "Timed out after N seconds", status: CRITICAL, color: RED}`
-//!   instead of silence.
+//!   (with `errmsg`, and `link` for monitors that watch a URL) instead of silence.
 //!
 //! In wubot's layout, `plugins/Pulse/myhost.yaml` defines connector `Pulse-myhost`
 //! of type `pulse`; its messages get `key: Pulse-myhost`.
 
 mod monitor;
 mod pulse;
+pub mod react;
 
-pub use monitor::{CheckOutcome, Monitor, MonitorConnector, MonitorSettings};
+pub use monitor::{CheckOutcome, Monitor, MonitorConnector, MonitorSettings, SCHEDULE_KEYS, critical};
 pub use pulse::Pulse;
 
 use flotilla_connector::ConnectorType;

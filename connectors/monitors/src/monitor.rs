@@ -1,11 +1,16 @@
-//! The scheduler shared by every monitor.
+//! The scheduler shared by every monitor: the keys every monitor takes (`delay`,
+//! `rand`, `timeout`, `react`), the per-instance cache, and the loop that checks,
+//! runs the instance's own rules and queues what is left.
 
 use std::time::{Duration, SystemTime};
 
 use flotilla_config::Diagnostic;
 use flotilla_connector::{Connector, ConnectorContext, ConnectorSection, diagnostic_at};
 use flotilla_core::Message;
+use flotilla_reactor::RuleConfig;
 use serde_json::{Map, Value};
+
+use crate::react::{ContextEffects, REACT_KEY, ReactRules};
 
 /// What one check produced.
 #[derive(Debug, Default)]
@@ -22,18 +27,26 @@ pub trait Monitor: Send + Sync + 'static {
     /// One check at `now`. `cache` is this instance's memory; changes to it are saved
     /// after the messages are on the bus.
     async fn check(&self, cache: &mut Map<String, Value>, now: SystemTime) -> anyhow::Result<CheckOutcome>;
+
+    /// The address the monitor watches, if it has one: a failed check's message links
+    /// to it, as wubot's did.
+    fn link(&self) -> Option<&str> {
+        None
+    }
 }
 
-/// The scheduling keys every monitor takes.
+/// The keys every monitor takes.
 #[derive(Debug, Clone)]
 pub struct MonitorSettings {
     pub delay: Duration,
     pub rand: Duration,
     pub timeout: Duration,
+    /// The instance's own rules, run on each message before it is queued.
+    pub react: Option<ReactRules>,
 }
 
 /// The keys the scheduler takes out of a monitor's section.
-pub const SCHEDULE_KEYS: [&str; 3] = ["delay", "rand", "timeout"];
+pub const SCHEDULE_KEYS: [&str; 4] = ["delay", "rand", "timeout", REACT_KEY];
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,18 +57,24 @@ struct RawSettings {
 }
 
 impl MonitorSettings {
-    /// Reads `delay`, `rand` and `timeout` from a section, defaulting `delay` to
-    /// `default_delay`, and hands the other keys to `specific` (the monitor's own
-    /// config). Problems from both parts are reported together.
+    /// Reads `delay`, `rand`, `timeout` and `react` from a section, defaulting `delay`
+    /// to `default_delay`, checks the `react` rules, and hands the other keys to
+    /// `specific` (the monitor's own config). Problems from all parts are reported
+    /// together.
     pub fn from_section<T>(
         section: &ConnectorSection<'_>,
         default_delay: Duration,
         specific: impl FnOnce(&ConnectorSection<'_>) -> Result<T, Vec<Diagnostic>>,
     ) -> Result<(MonitorSettings, T), Vec<Diagnostic>> {
         let (schedule, rest) = flotilla_connector::split_section(section.node, &SCHEDULE_KEYS);
+        let (react, schedule) = flotilla_connector::split_section(&schedule, &[REACT_KEY]);
         let (raw, mut errors) = flotilla_config::decode_at::<RawSettings>(&schedule, &section.path);
-        let mut settings =
-            MonitorSettings { delay: default_delay, rand: Duration::ZERO, timeout: Duration::from_secs(30) };
+        let mut settings = MonitorSettings {
+            delay: default_delay,
+            rand: Duration::ZERO,
+            timeout: Duration::from_secs(30),
+            react: None,
+        };
         if let Some(raw) = raw {
             let mut parse = |value: &Option<flotilla_config::Located<String>>, key: &str, slot: &mut Duration| {
                 if let Some(text) = value {
@@ -70,6 +89,18 @@ impl MonitorSettings {
             parse(&raw.timeout, "timeout", &mut settings.timeout);
             if settings.timeout.is_zero() {
                 errors.push(diagnostic_at(section, "timeout", "must be more than 0 seconds"));
+            }
+        }
+        // Decoded on its own, so a mistake in the rules never hides one in the
+        // schedule, and the other way round.
+        if let Some(node) = react.entry(REACT_KEY).filter(|node| !node.is_null()) {
+            let path = format!("{}.{REACT_KEY}", section.path);
+            match flotilla_config::decode_at::<Vec<RuleConfig>>(node, &path) {
+                (Some(rules), more) if more.is_empty() => match ReactRules::check(section, rules) {
+                    Ok(react) => settings.react = Some(react),
+                    Err(more) => errors.extend(more),
+                },
+                (_, more) => errors.extend(more),
             }
         }
         let rest_section = ConnectorSection { name: section.name, node: &rest, path: section.path.clone() };
@@ -90,18 +121,40 @@ pub struct MonitorConnector<M> {
     pub settings: MonitorSettings,
 }
 
-/// The message a failed or timed-out check becomes.
+/// The message a failed or timed-out check becomes: `subject` (also in `errmsg`, as
+/// wubot kept it), `status: CRITICAL`, `color: RED`.
 pub fn critical(subject: String) -> Message {
     let mut message = Message::new();
+    message.set("errmsg", subject.as_str());
     message.set("subject", subject);
     message.set("status", "CRITICAL");
     message.set("color", "RED");
     message
 }
 
+impl<M: Monitor> MonitorConnector<M> {
+    fn failure(&self, subject: String) -> Message {
+        let mut message = critical(subject);
+        if let Some(link) = self.monitor.link() {
+            message.set("link", link);
+        }
+        message
+    }
+}
+
 #[async_trait::async_trait]
 impl<M: Monitor> Connector for MonitorConnector<M> {
     async fn run(&self, ctx: &ConnectorContext) -> anyhow::Result<()> {
+        // Compiled here rather than at build time so `wubot_rulelog` names this node,
+        // and a changed rules file is picked up on restart.
+        let rules = match &self.settings.react {
+            Some(react) => Some(react.compile(ctx.node_name()).map_err(|errors| {
+                let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                anyhow::anyhow!("the react rules no longer compile: {}", listed.join("; "))
+            })?),
+            None => None,
+        };
+        let effects = ContextEffects { ctx };
         let mut cache = match ctx.load_state("cache").await? {
             Some(Value::Object(map)) => map,
             _ => Map::new(),
@@ -115,18 +168,21 @@ impl<M: Monitor> Connector for MonitorConnector<M> {
             let before = cache.clone();
             let outcome =
                 tokio::time::timeout(self.settings.timeout, self.monitor.check(&mut cache, SystemTime::now())).await;
-            let (messages, next) = match outcome {
+            let (mut messages, next) = match outcome {
                 Ok(Ok(outcome)) => (outcome.messages, outcome.next_delay),
                 Ok(Err(error)) => {
                     tracing::warn!(connector = ctx.name(), error = %format!("{error:#}"), "A monitor check failed.");
-                    (vec![critical(format!("CRITICAL: {error:#}"))], None)
+                    (vec![self.failure(format!("CRITICAL: {error:#}"))], None)
                 }
                 Err(_) => {
                     let seconds = self.settings.timeout.as_secs_f64();
                     tracing::warn!(connector = ctx.name(), seconds, "A monitor check timed out.");
-                    (vec![critical(format!("Timed out after {seconds} seconds"))], None)
+                    (vec![self.failure(format!("Timed out after {seconds} seconds"))], None)
                 }
             };
+            if let Some(rules) = &rules {
+                messages = crate::react::react(rules, messages, ctx, &effects).await;
+            }
             // Messages first, then the cache: a crash in between repeats a report
             // rather than losing one.
             ctx.emit_all(messages).await?;

@@ -1,0 +1,247 @@
+//! A monitor's own rules (`react:`), as in wubot: every message a check produces runs
+//! through the instance's rule tree *before* it is queued, and a message that comes out
+//! dropped, or with `last_rule` set, is not queued at all. This is how one monitor
+//! instance filters or enriches its own output without touching the node's reactor.
+//!
+//! The rules are checked when the configuration is built (every problem becomes a
+//! [`Diagnostic`] at `connectors.<name>.react[...]`, or in the rules file it sits in),
+//! and compiled again when the monitor starts, with the node's name as the host of the
+//! `wubot_rulelog` entries (the name the node's reactor uses too).
+//!
+//! Plugins that reach outside the message act through [`ContextEffects`], which maps
+//! each effect onto the connector's own context: queues and outboxes on the node's bus,
+//! rows and state in its store, console lines on standard output, commands through
+//! [`flotilla_reactor::run_shell_command`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use flotilla_config::{Diagnostic, Location, Node};
+use flotilla_connector::{ConnectorContext, ConnectorSection};
+use flotilla_core::Message;
+use flotilla_core::message::{LAST_RULE, is_truthy};
+use flotilla_reactor::{
+    CommandOutput, CompileContext, ConsoleLine, EffectError, Effects, RuleConfig, RuleError, RuleTree, RulesLoader,
+};
+use serde_json::{Map, Value};
+
+/// The key the rules sit under in a monitor's section.
+pub const REACT_KEY: &str = "react";
+
+/// A monitor instance's `react:` rules, checked, ready to compile for a host.
+#[derive(Debug, Clone)]
+pub struct ReactRules {
+    /// The rules as written.
+    pub rules: Vec<RuleConfig>,
+    /// Where relative `rulesfile` and `template_file` names are looked up: the
+    /// directory of the file the monitor's section is in.
+    pub base_dir: PathBuf,
+}
+
+impl ReactRules {
+    /// Checks `rules` (from the section's `react:` key) and reports every problem at
+    /// its place: `connectors.<name>.react[1].condition`, with the file, line and
+    /// column of the offending value (or of the rules file that holds it).
+    pub fn check(section: &ConnectorSection<'_>, rules: Vec<RuleConfig>) -> Result<ReactRules, Vec<Diagnostic>> {
+        let base_dir = base_dir_of(&section.node.location);
+        let react = ReactRules { rules, base_dir };
+        let loader = FileLoader::default();
+        // The host only labels rule log entries; any name checks the same.
+        match react.compile_with("check", &loader) {
+            Ok(_) => Ok(react),
+            Err(errors) => Err(errors.iter().map(|e| locate_error(section, &loader, e)).collect()),
+        }
+    }
+
+    /// Compiles the rules; `host` is written into `wubot_rulelog` entries.
+    pub fn compile(&self, host: &str) -> Result<RuleTree, Vec<RuleError>> {
+        self.compile_with(host, &FileLoader::default())
+    }
+
+    fn compile_with(&self, host: &str, loader: &FileLoader) -> Result<RuleTree, Vec<RuleError>> {
+        let ctx = CompileContext { host, base_dir: &self.base_dir, loader };
+        flotilla_reactor::compile(&self.rules, &ctx)
+    }
+}
+
+/// The directory of the configuration file a section was read from (`.` when it did
+/// not come from a file).
+fn base_dir_of(location: &Location) -> PathBuf {
+    if !location.is_known() {
+        return PathBuf::from(".");
+    }
+    Path::new(&*location.file).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Turns a rule compile error into a diagnostic pointing at the value it concerns.
+fn locate_error(section: &ConnectorSection<'_>, loader: &FileLoader, error: &RuleError) -> Diagnostic {
+    // Compile errors are relative to the rules list: `rules[2].condition`.
+    let inner = error.path.strip_prefix("rules").unwrap_or(&error.path);
+    match &error.file {
+        None => {
+            let location = section
+                .node
+                .get(REACT_KEY)
+                .and_then(|react| nearest(react, inner))
+                .unwrap_or_else(|| section.node.location.clone());
+            Diagnostic {
+                location: Some(location),
+                message: format!("{}.{REACT_KEY}{inner}: {}", section.path, error.message),
+            }
+        }
+        Some(file) => {
+            let location = loader.tree(file).and_then(|tree| tree.get("rules").and_then(|rules| nearest(rules, inner)));
+            let message = match location {
+                Some(_) => format!("{}: {}", error.path, error.message),
+                None => format!("{}: {}: {}", file.display(), error.path, error.message),
+            };
+            Diagnostic { location, message }
+        }
+    }
+}
+
+/// The location of the value at `path` under `node`, or of its nearest existing
+/// ancestor (a missing `name` points at its rule).
+fn nearest(node: &Node, path: &str) -> Option<Location> {
+    let mut path = path;
+    loop {
+        if let Some(found) = node.get(path) {
+            return Some(found.location.clone());
+        }
+        path = &path[..path.rfind(['.', '['])?];
+    }
+}
+
+/// Reads rules files (YAML with a top-level `rules:` list) and template files, keeping
+/// each parsed tree so errors inside a rules file can be located in it.
+#[derive(Default)]
+struct FileLoader {
+    trees: Mutex<HashMap<PathBuf, Node>>,
+}
+
+impl FileLoader {
+    fn tree(&self, path: &Path) -> Option<Node> {
+        self.trees.lock().unwrap_or_else(|p| p.into_inner()).get(path).cloned()
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    rules: Vec<RuleConfig>,
+}
+
+fn join(errors: &[Diagnostic]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+impl RulesLoader for FileLoader {
+    fn load_rules(&self, path: &Path) -> Result<Vec<RuleConfig>, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let shown = path.display().to_string();
+        let tree = flotilla_config::parse_str(&shown, &text, &|name| std::env::var(name).ok())
+            .map_err(|errors| join(&errors))?;
+        let (file, errors) = flotilla_config::decode::<RulesFile>(&tree);
+        self.trees.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_path_buf(), tree);
+        match file {
+            Some(file) if errors.is_empty() => Ok(file.rules),
+            _ => Err(join(&errors)),
+        }
+    }
+
+    fn read_text(&self, path: &Path) -> Result<String, String> {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    }
+}
+
+/// Runs each message through `tree` and returns those to queue, in order: not dropped,
+/// and without `last_rule`. Each message is stamped first (`key`, `plugin`, `id`,
+/// `lastupdate`, `hostname`), so conditions can test them as wubot's could.
+pub async fn react(
+    tree: &RuleTree,
+    messages: Vec<Message>,
+    ctx: &ConnectorContext,
+    effects: &dyn Effects,
+) -> Vec<Message> {
+    let mut queued = Vec::with_capacity(messages.len());
+    for mut message in messages {
+        ctx.stamp(&mut message);
+        let outcome = tree.run(message, effects).await;
+        for failure in &outcome.failures {
+            tracing::info!(
+                connector = ctx.name(),
+                rule = failure.rule,
+                plugin = failure.plugin,
+                error = %failure.error,
+                "A react plugin failed; recorded in errmsg."
+            );
+        }
+        match outcome.message {
+            Some(message) if message.get(LAST_RULE).is_some_and(is_truthy) => {
+                tracing::debug!(connector = ctx.name(), "A react rule set last_rule; the message is not queued.");
+            }
+            Some(message) => queued.push(message),
+            None => {
+                tracing::debug!(connector = ctx.name(), rule = ?outcome.dropped_by, "A react rule dropped the message.")
+            }
+        }
+    }
+    queued
+}
+
+/// The effects a monitor's rules may have, carried out through its connector context.
+pub struct ContextEffects<'a> {
+    pub ctx: &'a ConnectorContext,
+}
+
+fn failed(e: impl std::fmt::Display) -> EffectError {
+    EffectError::Failed(e.to_string())
+}
+
+/// State of the State and Status plugins lives beside the monitor's cache, under its
+/// own key per namespace and key.
+fn state_key(namespace: &str, key: &str) -> String {
+    format!("react:{namespace}:{key}")
+}
+
+#[async_trait::async_trait]
+impl Effects for ContextEffects<'_> {
+    async fn enqueue(&self, queue: &str, message: &Message) -> Result<(), EffectError> {
+        self.ctx.emit_to(queue, vec![message.clone()]).await.map_err(failed)
+    }
+
+    async fn sql_insert(&self, table: &str, row: &Map<String, Value>) -> Result<(), EffectError> {
+        self.ctx.store().insert_row(table, row).await.map_err(failed)
+    }
+
+    async fn send(&self, connector: &str, message: &Message) -> Result<(), EffectError> {
+        self.ctx.emit_to(&flotilla_connector::outbox_queue(connector), vec![message.clone()]).await.map_err(failed)
+    }
+
+    fn console(&self, line: &ConsoleLine) {
+        println!("{}", line.text);
+    }
+
+    async fn run_command(
+        &self,
+        command: &str,
+        input: &Message,
+        timeout: Duration,
+    ) -> Result<CommandOutput, EffectError> {
+        flotilla_reactor::run_shell_command(command, &input.to_json(), timeout).await
+    }
+
+    async fn load_state(&self, namespace: &str, key: &str) -> Result<Option<Value>, EffectError> {
+        self.ctx.load_state(&state_key(namespace, key)).await.map_err(failed)
+    }
+
+    async fn save_state(&self, namespace: &str, key: &str, value: &Value) -> Result<(), EffectError> {
+        self.ctx.save_state(&state_key(namespace, key), value).await.map_err(failed)
+    }
+
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
