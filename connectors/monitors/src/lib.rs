@@ -11,19 +11,36 @@
 //!   `{subject: "CRITICAL: <error>" | "Timed out after N seconds", status: CRITICAL, color: RED}`
 //!   (with `errmsg`, and `link` for monitors that watch a URL) instead of silence.
 //!
+//! The monitors: `pulse`, `uptime`, `command`, `diskspace`, `filetail` (each module
+//! documents its keys and fields).
+//!
 //! In wubot's layout, `plugins/Pulse/myhost.yaml` defines connector `Pulse-myhost`
 //! of type `pulse`; its messages get `key: Pulse-myhost`.
 
+mod command;
+mod diskspace;
+mod filetail;
 mod monitor;
 mod pulse;
 pub mod react;
+mod uptime;
 
+pub use command::CommandMonitor;
+pub use diskspace::{DiskSpace, Usage};
+pub use filetail::FileTail;
 pub use monitor::{CheckOutcome, Monitor, MonitorConnector, MonitorSettings, SCHEDULE_KEYS, critical};
 pub use pulse::Pulse;
+pub use uptime::{LoadSource, Loads, Uptime};
 
 use flotilla_connector::ConnectorType;
 
 /// The connector types this crate provides.
 pub fn connector_types() -> Vec<ConnectorType> {
-    vec![pulse::CONNECTOR_TYPE]
+    vec![
+        pulse::CONNECTOR_TYPE,
+        uptime::CONNECTOR_TYPE,
+        command::CONNECTOR_TYPE,
+        diskspace::CONNECTOR_TYPE,
+        filetail::CONNECTOR_TYPE,
+    ]
 }
