@@ -374,3 +374,14 @@ colour: red
     let missing = errors("rss", &yaml("r.yaml", "delay: 1h\n"));
     assert!(missing.iter().any(|e| e.contains("url")), "{missing:?}");
 }
+
+#[tokio::test]
+async fn https_runs_rustls_without_a_process_wide_provider() {
+    // The binary installs aws-lc-rs as rustls's process default at start; the client
+    // must work without it too (tests, other embedders). A plain-HTTP server answering
+    // a TLS handshake makes the handshake fail: an error, never a panic.
+    let server = Server::start().await;
+    let url = server.url("/feed.xml").replacen("http://", "https://", 1);
+    let error = check(&rss(&url), &mut Map::new()).await.unwrap_err().to_string();
+    assert!(error.starts_with("Request failure: ") && error.contains("InvalidContentType"), "{error}");
+}
