@@ -37,11 +37,32 @@ impl NodeEffects {
         pending.entry(queue).or_default().push(Bytes::from(message.to_json()));
     }
 
+    /// Takes the publishes collected so far, to be made durable with
+    /// [`Pending::publish`] (possibly while the next batch is being processed).
+    pub fn take_pending(&self) -> Pending {
+        Pending(std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner())))
+    }
+
     /// Makes every publish collected since the last flush durable, one append per queue.
     pub async fn flush(&self) -> Result<(), BusError> {
-        let batches = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
-        for (queue, payloads) in batches {
-            self.bus.publish(&queue, payloads).await?;
+        self.take_pending().publish(self.bus.as_ref()).await
+    }
+}
+
+/// Publishes the rules asked for, by queue, not yet on the bus.
+#[derive(Default)]
+pub struct Pending(BTreeMap<String, Vec<Bytes>>);
+
+impl Pending {
+    /// Adds payloads for a queue after those already held.
+    pub fn add(&mut self, queue: &str, payloads: Vec<Bytes>) {
+        self.0.entry(queue.to_string()).or_default().extend(payloads);
+    }
+
+    /// Appends them, one durable append per queue.
+    pub async fn publish(self, bus: &dyn Bus) -> Result<(), BusError> {
+        for (queue, payloads) in self.0 {
+            bus.publish(&queue, payloads).await?;
         }
         Ok(())
     }

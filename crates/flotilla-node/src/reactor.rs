@@ -22,7 +22,7 @@ pub const REACTOR_QUEUE: &str = "reactor";
 /// Where payloads that are not messages are kept for inspection.
 pub const REJECTED_QUEUE: &str = "reactor.rejected";
 const GROUP: &str = "reactor";
-const BATCH: usize = 512;
+const BATCH: usize = 4096;
 
 /// The reactor's counters, for status and metrics.
 #[derive(Debug, Default)]
@@ -49,12 +49,16 @@ pub async fn run(
     let mut consumer = bus.subscribe(REACTOR_QUEUE, GROUP).await?;
     let mut last_message = Instant::now();
     let mut last_warning = Instant::now();
+    // The previous batch's publishes, being made durable while this batch runs, and
+    // the deliveries to acknowledge once they are.
+    let mut in_flight: Option<InFlight> = None;
     loop {
         let batch = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
+            _ = shutdown.cancelled() => break,
             batch = consumer.fetch(BATCH, Duration::from_secs(1)) => batch?,
         };
         if batch.is_empty() {
+            finish(in_flight.take(), consumer.as_mut()).await?;
             if let Some(limit) = idle_warning
                 && last_message.elapsed() >= limit
                 && last_warning.elapsed() >= limit
@@ -89,17 +93,37 @@ pub async fn run(
             }
         }
         counters.rejected.fetch_add(rejected.len() as u64, Ordering::Relaxed);
+        let mut pending = effects.take_pending();
         if !rejected.is_empty() {
-            bus.publish(REJECTED_QUEUE, rejected).await?;
+            pending.add(REJECTED_QUEUE, rejected);
         }
-        // Effects first, acknowledgement after: a crash in between replays the batch.
-        effects.flush().await?;
+        // Publishes stay in order: this batch's start only after the previous batch's
+        // are durable (and that batch is acknowledged).
+        finish(in_flight.take(), consumer.as_mut()).await?;
         let ids: Vec<_> = batch.iter().map(|d| d.id.clone()).collect();
-        consumer.ack(&ids).await?;
+        let bus = bus.clone();
+        in_flight = Some(InFlight { publish: tokio::spawn(async move { pending.publish(bus.as_ref()).await }), ids });
         counters.messages.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
         counters.last_message_at.store(now, Ordering::Relaxed);
     }
+    // Shutting down: the batch in hand is finished and acknowledged.
+    finish(in_flight.take(), consumer.as_mut()).await
+}
+
+/// A processed batch whose effects are being made durable.
+struct InFlight {
+    publish: tokio::task::JoinHandle<Result<(), flotilla_bus::BusError>>,
+    ids: Vec<flotilla_bus::DeliveryId>,
+}
+
+/// Waits until a batch's effects are durable, then acknowledges the batch. If they
+/// could not be made durable the batch is not acknowledged: it is delivered again.
+async fn finish(in_flight: Option<InFlight>, consumer: &mut dyn flotilla_bus::Consumer) -> anyhow::Result<()> {
+    let Some(InFlight { publish, ids }) = in_flight else { return Ok(()) };
+    publish.await.map_err(|e| anyhow::anyhow!("the reactor's publishing task failed: {e}"))??;
+    consumer.ack(&ids).await?;
+    Ok(())
 }
 
 fn human(duration: Duration) -> String {

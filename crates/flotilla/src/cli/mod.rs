@@ -106,6 +106,9 @@ fn init_logging() {
 }
 
 pub fn main() -> ExitCode {
+    // One TLS crypto provider for the whole process (IRC, HTTP fetches, Postgres):
+    // aws-lc-rs. rustls panics at runtime if two are linked and none is chosen.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {

@@ -44,7 +44,7 @@ rules:
         format!("{file}:9:11: control.listen: 'not-an-address' is not an address:port"),
         "connectors.Pulse-a.delay: invalid duration 'soon'".to_string(),
         "unknown key 'colour' in connectors.Pulse-a".to_string(),
-        "connectors.other.type: unknown connector type 'telepathy' (known: pulse".to_string(),
+        "connectors.other.type: unknown connector type 'telepathy' (known: ".to_string(),
         "rules[0].condition".to_string(),
         "rules[1].name".to_string(),
         "rules[1].plugin".to_string(),

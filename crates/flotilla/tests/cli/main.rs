@@ -4,5 +4,6 @@
 mod check;
 mod crash;
 mod node;
+mod rules;
 mod send;
 mod support;
