@@ -320,6 +320,16 @@ mod tests {
     }
 
     #[test]
+    fn numbers_survive_a_round_trip_exactly() {
+        // Found by the message_json fuzz target: without exact float parsing,
+        // 1e-66 came back as 1.0000000000000001e-66.
+        for text in [&br#"{"x":1e-66}"#[..], br#"{"x":0.1,"y":1.7976931348623157e308,"z":-0.0}"#] {
+            let message = Message::from_json(text).unwrap();
+            assert_eq!(Message::from_json(&message.to_json()).unwrap(), message);
+        }
+    }
+
+    #[test]
     fn truthiness_follows_perl() {
         for falsy in [json!(null), json!(false), json!(0), json!(0.0), json!(""), json!("0")] {
             assert!(!is_truthy(&falsy), "{falsy}");
