@@ -383,6 +383,11 @@ impl Subscriptions {
         self.records.get(&id).map(|r| &r.name)
     }
 
+    /// Every subscription's id and name, in no particular order.
+    pub fn names(&self) -> impl Iterator<Item = (SubscriptionId, &SubscriptionName)> + '_ {
+        self.records.iter().map(|(id, record)| (*id, &record.name))
+    }
+
     /// A subscription's output format.
     pub fn format(&self, id: SubscriptionId) -> Option<OutputFormat> {
         self.records.get(&id).map(|r| r.format)
