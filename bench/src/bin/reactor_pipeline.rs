@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use flotilla_bench::{human, rate};
+use flotilla_bench::{cpu_time, human, rate};
 use flotilla_bus::{Bus, EmbeddedBus, EmbeddedOptions};
 use flotilla_node::effects::NodeEffects;
 use flotilla_node::reactor::{self, ReactorCounters};
@@ -44,17 +44,20 @@ async fn main() {
             .unwrap();
     let counters = Arc::new(ReactorCounters::default());
     let shutdown = CancellationToken::new();
-    let reactor = tokio::spawn(reactor::run(
-        bus.clone(),
-        Arc::new(tree),
-        Arc::new(NodeEffects::new(bus.clone(), store.clone())),
-        "bench".into(),
-        None,
-        counters.clone(),
-        shutdown.clone(),
-    ));
+    let reactor = tokio::spawn(
+        reactor::Reactor {
+            bus: bus.clone(),
+            rules: Arc::new(tree),
+            effects: Arc::new(NodeEffects::new(bus.clone(), store.clone())),
+            node_name: "bench".into(),
+            idle_warning: None,
+            counters: counters.clone(),
+        }
+        .run(shutdown.clone()),
+    );
 
     let start = Instant::now();
+    let cpu_start = cpu_time();
     let publisher = {
         let bus = bus.clone();
         tokio::spawn(async move {
@@ -85,6 +88,7 @@ async fn main() {
         consumer.ack(&ids).await.unwrap();
     }
     let elapsed = start.elapsed();
+    let cpu = cpu_time() - cpu_start;
     publisher.await.unwrap();
     let throughput = rate(total, elapsed);
     println!(
@@ -92,6 +96,13 @@ async fn main() {
         human(throughput),
         elapsed
     );
+    println!(
+        "  CPU {:.2} µs per message over all threads ({:.0} % of one core busy; at this cost two idle cores carry {} msg/s)",
+        cpu.as_secs_f64() * 1e6 / total as f64,
+        100.0 * cpu.as_secs_f64() / elapsed.as_secs_f64(),
+        human(2.0 * total as f64 / cpu.as_secs_f64())
+    );
+    println!("  RSS at the end: {} MiB", flotilla_bench::rss_kib(std::process::id()).unwrap_or(0) / 1024);
     println!(
         "  bus fsyncs: {}, reactor rules fired: {}",
         bus.counters().syncs,

@@ -103,15 +103,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let counters = Arc::new(ReactorCounters::default());
     let effects = Arc::new(NodeEffects::new(bus.clone(), store.clone()));
     let reactor_shutdown = CancellationToken::new();
-    let reactor = tokio::spawn(reactor::run(
-        bus.clone(),
-        config.rules.clone(),
-        effects,
-        config.node_name.clone(),
-        config.reactor.idle_warning,
-        counters.clone(),
-        reactor_shutdown.clone(),
-    ));
+    let reactor = tokio::spawn(
+        reactor::Reactor {
+            bus: bus.clone(),
+            rules: config.rules.clone(),
+            effects,
+            node_name: config.node_name.clone(),
+            idle_warning: config.reactor.idle_warning,
+            counters: counters.clone(),
+        }
+        .run(reactor_shutdown.clone()),
+    );
     // The reactor stops after the connectors, so their last messages are processed.
     let stop_reactor = {
         let shutdown = shutdown.clone();

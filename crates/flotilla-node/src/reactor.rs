@@ -36,47 +36,87 @@ pub struct ReactorCounters {
     pub last_message_at: AtomicU64,
 }
 
-/// Runs the reactor until `shutdown` fires; the batch in hand is finished first.
-pub async fn run(
-    bus: Arc<dyn Bus>,
-    rules: Arc<RuleTree>,
-    effects: Arc<NodeEffects>,
-    node_name: String,
-    idle_warning: Option<Duration>,
-    counters: Arc<ReactorCounters>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut consumer = bus.subscribe(REACTOR_QUEUE, GROUP).await?;
-    let mut last_message = Instant::now();
-    let mut last_warning = Instant::now();
-    // The previous batch's publishes, being made durable while this batch runs, and
-    // the deliveries to acknowledge once they are.
-    let mut in_flight: Option<InFlight> = None;
-    loop {
-        let batch = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            batch = consumer.fetch(BATCH, Duration::from_secs(1)) => batch?,
-        };
-        if batch.is_empty() {
-            finish(in_flight.take(), consumer.as_mut()).await?;
-            if let Some(limit) = idle_warning
-                && last_message.elapsed() >= limit
-                && last_warning.elapsed() >= limit
-            {
-                last_warning = Instant::now();
-                tracing::warn!(
-                    "reactor on {node_name} has not received a message in {}",
-                    human(last_message.elapsed())
-                );
+/// The reactor: what it needs to run.
+pub struct Reactor {
+    pub bus: Arc<dyn Bus>,
+    pub rules: Arc<RuleTree>,
+    pub effects: Arc<NodeEffects>,
+    pub node_name: String,
+    /// Warn when no message arrived for this long.
+    pub idle_warning: Option<Duration>,
+    pub counters: Arc<ReactorCounters>,
+}
+
+/// A fetched batch and its messages, being decoded on another task.
+struct Decoding {
+    deliveries: Vec<flotilla_bus::Delivery>,
+    messages: tokio::task::JoinHandle<Vec<Result<Message, flotilla_core::MessageError>>>,
+}
+
+impl Decoding {
+    fn start(deliveries: Vec<flotilla_bus::Delivery>) -> Decoding {
+        let payloads: Vec<Bytes> = deliveries.iter().map(|d| d.payload.clone()).collect();
+        let messages = tokio::spawn(async move { payloads.iter().map(|p| Message::from_json(p)).collect() });
+        Decoding { deliveries, messages }
+    }
+}
+
+impl Reactor {
+    /// Runs until `shutdown` fires; the batches in hand are finished and acknowledged.
+    ///
+    /// Three batches are in the air at once, so the stages use both cores: batch N+1
+    /// is decoded on another task while the rules run on batch N, while batch N-1's
+    /// publishes are being made durable. Publishes stay in order (a batch's start only
+    /// after the previous batch's are durable) and a batch is acknowledged only after
+    /// its publishes are durable.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut consumer = self.bus.subscribe(REACTOR_QUEUE, GROUP).await?;
+        let mut last_message = Instant::now();
+        let mut last_warning = Instant::now();
+        let mut decoding: Option<Decoding> = None;
+        let mut in_flight: Option<InFlight> = None;
+        loop {
+            // With a batch already decoding, take only what is there now.
+            let wait = if decoding.is_some() { Duration::ZERO } else { Duration::from_secs(1) };
+            let batch = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                batch = consumer.fetch(BATCH, wait) => batch?,
+            };
+            let next = (!batch.is_empty()).then(|| Decoding::start(batch));
+            match decoding.take() {
+                Some(current) => {
+                    last_message = Instant::now();
+                    let mut processed = self.process(current).await?;
+                    finish(in_flight.take(), consumer.as_mut()).await?;
+                    processed.start_publishing();
+                    in_flight = Some(processed);
+                }
+                None if next.is_none() => {
+                    finish(in_flight.take(), consumer.as_mut()).await?;
+                    self.warn_if_idle(last_message, &mut last_warning);
+                }
+                None => {}
             }
-            continue;
+            decoding = next;
         }
-        last_message = Instant::now();
+        // Shutting down: finish what was fetched, then acknowledge it.
+        if let Some(current) = decoding.take() {
+            let processed = self.process(current).await?;
+            finish(in_flight.take(), consumer.as_mut()).await?;
+            in_flight = Some(processed);
+        }
+        finish(in_flight.take(), consumer.as_mut()).await
+    }
+
+    /// Runs the rules on a decoded batch and starts making its publishes durable.
+    async fn process(&self, decoding: Decoding) -> anyhow::Result<InFlight> {
+        let messages = decoding.messages.await.map_err(|e| anyhow::anyhow!("decoding a batch failed: {e}"))?;
+        let counters = &self.counters;
         let mut rejected: Vec<Bytes> = Vec::new();
-        for delivery in &batch {
-            match Message::from_json(&delivery.payload) {
+        for (delivery, message) in decoding.deliveries.iter().zip(messages) {
+            match message {
                 Ok(message) => {
-                    let outcome = rules.run(message, effects.as_ref()).await;
+                    let outcome = self.rules.run(message, self.effects.as_ref()).await;
                     counters.rules_fired.fetch_add(outcome.fired.len() as u64, Ordering::Relaxed);
                     counters.plugin_errors.fetch_add(outcome.failures.len() as u64, Ordering::Relaxed);
                     for failure in &outcome.failures {
@@ -93,36 +133,61 @@ pub async fn run(
             }
         }
         counters.rejected.fetch_add(rejected.len() as u64, Ordering::Relaxed);
-        let mut pending = effects.take_pending();
+        counters.messages.fetch_add(decoding.deliveries.len() as u64, Ordering::Relaxed);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        counters.last_message_at.store(now, Ordering::Relaxed);
+        let mut pending = self.effects.take_pending();
         if !rejected.is_empty() {
             pending.add(REJECTED_QUEUE, rejected);
         }
-        // Publishes stay in order: this batch's start only after the previous batch's
-        // are durable (and that batch is acknowledged).
-        finish(in_flight.take(), consumer.as_mut()).await?;
-        let ids: Vec<_> = batch.iter().map(|d| d.id.clone()).collect();
-        let bus = bus.clone();
-        in_flight = Some(InFlight { publish: tokio::spawn(async move { pending.publish(bus.as_ref()).await }), ids });
-        counters.messages.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
-        counters.last_message_at.store(now, Ordering::Relaxed);
+        let ids = decoding.deliveries.iter().map(|d| d.id.clone()).collect();
+        Ok(InFlight { pending: Some(pending), publish: None, ids, bus: self.bus.clone() })
     }
-    // Shutting down: the batch in hand is finished and acknowledged.
-    finish(in_flight.take(), consumer.as_mut()).await
+
+    fn warn_if_idle(&self, last_message: Instant, last_warning: &mut Instant) {
+        if let Some(limit) = self.idle_warning
+            && last_message.elapsed() >= limit
+            && last_warning.elapsed() >= limit
+        {
+            *last_warning = Instant::now();
+            tracing::warn!(
+                "reactor on {} has not received a message in {}",
+                self.node_name,
+                human(last_message.elapsed())
+            );
+        }
+    }
 }
 
-/// A processed batch whose effects are being made durable.
+/// A processed batch whose publishes are (about to be) made durable, and the
+/// deliveries to acknowledge once they are.
 struct InFlight {
-    publish: tokio::task::JoinHandle<Result<(), flotilla_bus::BusError>>,
+    /// Publishes not yet started (they start once the previous batch's are done).
+    pending: Option<crate::effects::Pending>,
+    publish: Option<tokio::task::JoinHandle<Result<(), flotilla_bus::BusError>>>,
     ids: Vec<flotilla_bus::DeliveryId>,
+    bus: Arc<dyn Bus>,
+}
+
+impl InFlight {
+    /// Starts making the publishes durable in the background.
+    fn start_publishing(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            let bus = self.bus.clone();
+            self.publish = Some(tokio::spawn(async move { pending.publish(bus.as_ref()).await }));
+        }
+    }
 }
 
 /// Waits until a batch's effects are durable, then acknowledges the batch. If they
 /// could not be made durable the batch is not acknowledged: it is delivered again.
 async fn finish(in_flight: Option<InFlight>, consumer: &mut dyn flotilla_bus::Consumer) -> anyhow::Result<()> {
-    let Some(InFlight { publish, ids }) = in_flight else { return Ok(()) };
-    publish.await.map_err(|e| anyhow::anyhow!("the reactor's publishing task failed: {e}"))??;
-    consumer.ack(&ids).await?;
+    let Some(mut batch) = in_flight else { return Ok(()) };
+    batch.start_publishing();
+    if let Some(publish) = batch.publish.take() {
+        publish.await.map_err(|e| anyhow::anyhow!("the reactor's publishing task failed: {e}"))??;
+    }
+    consumer.ack(&batch.ids).await?;
     Ok(())
 }
 
