@@ -167,7 +167,7 @@ async fn handle(
                     for reply in &output.replies {
                         write(&mut stream, &reply.encode(), limits.idle_timeout).await?;
                     }
-                    let _ = stream.shutdown().await;
+                    linger(stream).await;
                     return Ok(());
                 }
                 Frame::Incomplete => break,
@@ -188,6 +188,24 @@ async fn handle(
         }
     }
 }
+
+/// Closes a connection whose client may still be sending (a line too long): our side
+/// is shut first and what the client sends is read and dropped for a moment, so the
+/// kernel does not answer it with a reset that would destroy the `E013` line before the
+/// client has read it.
+async fn linger(mut stream: TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut sink = vec![0u8; 64 * 1024];
+    let deadline = tokio::time::Instant::now() + LINGER;
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.read(&mut sink)).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// How long [`linger`] waits for a client to stop sending.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// Writes, giving up on a client that does not read its replies for `timeout`.
 async fn write(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> std::io::Result<()> {
