@@ -69,7 +69,9 @@ pub type Outcome = Result<(), Failure>;
 
 /// Every connector type this binary knows.
 pub fn registry() -> Vec<ConnectorType> {
-    flotilla_monitors::connector_types()
+    let mut types = flotilla_monitors::connector_types();
+    types.extend(flotilla_irc::connector_types());
+    types
 }
 
 /// Loads the configuration or reports every problem as an `Invalid` failure.
