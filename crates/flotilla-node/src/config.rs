@@ -29,14 +29,48 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub bus: EmbeddedOptions,
     pub store_url: String,
+    /// Where the dispatcher delivers (`redis.url`, default `redis://127.0.0.1:6379/0`).
     pub redis_url: Option<String>,
     pub control_listen: SocketAddr,
+    pub dispatcher: DispatcherConfig,
     pub http_listen: SocketAddr,
     pub admin_token: Option<AdminToken>,
     pub connectors: Vec<ConnectorPlan>,
     pub rules: Arc<RuleTree>,
     pub reactor: ReactorSettings,
 }
+
+/// The `dispatcher:` section: the Wikimedia dispatcher (SPEC §6), which runs unless
+/// `enabled: false`.
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    pub enabled: bool,
+    /// The queue recent changes arrive in (where the `wikimedia` connectors emit).
+    pub source_queue: String,
+    /// Control connections at once, and from one address.
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Definitions one subscription may have.
+    pub max_definitions: usize,
+    /// A control connection silent this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        DispatcherConfig {
+            enabled: true,
+            source_queue: "reactor".to_string(),
+            max_connections: 1024,
+            max_connections_per_ip: 64,
+            max_definitions: 10_000,
+            idle_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The default `redis.url`.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
 
 /// A secret that never shows in logs.
 #[derive(Clone)]
@@ -118,6 +152,7 @@ struct RawTop {
     store: Option<Node>,
     redis: Option<Node>,
     control: Option<Node>,
+    dispatcher: Option<Node>,
     http: Option<Node>,
     reactor: Option<Node>,
     connectors: Option<Node>,
@@ -133,6 +168,7 @@ struct RawConfig {
     store: RawStore,
     redis: RawRedis,
     control: RawListen,
+    dispatcher: RawDispatcher,
     http: RawHttp,
     reactor: RawReactor,
     connectors: BTreeMap<String, Node>,
@@ -155,6 +191,7 @@ impl RawConfig {
             store: section(tree, "store", problems),
             redis: section(tree, "redis", problems),
             control: section(tree, "control", problems),
+            dispatcher: section(tree, "dispatcher", problems),
             http: section(tree, "http", problems),
             reactor: section(tree, "reactor", problems),
             connectors: section(tree, "connectors", problems),
@@ -209,6 +246,17 @@ struct RawRedis {
 #[serde(deny_unknown_fields)]
 struct RawListen {
     listen: Option<Located<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDispatcher {
+    enabled: Option<Located<serde_json::Value>>,
+    source_queue: Option<Located<String>>,
+    max_connections: Option<Located<u64>>,
+    max_connections_per_ip: Option<Located<u64>>,
+    max_definitions: Option<Located<u64>>,
+    idle_timeout: Option<Located<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -348,6 +396,12 @@ fn build(
     let store_url = raw.store.url.unwrap_or_else(|| format!("sqlite://{}/flotilla.db", data_dir.display()));
     let control_listen = problems.listen(&raw.control.listen, "control.listen", "127.0.0.1:29438");
     let http_listen = problems.listen(&raw.http.listen, "http.listen", "127.0.0.1:8080");
+    let dispatcher = dispatcher_config(&raw.dispatcher, problems);
+    let redis_url = raw.redis.url.unwrap_or_else(|| DEFAULT_REDIS_URL.to_string());
+    if let Err(problem) = flotilla_dispatcher::redis_delivery::check_url(&redis_url) {
+        let location = tree.entry("redis").and_then(|r| r.entry("url")).map(|n| n.location.clone());
+        problems.0.push(Diagnostic { location, message: format!("redis.url: {problem}") });
+    }
     let admin_token = raw.http.admin_token.filter(|t| !t.is_empty()).map(AdminToken);
     let idle_warning = match &raw.reactor.idle_warning {
         Some(v) if v.value.eq_ignore_ascii_case("off") => None,
@@ -370,14 +424,46 @@ fn build(
         data_dir,
         bus,
         store_url,
-        redis_url: raw.redis.url,
+        redis_url: Some(redis_url),
         control_listen,
+        dispatcher,
         http_listen,
         admin_token,
         connectors,
         rules: Arc::new(rules),
         reactor: ReactorSettings { idle_warning },
     }
+}
+
+fn dispatcher_config(raw: &RawDispatcher, problems: &mut Problems) -> DispatcherConfig {
+    let mut config = DispatcherConfig::default();
+    if let Some(enabled) = &raw.enabled {
+        config.enabled = flag(enabled, "enabled", "dispatcher", problems);
+    }
+    if let Some(queue) = &raw.source_queue {
+        if flotilla_bus::valid_name(&queue.value) {
+            config.source_queue = queue.value.clone();
+        } else {
+            problems
+                .at(&queue.location, format!("dispatcher.source_queue: '{}' is not a valid queue name", queue.value));
+        }
+    }
+    let mut count = |value: &Option<Located<u64>>, key: &str, target: &mut usize| {
+        if let Some(value) = value {
+            if value.value == 0 {
+                problems.at(&value.location, format!("dispatcher.{key}: must be at least 1"));
+            } else {
+                *target = usize::try_from(value.value).unwrap_or(usize::MAX);
+            }
+        }
+    };
+    count(&raw.max_connections, "max_connections", &mut config.max_connections);
+    count(&raw.max_connections_per_ip, "max_connections_per_ip", &mut config.max_connections_per_ip);
+    count(&raw.max_definitions, "max_definitions", &mut config.max_definitions);
+    if let Some(timeout) = problems.duration(&raw.idle_timeout, "dispatcher.idle_timeout") {
+        config.idle_timeout = timeout;
+    }
+    config
 }
 
 fn bus_options(raw: &RawBus, problems: &mut Problems) -> EmbeddedOptions {

@@ -8,7 +8,8 @@
 //! - [`reactor`]: the bus consumer of queue `reactor` that runs the rule tree.
 //! - [`admin`]: a Unix socket in the data directory through which `flotilla send`,
 //!   `tail` and `status` reach a running node (the node holds the bus).
-//! - [`http`]: `/healthz`, `/metrics`, `/api/v1/status`.
+//! - [`http`]: `/healthz`, `/metrics`, `/api/v1/status` (the dispatcher's
+//!   `/api/v1/subscriptions…` routes are merged in from `flotilla-dispatcher`).
 //! - [`node`]: starting all of it and shutting it down cleanly.
 //!
 //! Architecture Invariant: the node knows connector *types* only through the registry

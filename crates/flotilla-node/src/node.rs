@@ -1,10 +1,12 @@
 //! Starting a node and stopping it cleanly.
 //!
 //! Start order: data directory, bus (which takes the directory's lock, so two nodes
-//! never share one), store, connectors under the supervisor, the reactor, the HTTP
-//! server, the admin socket. Shutdown reverses the flow of messages: stop intake (the
-//! connectors), let the reactor finish the batch in hand and acknowledge it, stop the
-//! servers, then flush and close the bus and the store. Nothing accepted is lost: what
+//! never share one), store, connectors under the supervisor, the reactor, the
+//! dispatcher (its subscriptions loaded from the store, its control server), the HTTP
+//! server (with the dispatcher's routes), the admin socket. Shutdown reverses the flow
+//! of messages: stop intake (the connectors), stop the dispatcher (the batch in hand is
+//! matched and acknowledged, event streams end), let the reactor finish the batch in
+//! hand and acknowledge it, stop the servers, then flush and close the bus and the store. Nothing accepted is lost: what
 //! was published is durable, and what was not acknowledged is delivered again next time.
 
 use std::path::PathBuf;
@@ -14,6 +16,7 @@ use std::time::{Instant, SystemTime};
 use anyhow::Context;
 use flotilla_bus::{Bus, BusError, EmbeddedBus};
 use flotilla_connector::{ConnectorContext, ConnectorState, StatusBoard};
+use flotilla_dispatcher::{ControlLimits, Dispatcher, DispatcherSettings};
 use flotilla_store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -30,10 +33,13 @@ pub struct RunningNode {
     pub node_name: String,
     pub data_dir: PathBuf,
     pub http_addr: std::net::SocketAddr,
+    /// Where the dispatcher's control server listens (`None`: dispatcher disabled).
+    pub control_addr: Option<std::net::SocketAddr>,
     pub status: StatusSource,
     shutdown: CancellationToken,
     connectors: Vec<JoinHandle<()>>,
     reactor: JoinHandle<anyhow::Result<()>>,
+    dispatcher: Option<Dispatcher>,
     servers: Vec<JoinHandle<()>>,
     bus: Arc<dyn Bus>,
     store: Arc<Store>,
@@ -123,6 +129,28 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         })
     };
 
+    let dispatcher = if config.dispatcher.enabled {
+        let control = tokio::net::TcpListener::bind(config.control_listen).await.with_context(|| {
+            format!("cannot listen for the dispatcher's control protocol on {}", config.control_listen)
+        })?;
+        let settings = DispatcherSettings {
+            source_queue: config.dispatcher.source_queue.clone(),
+            redis_url: config.redis_url.clone(),
+            control: ControlLimits {
+                max_connections: config.dispatcher.max_connections,
+                max_connections_per_ip: config.dispatcher.max_connections_per_ip,
+                idle_timeout: config.dispatcher.idle_timeout,
+                ..ControlLimits::default()
+            },
+            max_definitions: config.dispatcher.max_definitions,
+            admin_token: config.admin_token.as_ref().map(|t| t.0.clone()),
+        };
+        Some(Dispatcher::start(settings, bus.clone(), Some(store.clone()), control).await?)
+    } else {
+        None
+    };
+    let control_addr = dispatcher.as_ref().map(Dispatcher::control_addr);
+
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
@@ -138,7 +166,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         reactor: counters,
     };
     let mut servers = vec![stop_reactor];
-    let app = crate::http::router(status.clone());
+    let mut app = crate::http::router(status.clone());
+    if let Some(dispatcher) = &dispatcher {
+        app = dispatcher.router().merge(app);
+    }
     let http_shutdown = shutdown.clone();
     servers.push(tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
@@ -158,6 +189,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     tracing::info!(
         node = %config.node_name,
         http = %http_addr,
+        control = %control_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
         data_dir = %config.data_dir.display(),
         connectors = config.connectors.len(),
         rules = config.rules.len(),
@@ -168,10 +200,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         node_name: config.node_name,
         data_dir: config.data_dir,
         http_addr,
+        control_addr,
         status,
         shutdown,
         connectors,
         reactor,
+        dispatcher,
         servers,
         bus,
         store,
@@ -207,6 +241,11 @@ impl RunningNode {
         self.shutdown.cancel();
         for task in self.connectors {
             let _ = task.await;
+        }
+        // After the connectors (their last changes are on the bus) and before the
+        // servers (its event streams must end for the HTTP server to finish) and the bus.
+        if let Some(dispatcher) = self.dispatcher {
+            dispatcher.stop().await;
         }
         match self.reactor.await {
             Ok(Ok(())) => {}

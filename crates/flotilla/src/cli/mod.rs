@@ -2,6 +2,7 @@
 //! its `run`.
 
 mod check;
+mod dispatcher_cli;
 mod rules;
 mod run;
 mod send;
@@ -40,6 +41,9 @@ enum Command {
     /// Work with the reactor's rules.
     #[command(subcommand)]
     Rules(rules::Command),
+    /// The Wikimedia dispatcher's client: subscribe, add and remove definitions, list.
+    #[command(name = "dispatcher-cli")]
+    DispatcherCli(Box<dispatcher_cli::Args>),
 }
 
 /// The `-c PATH` every command takes.
@@ -70,6 +74,7 @@ pub type Outcome = Result<(), Failure>;
 /// Every connector type this binary knows.
 pub fn registry() -> Vec<ConnectorType> {
     let mut types = flotilla_monitors::connector_types();
+    types.extend(flotilla_wikimedia::connector_types());
     types.extend(flotilla_irc::connector_types());
     types
 }
@@ -134,6 +139,7 @@ pub fn main() -> ExitCode {
             Command::Tail(args) => tail::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Rules(command) => rules::run(command).await,
+            Command::DispatcherCli(args) => dispatcher_cli::run(*args).await,
         }
     });
     // Do not wait for stray blocking tasks (a tail's stdin reader) at exit.

@@ -3,6 +3,7 @@
 
 mod check;
 mod crash;
+mod dispatcher;
 mod node;
 mod rules;
 mod send;

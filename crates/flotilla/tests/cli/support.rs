@@ -18,11 +18,17 @@ pub struct Workspace {
 
 impl Workspace {
     /// `config` is appended to a node section that keeps everything in the directory
-    /// and lets the HTTP server pick a free port.
+    /// and lets the HTTP and control servers pick free ports (unless `config` has its
+    /// own `control:` section), so tests can run nodes side by side.
     pub fn new(config: &str) -> Workspace {
         let dir = tempfile::Builder::new().prefix("flt").tempdir_in("/tmp").unwrap();
+        let control = if config.contains("\ncontrol:") || config.starts_with("control:") {
+            ""
+        } else {
+            "control:\n  listen: 127.0.0.1:0\n"
+        };
         let text = format!(
-            "node:\n  name: testnode\n  data_dir: {}/data\nhttp:\n  listen: 127.0.0.1:0\n{config}",
+            "node:\n  name: testnode\n  data_dir: {}/data\nhttp:\n  listen: 127.0.0.1:0\n{control}{config}",
             dir.path().display()
         );
         std::fs::write(dir.path().join("flotilla.yaml"), text).unwrap();
@@ -54,6 +60,8 @@ impl Workspace {
 pub struct NodeProcess {
     pub child: Child,
     pub http: String,
+    /// The dispatcher's control address (`off` when disabled).
+    pub control: String,
     /// Log lines (JSON) the node printed after it was ready. Kept so the thread reading
     /// the node's stderr keeps draining it (a full pipe would block the node).
     pub log: mpsc::Receiver<String>,
@@ -88,7 +96,8 @@ impl NodeProcess {
                     if line.contains("Flotilla node is ready.") {
                         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
                         let http = value["fields"]["http"].as_str().unwrap().to_string();
-                        return NodeProcess { child, http, log: rx };
+                        let control = value["fields"]["control"].as_str().unwrap_or("off").to_string();
+                        return NodeProcess { child, http, control, log: rx };
                     }
                     seen.push(line);
                 }

@@ -1,0 +1,240 @@
+//! `flotilla dispatcher-cli`: the original dispatcher's command-line client (SPEC §6.3),
+//! speaking the control protocol to a running node (`--host`, `--port`, default
+//! 127.0.0.1:29438).
+//!
+//! One action per call:
+//!
+//! | flags | sends | prints |
+//! |---|---|---|
+//! | `--subscribe NAME` | `subscribe NAME` | `TOKEN: <token>` |
+//! | `--unsubscribe NAME --token T` | `unsubscribe NAME T` | `OK` |
+//! | `--insert NAME --token T --wiki W [--page P \| --pagerx RX] [--user U \| --userrx RX]` | `auth`, `insert json [...]` | `Inserted: N` |
+//! | `--remove NAME --token T --wiki W …` | `auth`, `remove json [...]` | `Removed: N` |
+//! | `--list NAME --token T` | `auth`, `list json` | the definitions as a JSON document |
+//!
+//! `--format pipe|xml|json` sets the subscription's output format as well (with
+//! `--subscribe`, right after creating it), printing `Format: F`. When the server
+//! answers with an error line (`E…: …`), that line is printed on stderr and the exit
+//! code is 1; a server that cannot be reached is exit code 2.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{Map, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use super::{Failure, Outcome};
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("action").required(true).args(["subscribe", "unsubscribe", "insert", "remove", "list"])))]
+pub struct Args {
+    /// The dispatcher's host.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// The control protocol's port.
+    #[arg(long, default_value_t = 29438)]
+    port: u16,
+    /// The subscription's token.
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+    /// Create a subscription and print its token.
+    #[arg(long, value_name = "NAME")]
+    subscribe: Option<String>,
+    /// Delete a subscription (needs --token).
+    #[arg(long, value_name = "NAME")]
+    unsubscribe: Option<String>,
+    /// Add a definition to a subscription (needs --token and --wiki).
+    #[arg(long, value_name = "NAME")]
+    insert: Option<String>,
+    /// Remove a definition from a subscription (needs --token and --wiki).
+    #[arg(long, value_name = "NAME")]
+    remove: Option<String>,
+    /// Print a subscription's definitions (needs --token).
+    #[arg(long, value_name = "NAME")]
+    list: Option<String>,
+    /// The wiki: database name (enwiki), host (en.wikipedia.org) or en_wikipedia.
+    #[arg(long, value_name = "WIKI")]
+    wiki: Option<String>,
+    /// An exact page title.
+    #[arg(long, value_name = "PAGE", conflicts_with = "pagerx")]
+    page: Option<String>,
+    /// A page title regex (unanchored).
+    #[arg(long, value_name = "RX")]
+    pagerx: Option<String>,
+    /// An exact user name.
+    #[arg(long, value_name = "USER", conflicts_with = "userrx")]
+    user: Option<String>,
+    /// A user name regex (unanchored).
+    #[arg(long, value_name = "RX")]
+    userrx: Option<String>,
+    /// Also set the subscription's output format: pipe, xml or json.
+    #[arg(long, value_name = "F")]
+    format: Option<String>,
+}
+
+/// A control-protocol connection.
+struct Connection {
+    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+/// The server answered with an error line.
+struct ServerError(String);
+
+impl Connection {
+    async fn open(host: &str, port: u16) -> anyhow::Result<Connection> {
+        let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| anyhow::anyhow!("connecting to the dispatcher at {host}:{port} timed out"))?
+            .with_context(|| format!("cannot reach the dispatcher at {host}:{port}"))?;
+        let (read, writer) = stream.into_split();
+        Ok(Connection { reader: BufReader::new(read), writer })
+    }
+
+    /// Sends one line; returns the reply, or the error line as [`ServerError`].
+    async fn ask(&mut self, line: &str) -> anyhow::Result<Result<String, ServerError>> {
+        self.writer.write_all(format!("{line}\n").as_bytes()).await.context("sending to the dispatcher")?;
+        let mut reply = String::new();
+        let read = tokio::time::timeout(Duration::from_secs(60), self.reader.read_line(&mut reply))
+            .await
+            .map_err(|_| anyhow::anyhow!("the dispatcher did not answer within 60 s"))?
+            .context("reading the dispatcher's answer")?;
+        if read == 0 {
+            anyhow::bail!("the dispatcher closed the connection");
+        }
+        let reply = reply.trim_end_matches(['\n', '\r']).to_string();
+        Ok(if is_error_line(&reply) { Err(ServerError(reply)) } else { Ok(reply) })
+    }
+}
+
+/// `E` and three digits, then `:`.
+fn is_error_line(line: &str) -> bool {
+    let bytes = line.as_bytes();
+    bytes.len() >= 5 && bytes[0] == b'E' && bytes[1..4].iter().all(u8::is_ascii_digit) && bytes[4] == b':'
+}
+
+fn usage(message: &str) -> Failure {
+    Failure::Invalid(format!("error: {message}"))
+}
+
+/// The one-definition JSON document of `--wiki`, `--page`, … (for insert and remove).
+fn definition_document(args: &Args) -> Result<String, Failure> {
+    let wiki = args.wiki.as_deref().ok_or_else(|| usage("--insert and --remove need --wiki"))?;
+    let mut definition = Map::new();
+    definition.insert("wiki".into(), Value::from(wiki));
+    for (key, value) in
+        [("page", &args.page), ("page_rx", &args.pagerx), ("user", &args.user), ("user_rx", &args.userrx)]
+    {
+        if let Some(value) = value {
+            definition.insert(key.into(), Value::from(value.as_str()));
+        }
+    }
+    Ok(Value::Array(vec![Value::Object(definition)]).to_string())
+}
+
+fn token(args: &Args) -> Result<&str, Failure> {
+    args.token.as_deref().ok_or_else(|| usage("this action needs --token"))
+}
+
+/// Authenticates; the error line if the server refused.
+async fn auth(connection: &mut Connection, name: &str, token: &str) -> anyhow::Result<Result<(), ServerError>> {
+    Ok(connection.ask(&format!("auth {name} {token}")).await?.map(|_| ()))
+}
+
+pub async fn run(args: Args) -> Outcome {
+    if let Some(format) = &args.format
+        && !["pipe", "xml", "json"].contains(&format.to_ascii_lowercase().as_str())
+    {
+        return Err(usage(&format!("--format: expected pipe, xml or json, found '{format}'")));
+    }
+    // Check the arguments before connecting.
+    let document =
+        if args.insert.is_some() || args.remove.is_some() { Some(definition_document(&args)?) } else { None };
+    if args.subscribe.is_none() {
+        token(&args)?;
+    }
+    let mut connection = Connection::open(&args.host, args.port).await.map_err(Failure::Runtime)?;
+    match perform(&args, document, &mut connection).await.map_err(Failure::Runtime)? {
+        Ok(lines) => {
+            for line in lines {
+                println!("{line}");
+            }
+            let _ = connection.ask("quit").await;
+            Ok(())
+        }
+        Err(ServerError(line)) => Err(Failure::Invalid(line)),
+    }
+}
+
+/// Does the action; the lines to print, or the server's error line.
+async fn perform(
+    args: &Args,
+    document: Option<String>,
+    connection: &mut Connection,
+) -> anyhow::Result<Result<Vec<String>, ServerError>> {
+    let mut lines = Vec::new();
+    if let Some(name) = &args.subscribe {
+        let reply = match connection.ask(&format!("subscribe {name}")).await? {
+            Ok(reply) => reply,
+            Err(error) => return Ok(Err(error)),
+        };
+        if args.format.is_some() {
+            let token = reply.strip_prefix("TOKEN: ").unwrap_or_default().to_string();
+            if let Err(error) = auth(connection, name, &token).await? {
+                return Ok(Err(error));
+            }
+        }
+        lines.push(reply);
+    } else if let Some(name) = &args.unsubscribe {
+        match connection.ask(&format!("unsubscribe {name} {}", args.token.as_deref().unwrap_or(""))).await? {
+            Ok(reply) => lines.push(reply),
+            Err(error) => return Ok(Err(error)),
+        }
+        return Ok(Ok(lines)); // Nothing left to set a format on.
+    } else {
+        let name = args.insert.as_ref().or(args.remove.as_ref()).or(args.list.as_ref()).context("no action given")?;
+        if let Err(error) = auth(connection, name, args.token.as_deref().unwrap_or("")).await? {
+            return Ok(Err(error));
+        }
+        let (command, label) = if args.insert.is_some() { ("insert", "Inserted") } else { ("remove", "Removed") };
+        if let Some(document) = &document {
+            match connection.ask(&format!("{command} json {document}")).await? {
+                Ok(count) => lines.push(format!("{label}: {count}")),
+                Err(error) => return Ok(Err(error)),
+            }
+        }
+    }
+    if let Some(format) = &args.format {
+        if let Err(error) = connection.ask(&format!("format {format}")).await? {
+            return Ok(Err(error));
+        }
+        lines.push(format!("Format: {}", format.to_ascii_lowercase()));
+    }
+    if args.list.is_some() {
+        match connection.ask("list json").await? {
+            Ok(document) => lines.push(document),
+            Err(error) => return Ok(Err(error)),
+        }
+    }
+    Ok(Ok(lines))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_lines() {
+        for (line, expect) in [
+            ("E005: Invalid token or name", true),
+            ("E013: Line too long", true),
+            ("TOKEN: ABC", false),
+            ("3", false),
+            ("Eabc: x", false),
+            ("E01", false),
+        ] {
+            assert_eq!(is_error_line(line), expect, "{line}");
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The dispatcher end to end through the binary: `flotilla run` replaying recorded
+//! Wikimedia events with `wikimedia-file`, `flotilla dispatcher-cli` subscribing and
+//! inserting, and `redis-cli BRPOP` receiving the pipe-format lines in order.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// A throwaway redis-server on a free port, killed by its own PID when dropped.
+struct Redis {
+    port: u16,
+    child: Child,
+}
+
+impl Redis {
+    fn start(dir: &Path) -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/peers ensure redis installs it)");
+        let redis = Redis { port, child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while redis.cli(&["PING"]).trim() != "PONG" {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        redis
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli").args(["-p", &self.port.to_string(), "--raw"]).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn compact(json: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(json).unwrap().to_string()
+}
+
+/// The recorded events of `testdata/wikimedia/` as JSON lines, in file-name order.
+fn recorded_lines() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/wikimedia");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files.iter().map(|f| compact(&std::fs::read_to_string(f).unwrap())).collect()
+}
+
+fn cli(node: &NodeProcess, args: &[&str]) -> std::process::Output {
+    let port = node.control.rsplit(':').next().unwrap().to_string();
+    Command::new(binary()).args(["dispatcher-cli", "--port", &port]).args(args).output().unwrap()
+}
+
+#[test]
+fn replayed_changes_reach_redis_through_dispatcher_cli_subscriptions() {
+    let redis_dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(redis_dir.path());
+    // The recorded events plus generated ones on the same wiki, so the loop is long
+    // enough to check order.
+    let mut lines = recorded_lines();
+    for n in 0..12 {
+        let mut event: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        event["id"] = serde_json::json!(5_000_000 + n);
+        event["title"] = serde_json::json!(format!("Q{}", 900 + n));
+        event["meta"]["id"] = serde_json::json!(format!("generated-{n}"));
+        lines.push(event.to_string());
+    }
+    let ws = Workspace::new(&format!(
+        "redis:\n  url: redis://127.0.0.1:{}/0\nconnectors:\n  replay:\n    type: wikimedia-file\n    path: EVENTS\n    rate: 200\n    loop: true\n",
+        redis.port
+    ));
+    let events = ws.dir.path().join("events.jsonl");
+    std::fs::write(&events, lines.join("\n")).unwrap();
+    let config = std::fs::read_to_string(ws.config()).unwrap().replace("EVENTS", &events.display().to_string());
+    std::fs::write(ws.config(), config).unwrap();
+    let node = ws.start();
+    assert_ne!(node.control, "off");
+
+    let out = cli(&node, &["--subscribe", "mybot"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reply = stdout(&out);
+    let token = reply.trim().strip_prefix("TOKEN: ").unwrap_or_else(|| panic!("{reply}")).to_string();
+    assert_eq!(token.len(), 40);
+
+    // Errors: the server's line on stderr, exit 1.
+    let out = cli(&node, &["--subscribe", "mybot"]);
+    assert_eq!((out.status.code(), stderr(&out).trim()), (Some(1), "E002: This subscription exist"));
+    let out = cli(&node, &["--insert", "mybot", "--token", "WRONG", "--wiki", "wikidatawiki"]);
+    assert_eq!((out.status.code(), stderr(&out).trim()), (Some(1), "E005: Invalid token or name"));
+    let out = cli(&node, &["--insert", "mybot", "--token", &token, "--wiki", "nowhere"]);
+    assert_eq!((out.status.code(), stderr(&out).trim()), (Some(1), "E014: Unknown wiki: nowhere"));
+    let out = cli(&node, &["--insert", "mybot", "--token", &token, "--wiki", "enwiki", "--pagerx", "(("]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("E011: Invalid regex: \"((\""), "{}", stderr(&out));
+
+    let out = cli(&node, &["--insert", "mybot", "--token", &token, "--wiki", "www.wikidata.org", "--pagerx", "^Q"]);
+    assert_eq!((out.status.code(), stdout(&out).trim()), (Some(0), "Inserted: 1"), "{}", stderr(&out));
+    let out = cli(&node, &["--insert", "mybot", "--token", &token, "--wiki", "kowiki", "--user", "Nobody here"]);
+    assert_eq!(stdout(&out).trim(), "Inserted: 1");
+    let out = cli(&node, &["--list", "mybot", "--token", &token]);
+    assert_eq!(
+        stdout(&out).trim(),
+        r#"[{"wiki":"kowiki","user":"Nobody here"},{"wiki":"wikidatawiki","page_rx":"^Q"}]"#,
+        "{}",
+        stderr(&out)
+    );
+    let out = cli(&node, &["--remove", "mybot", "--token", &token, "--wiki", "kowiki", "--user", "Nobody here"]);
+    assert_eq!(stdout(&out).trim(), "Removed: 1");
+
+    // What the subscription should get, in the file's (looping) order: its wikidatawiki
+    // changes with a title starting with Q, as pipe lines (SPEC §6.4).
+    let expected: Vec<String> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["wiki"] == "wikidatawiki" && e["title"].as_str().is_some_and(|t| t.starts_with('Q')))
+        .map(|e| {
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+            let action = if e["type"] == "log" {
+                format!("{}/{}", text(&e["log_type"]), text(&e["log_action"]))
+            } else {
+                text(&e["type"])
+            };
+            let size = match (e["length"]["new"].as_i64(), e["length"]["old"].as_i64().unwrap_or(0)) {
+                (Some(new), old) if new - old > 0 => format!("+{}", new - old),
+                (Some(new), old) => format!("{}", new - old),
+                (None, _) => String::new(),
+            };
+            let number = |v: &serde_json::Value| v.as_u64().map(|n| n.to_string()).unwrap_or_default();
+            format!(
+                "wikidatawiki|{}|{}|{action}|{}|{}|{size}|{}",
+                text(&e["title"]),
+                text(&e["user"]),
+                number(&e["revision"]["new"]),
+                number(&e["id"]),
+                text(&e["comment"]).replace('\n', " ")
+            )
+        })
+        .collect();
+    assert!(expected.len() >= 15, "{expected:?}");
+    assert!(expected.contains(
+        &"wikidatawiki|Q26212910|Timár Péter|edit|1108532044|1146589787|-94|/* wbcreateredirect:0||Q26212910|Q1216649 */"
+            .to_string()
+    ));
+
+    let mut received = Vec::new();
+    for _ in 0..(expected.len() + 5) {
+        let out = redis.cli(&["BRPOP", "mybot", "10"]);
+        let mut parts = out.lines();
+        assert_eq!(parts.next(), Some("mybot"), "BRPOP timed out: {out:?}");
+        received.push(parts.collect::<Vec<_>>().join("\n"));
+    }
+    let start = expected.iter().position(|e| *e == received[0]).unwrap_or_else(|| panic!("{:?}", received[0]));
+    for (i, line) in received.iter().enumerate() {
+        assert_eq!(line, &expected[(start + i) % expected.len()], "item {i} out of order");
+    }
+
+    // The same changes are on the node's bus as sub.mybot.
+    let (status, body) = http_get(&node.http, "/api/v1/dispatcher");
+    assert_eq!(status, 200, "{body}");
+    let counters: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(counters["deliveries"].as_u64() >= Some(received.len() as u64), "{counters}");
+    assert_eq!(counters["subscriptions"], 1);
+    let (status, log) = node.stop(libc::SIGTERM);
+    assert!(status.success(), "{log:?}");
+    assert!(log.iter().any(|l| l.contains("Dispatcher stopped.")), "{log:?}");
+}
