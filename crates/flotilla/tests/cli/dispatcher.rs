@@ -180,3 +180,30 @@ fn replayed_changes_reach_redis_through_dispatcher_cli_subscriptions() {
     assert!(status.success(), "{log:?}");
     assert!(log.iter().any(|l| l.contains("Dispatcher stopped.")), "{log:?}");
 }
+
+#[test]
+fn the_example_is_valid_and_dispatcher_mistakes_are_located() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out =
+        Command::new(binary()).current_dir(&root).args(["check", "-c", "examples/wikimedia.yaml"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let ws = Workspace::new(
+        "redis:\n  url: rediss://example.invalid/0\ndispatcher:\n  max_connections: 0\n  idle_timeout: soon\n  source_queue: a/b\n",
+    );
+    let out = ws.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let file = ws.config().display().to_string();
+    for expected in [
+        format!("{file}:9:8: redis.url: TLS (rediss://) is not part of this build"),
+        format!("{file}:11:20: dispatcher.max_connections: must be at least 1"),
+        format!("{file}:12:17: dispatcher.idle_timeout: invalid duration 'soon'"),
+        format!("{file}:13:17: dispatcher.source_queue: 'a/b' is not a valid queue name"),
+    ] {
+        assert!(err.contains(&expected), "missing '{expected}' in:\n{err}");
+    }
+    let out = Workspace::new("dispatcher:\n  colour: red\n").run(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unknown key 'colour' in dispatcher (expected one of: enabled, source_queue"));
+}
