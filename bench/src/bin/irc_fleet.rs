@@ -8,8 +8,12 @@
 //!   the bots came back (the spread), once with the connector's connect pacing and once
 //!   with backoff jitter alone.
 //!
-//!     cargo run --release -p flotilla-bench --bin irc_fleet -- connections 10000
-//!     cargo run --release -p flotilla-bench --bin irc_fleet -- reconnect 1000
+//! Run:
+//!
+//! ```text
+//! cargo run --release -p flotilla-bench --bin irc_fleet -- connections 10000
+//! cargo run --release -p flotilla-bench --bin irc_fleet -- reconnect 1000
+//! ```
 //!
 //! Needs `ngircd` (scripts/peers ensure ngircd) and root (ngIRCd drops to user irc).
 

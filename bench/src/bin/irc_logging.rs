@@ -3,7 +3,9 @@
 //! acknowledged after the commit), into SQLite and into Postgres, printed beside a
 //! naive one-INSERT-per-line baseline on the same database in the same run.
 //!
-//!     cargo run --release -p flotilla-bench --bin irc_logging -- [ROWS] [BASELINE_ROWS]
+//! ```text
+//! cargo run --release -p flotilla-bench --bin irc_logging -- [ROWS] [BASELINE_ROWS]
+//! ```
 //!
 //! Postgres: `FLOTILLA_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/postgres`);
 //! a fresh database is created and dropped. Set `IRC_BENCH_NO_POSTGRES=1` to skip it.
