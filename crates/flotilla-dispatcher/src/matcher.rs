@@ -34,7 +34,7 @@ pub const DELIVERY_QUEUE: &str = "dispatch.redis";
 /// The `plugin` of messages that carry a recent change.
 pub const CHANGE_PLUGIN: &str = "wikimedia";
 /// Most messages matched per batch.
-const BATCH: usize = 1024;
+const BATCH: usize = 4096;
 
 /// The bus queue a subscription's changes go to: `sub.<name>`.
 pub fn subscription_queue(name: &str) -> String {
@@ -142,7 +142,7 @@ pub async fn publish(bus: &dyn Bus, matched: Matched) -> Result<u64, BusError> {
 /// full disk); a closed bus ends the loop.
 pub async fn run(bus: Arc<dyn Bus>, source: String, shared: Arc<Shared>, shutdown: CancellationToken) {
     loop {
-        match consume(bus.as_ref(), &source, &shared, &shutdown).await {
+        match consume(&bus, &source, &shared, &shutdown).await {
             Ok(()) => return,
             Err(BusError::Closed) => return,
             Err(error) => {
@@ -156,25 +156,63 @@ pub async fn run(bus: Arc<dyn Bus>, source: String, shared: Arc<Shared>, shutdow
     }
 }
 
-async fn consume(bus: &dyn Bus, source: &str, shared: &Shared, shutdown: &CancellationToken) -> Result<(), BusError> {
+/// A matched batch whose deliveries are being made durable.
+struct InFlight {
+    publish: tokio::task::JoinHandle<Result<u64, BusError>>,
+    ids: Vec<flotilla_bus::DeliveryId>,
+    changes: u64,
+    skipped: u64,
+}
+
+/// Waits for a batch's deliveries to be durable, then acknowledges it.
+async fn finish(
+    in_flight: Option<InFlight>,
+    consumer: &mut dyn flotilla_bus::Consumer,
+    shared: &Shared,
+) -> Result<(), BusError> {
+    let Some(batch) = in_flight else { return Ok(()) };
+    let delivered =
+        batch.publish.await.map_err(|e| BusError::Backend(format!("the matcher's publishing task failed: {e}")))??;
+    consumer.ack(&batch.ids).await?;
+    shared.counters.changes.fetch_add(batch.changes, Ordering::Relaxed);
+    shared.counters.skipped.fetch_add(batch.skipped, Ordering::Relaxed);
+    shared.counters.deliveries.fetch_add(delivered, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Matching batch N+1 overlaps making batch N's deliveries durable; deliveries stay in
+/// order because batch N+1's publishes start only once batch N's are durable (and
+/// batch N is acknowledged).
+async fn consume(
+    bus: &Arc<dyn Bus>,
+    source: &str,
+    shared: &Shared,
+    shutdown: &CancellationToken,
+) -> Result<(), BusError> {
     let mut consumer = bus.subscribe(source, GROUP).await?;
     let mut scratch = MatchScratch::default();
+    let mut in_flight: Option<InFlight> = None;
     loop {
+        // With a batch being published, take only what is there now.
+        let wait = if in_flight.is_some() { Duration::ZERO } else { Duration::from_secs(1) };
         let batch = tokio::select! {
-            batch = consumer.fetch(BATCH, Duration::from_secs(1)) => batch?,
-            _ = shutdown.cancelled() => return Ok(()),
+            batch = consumer.fetch(BATCH, wait) => batch?,
+            _ = shutdown.cancelled() => return finish(in_flight.take(), consumer.as_mut(), shared).await,
         };
         if batch.is_empty() {
+            finish(in_flight.take(), consumer.as_mut(), shared).await?;
             continue;
         }
         let matched = match_batch(shared, &batch, &mut scratch);
         let (changes, skipped) = (matched.changes, matched.skipped);
-        let delivered = publish(bus, matched).await?;
-        let ids: Vec<_> = batch.iter().map(|d| d.id.clone()).collect();
-        consumer.ack(&ids).await?;
-        shared.counters.changes.fetch_add(changes, Ordering::Relaxed);
-        shared.counters.skipped.fetch_add(skipped, Ordering::Relaxed);
-        shared.counters.deliveries.fetch_add(delivered, Ordering::Relaxed);
+        finish(in_flight.take(), consumer.as_mut(), shared).await?;
+        let publisher = bus.clone();
+        in_flight = Some(InFlight {
+            publish: tokio::spawn(async move { publish(publisher.as_ref(), matched).await }),
+            ids: batch.iter().map(|d| d.id.clone()).collect(),
+            changes,
+            skipped,
+        });
     }
 }
 

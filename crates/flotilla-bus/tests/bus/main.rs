@@ -209,3 +209,41 @@ async fn many_concurrent_publishers_share_syncs() {
         assert_eq!(mine, (0..50).map(|i| format!("p{p}-{i}")).collect::<Vec<_>>());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_touching_many_queues_syncs_them_all_and_keeps_each_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EmbeddedBus::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    // Three rounds of appends to 40 queues at once: each round lands in a few commits
+    // that sync many files together.
+    for round in 0..3 {
+        let appends = (0..40).map(|q| {
+            let bus = bus.clone();
+            async move { bus.publish(&format!("fan.{q}"), payloads(round * 2..round * 2 + 2)).await }
+        });
+        for result in futures_join_all(appends).await {
+            result.unwrap();
+        }
+    }
+    assert!(bus.counters().syncs >= 40);
+    bus.close().await.unwrap();
+    drop(bus);
+    let bus = EmbeddedBus::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    for q in 0..40 {
+        let mut reader = bus.read(&format!("fan.{q}"), ReadFrom::Start).await.unwrap();
+        assert_eq!(texts(&reader.fetch(100, Duration::from_secs(1)).await.unwrap()), names(0..6), "queue {q}");
+    }
+}
+
+/// Runs futures concurrently and collects their outputs in order.
+async fn futures_join_all<F: std::future::Future + Send + 'static>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut outputs = Vec::new();
+    for handle in handles {
+        outputs.push(handle.await.unwrap());
+    }
+    outputs
+}
