@@ -372,11 +372,20 @@ async fn deliver(
     request: OutboxRequest,
 ) -> bool {
     loop {
-        // The connection in the channel; for a nick (or a channel we are not in), any
-        // connected one.
-        let index = if is_channel(&request.target) { owners.get(&fold(&request.target)).copied() } else { None }
-            .or_else(|| status.entries().iter().position(|e| e.state == ConnectionState::Connected))
-            .unwrap_or(0);
+        // The connection in the channel; for a nick, a channel we are not in, or a
+        // channel whose connection has sunk (its task is gone), any connected one.
+        let alive = |i: &usize| outboxes.get(*i).is_some_and(|o| !o.is_closed());
+        let owner = if is_channel(&request.target) { owners.get(&fold(&request.target)).copied() } else { None };
+        let index = owner.filter(alive).or_else(|| {
+            status.entries().iter().enumerate().position(|(i, e)| e.state == ConnectionState::Connected && alive(&i))
+        });
+        let Some(index) = index else {
+            // Nobody can post now: wait for a connection to come back.
+            tokio::select! {
+                _ = stop.cancelled() => return false,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+            }
+        };
         let (done_tx, done_rx) = oneshot::channel();
         let item = Box::new(OutboxItem {
             target: request.target.clone(),
@@ -387,7 +396,7 @@ async fn deliver(
         });
         tokio::select! {
             _ = stop.cancelled() => return false,
-            sent = outboxes[index].send(item) => if sent.is_err() { return false },
+            sent = outboxes[index].send(item) => if sent.is_err() { continue },
         }
         let answer = tokio::select! {
             _ = stop.cancelled() => return false,
