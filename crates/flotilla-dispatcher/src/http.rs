@@ -109,12 +109,14 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// Whether the request carries `expected` as its Bearer token (compared in constant time).
+pub fn bearer_is(headers: &HeaderMap, expected: &str) -> bool {
+    bearer(headers).is_some_and(|given| expected.as_bytes().ct_eq(given.as_bytes()).into())
+}
+
 impl ApiState {
     fn is_admin(&self, headers: &HeaderMap) -> bool {
-        match (&self.admin_token, bearer(headers)) {
-            (Some(admin), Some(given)) => admin.as_bytes().ct_eq(given.as_bytes()).into(),
-            _ => false,
-        }
+        self.admin_token.as_deref().is_some_and(|admin| bearer_is(headers, admin))
     }
 
     /// The subscription `name` if the bearer token may act on it.
@@ -325,13 +327,59 @@ async fn set_format(
     if set { Ok(Json(json!({ "format": format.name() }))) } else { Err(no_such()) }
 }
 
+/// Which messages of a queue an event stream shows.
+pub type EventFilter = Box<dyn Fn(&[u8]) -> bool + Send>;
+
 /// Where an event stream is in its queue.
 struct Tail {
     reader: Box<dyn Reader>,
     /// Skip events up to this sequence number (a `Last-Event-ID`).
     after: Option<u64>,
+    filter: Option<EventFilter>,
     ready: VecDeque<Event>,
     shutdown: CancellationToken,
+}
+
+/// A server-sent event stream of a queue's messages, read with `reader` (which does not
+/// consume): each message is one event whose id is its sequence number, so a client
+/// resumes with `Last-Event-ID` (pass it as `after`). Used by the subscription event
+/// stream here and by the node's `/api/v1/events`.
+pub fn event_stream(
+    reader: Box<dyn Reader>,
+    after: Option<u64>,
+    filter: Option<EventFilter>,
+    shutdown: CancellationToken,
+) -> Response {
+    let tail = Tail { reader, after, filter, ready: VecDeque::new(), shutdown };
+    let stream = futures_util::stream::unfold(tail, |mut tail| async move {
+        loop {
+            if let Some(event) = tail.ready.pop_front() {
+                return Some((Ok::<Event, std::convert::Infallible>(event), tail));
+            }
+            let fetched = tokio::select! {
+                fetched = tail.reader.fetch(256, Duration::from_secs(5)) => fetched,
+                _ = tail.shutdown.cancelled() => return None,
+            };
+            let deliveries = match fetched {
+                Ok(deliveries) => deliveries,
+                Err(error) => {
+                    tracing::warn!(%error, "An event stream could not read its queue; ending it.");
+                    return None;
+                }
+            };
+            for delivery in deliveries {
+                if tail.after.is_some_and(|after| delivery.seq <= after) {
+                    continue;
+                }
+                if tail.filter.as_ref().is_some_and(|keep| !keep(&delivery.payload)) {
+                    continue;
+                }
+                let text = String::from_utf8_lossy(&delivery.payload);
+                tail.ready.push_back(Event::default().id(delivery.seq.to_string()).data(text));
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
 }
 
 async fn events(
@@ -358,31 +406,5 @@ async fn events(
         .read(&subscription_queue(&name), from)
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot read the queue: {e}")))?;
-    let tail = Tail { reader, after, ready: VecDeque::new(), shutdown: state.shutdown.clone() };
-    let stream = futures_util::stream::unfold(tail, |mut tail| async move {
-        loop {
-            if let Some(event) = tail.ready.pop_front() {
-                return Some((Ok::<Event, std::convert::Infallible>(event), tail));
-            }
-            let fetched = tokio::select! {
-                fetched = tail.reader.fetch(256, Duration::from_secs(5)) => fetched,
-                _ = tail.shutdown.cancelled() => return None,
-            };
-            let deliveries = match fetched {
-                Ok(deliveries) => deliveries,
-                Err(error) => {
-                    tracing::warn!(%error, "An event stream could not read its queue; ending it.");
-                    return None;
-                }
-            };
-            for delivery in deliveries {
-                if tail.after.is_some_and(|after| delivery.seq <= after) {
-                    continue;
-                }
-                let text = String::from_utf8_lossy(&delivery.payload);
-                tail.ready.push_back(Event::default().id(delivery.seq.to_string()).data(text));
-            }
-        }
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
+    Ok(event_stream(reader, after, None, state.shutdown.clone()))
 }

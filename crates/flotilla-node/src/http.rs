@@ -1,15 +1,39 @@
-//! The HTTP server (SPEC §11): `/healthz`, `/metrics`, `/api/v1/status`. Errors are
-//! JSON `{"error": "…"}` with the right status code. Other components (the dispatcher,
-//! Slack) add their routes by merging routers into [`router`]'s.
+//! The HTTP server (SPEC §11): `/healthz`, `/metrics`, `/api/v1/status`, and
+//! `/api/v1/events?where=CONDITION` (server-sent events of a queue's messages, for the
+//! admin). Errors are JSON `{"error": "…"}` with the right status code. Other
+//! components (the dispatcher, Slack) add their routes by merging routers into
+//! [`router`]'s.
+//!
+//! Admin access: with `http.admin_token` set, a request must carry it as a Bearer
+//! token (compared in constant time); without one, admin reads are allowed from
+//! loopback only ("read-only on loopback").
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::http::{StatusCode, header};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use flotilla_bus::ReadFrom;
+use flotilla_core::Message;
+use flotilla_core::condition::Condition;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics;
 use crate::status::StatusSource;
+
+/// What the node's routes need.
+#[derive(Clone)]
+pub struct HttpState {
+    pub status: StatusSource,
+    pub admin_token: Option<Arc<str>>,
+    /// Ends long-lived responses (event streams) when the node stops.
+    pub shutdown: CancellationToken,
+}
 
 /// An HTTP error: a status code and a message safe to show.
 pub struct ApiError {
@@ -23,23 +47,73 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The node's routes.
-pub fn router(status: StatusSource) -> Router {
+/// The node's routes. Serve them with `into_make_service_with_connect_information`
+/// so admin checks can see the peer's address.
+pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/metrics",
-            get(|axum::extract::State(source): axum::extract::State<StatusSource>| async move {
-                let text = metrics::render(&source.snapshot().await);
+            get(|State(state): State<HttpState>| async move {
+                let text = metrics::render(&state.status.snapshot().await);
                 ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
             }),
         )
         .route(
             "/api/v1/status",
-            get(|axum::extract::State(source): axum::extract::State<StatusSource>| async move {
-                Json(source.snapshot().await)
-            }),
+            get(|State(state): State<HttpState>| async move { Json(state.status.snapshot().await) }),
         )
+        .route("/api/v1/events", get(events))
         .fallback(|| async { ApiError { status: StatusCode::NOT_FOUND, message: "no such endpoint".into() } })
-        .with_state(status)
+        .with_state(state)
+}
+
+impl HttpState {
+    /// Admin access: the admin token as Bearer, or (with no token configured) a
+    /// request from loopback.
+    fn check_admin(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<(), ApiError> {
+        let unauthorized = |message: &str| ApiError { status: StatusCode::UNAUTHORIZED, message: message.into() };
+        match &self.admin_token {
+            Some(token) if flotilla_dispatcher::http::bearer_is(headers, token) => Ok(()),
+            Some(_) => Err(unauthorized("this needs the admin token as a Bearer token")),
+            None if peer.ip().is_loopback() => Ok(()),
+            None => Err(unauthorized("without http.admin_token this is only available from loopback")),
+        }
+    }
+}
+
+/// `GET /api/v1/events?where=CONDITION&queue=Q&from=start|end`: a queue's messages
+/// (default `reactor`, from now on) as server-sent events, only those for which the
+/// condition holds. Reading does not consume.
+async fn events(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    state.check_admin(&headers, peer)?;
+    let bad = |message: String| ApiError { status: StatusCode::BAD_REQUEST, message };
+    let filter: Option<flotilla_dispatcher::http::EventFilter> = match query.get("where") {
+        Some(text) => {
+            let condition = Condition::parse(text).map_err(|e| bad(format!("where: {e}")))?;
+            Some(Box::new(move |payload: &[u8]| Message::from_json(payload).is_ok_and(|m| condition.eval(&m))))
+        }
+        None => None,
+    };
+    let queue = query.get("queue").map_or("reactor", String::as_str);
+    if !flotilla_bus::valid_name(queue) {
+        return Err(bad(format!("queue: '{queue}' is not a queue name")));
+    }
+    let from = match query.get("from").map(String::as_str) {
+        Some("start") => ReadFrom::Start,
+        Some("end") | None => ReadFrom::End,
+        Some(other) => return Err(bad(format!("from: expected 'start' or 'end', found '{other}'"))),
+    };
+    let after = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let from = if after.is_some() { ReadFrom::Start } else { from };
+    let reader = state.status.bus.read(queue, from).await.map_err(|e| ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: format!("cannot read the queue: {e}"),
+    })?;
+    Ok(flotilla_dispatcher::http::event_stream(reader, after, filter, state.shutdown.clone()))
 }

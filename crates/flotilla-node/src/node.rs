@@ -166,12 +166,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         reactor: counters,
     };
     let mut servers = vec![stop_reactor];
-    let mut app = crate::http::router(status.clone());
+    let mut app = crate::http::router(crate::http::HttpState {
+        status: status.clone(),
+        admin_token: config.admin_token.as_ref().map(|t| Arc::from(t.0.as_str())),
+        shutdown: shutdown.clone(),
+    });
     if let Some(dispatcher) = &dispatcher {
         app = dispatcher.router().merge(app);
     }
     let http_shutdown = shutdown.clone();
     servers.push(tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
         if let Err(error) = serve.await {
             tracing::error!(%error, "The HTTP server stopped with an error.");

@@ -105,3 +105,61 @@ fn status_without_a_node_shows_the_data_directory() {
     assert_eq!(status["queues"][0]["queue"], "reactor");
     assert_eq!(status["queues"][0]["depth"], 1);
 }
+
+/// Opens `GET path` and returns the connection, for streaming responses.
+fn open_stream(addr: &str, path: &str, token: Option<&str>) -> std::io::BufReader<std::net::TcpStream> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}\r\n").unwrap();
+    std::io::BufReader::new(stream)
+}
+
+/// Reads lines until one contains `needle`; returns every line read.
+fn read_until(reader: &mut std::io::BufReader<std::net::TcpStream>, needle: &str) -> Vec<String> {
+    use std::io::BufRead;
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            panic!("the stream ended before '{needle}': {lines:?}");
+        }
+        let found = line.contains(needle);
+        lines.push(line);
+        if found {
+            return lines;
+        }
+    }
+}
+
+#[test]
+fn the_events_stream_filters_with_a_condition_and_needs_the_admin_token() {
+    let ws = Workspace::new("");
+    // Workspace::new wrote an `http:` section; give it the admin token.
+    let config = std::fs::read_to_string(ws.config()).unwrap();
+    std::fs::write(ws.config(), config.replace("http:\n", "http:\n  admin_token: s3cret\n")).unwrap();
+    let node = ws.start();
+
+    let (status, body) = http_get(&node.http, "/api/v1/events");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("admin token"), "{body}");
+
+    let mut bad = open_stream(&node.http, "/api/v1/events?where=status%20equalz%20x", Some("s3cret"));
+    let lines = read_until(&mut bad, "error");
+    assert!(lines[0].contains("400"), "{lines:?}");
+
+    let mut events =
+        open_stream(&node.http, "/api/v1/events?where=status%20equals%20CRITICAL&queue=alerts", Some("s3cret"));
+    read_until(&mut events, "text/event-stream");
+    for status in ["OK", "CRITICAL"] {
+        assert!(
+            ws.run(&["send", "-q", "alerts", "--field", &format!("status={status}"), "--field", "n=1"])
+                .status
+                .success()
+        );
+    }
+    let lines = read_until(&mut events, "CRITICAL");
+    assert!(!lines.iter().any(|l| l.contains("\"OK\"")), "filtered out: {lines:?}");
+    assert!(lines.iter().any(|l| l.starts_with("id: 1")), "the event id is the sequence number: {lines:?}");
+}
