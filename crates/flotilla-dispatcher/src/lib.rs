@@ -4,9 +4,10 @@
 //! ```text
 //!  source queue (reactor)          matcher               dispatch.redis         Redis
 //!  wikimedia messages ──────────▶  parse, match,  ──────▶  (one entry per ──────▶ LPUSH <name>
-//!                     group         format          │      delivery)     group
-//!                     dispatcher                    └────▶ sub.<name>    redis
-//!                                                          (bus queue per subscription: SSE, tail)
+//!                     group         format                 delivery)  │   group
+//!                     dispatcher                                      │   redis
+//!                                                     group           └──────▶ sub.<name>
+//!                                                     subscriptions   (bus queue per subscription: SSE, tail)
 //!  control server (TCP) ─┐
 //!  HTTP API ─────────────┴──▶ Subscriptions (in memory, RwLock) ──▶ store (write-behind, in order)
 //! ```
@@ -15,6 +16,7 @@
 //! - [`state`]: the shared subscriptions and the ordered write-behind of their changes.
 //! - [`control`]: the TCP control server with its caps and limits.
 //! - [`matcher`]: the bus consumer that matches changes and queues deliveries.
+//! - [`fanout`]: copies the deliveries into each subscription's bus queue.
 //! - [`redis_delivery`]: the worker that pushes deliveries into Redis, in order, losing
 //!   nothing while Redis is down.
 //! - [`http`]: the subscription API and the per-subscription event stream.
@@ -28,6 +30,7 @@
 //! Redis and sockets.
 
 pub mod control;
+pub mod fanout;
 pub mod http;
 pub mod matcher;
 pub mod persist;
@@ -118,6 +121,7 @@ impl Dispatcher {
         let mut tasks = vec![
             tokio::spawn(control::serve(control, shared.clone(), settings.control, shutdown.clone())),
             tokio::spawn(matcher::run(bus.clone(), settings.source_queue.clone(), shared.clone(), shutdown.clone())),
+            tokio::spawn(fanout::run(bus.clone(), shared.clone(), shutdown.clone())),
             {
                 let shared = shared.clone();
                 let shutdown = shutdown.clone();

@@ -1,8 +1,11 @@
 //! The matching consumer: reads the queue the recent-change source writes to (default
 //! `reactor`, in its own group `dispatcher`, so the reactor and the dispatcher each see
 //! every message), matches each change against the subscriptions, and for every
-//! delivery appends the payload to bus queue `sub.<name>` and an entry to the delivery
-//! queue `dispatch.redis`; only then does it acknowledge the batch.
+//! delivery appends an entry (subscription and payload) to the delivery queue
+//! `dispatch.redis`; only then does it acknowledge the batch. The delivery queue is
+//! the one queue on the hot path, so a batch costs one durable append however many
+//! subscriptions it reaches; [`crate::fanout`] and [`crate::redis_delivery`] take the
+//! entries from there to `sub.<name>` and to Redis.
 //!
 //! Only what matching needs is decoded: the message's `plugin` (changes are the
 //! messages with `plugin: wikimedia`; everything else on the queue is skipped) and its
@@ -10,10 +13,8 @@
 //!
 //! Guarantees: at-least-once and in order. A delivery is durable on the bus before the
 //! change is acknowledged; a crash in between repeats the batch's deliveries (each
-//! subscription still gets a change once per time it is matched). All of a batch's
-//! appends are issued together, so they share the bus's group commit.
+//! subscription still gets a change once per time it is matched).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -69,11 +70,9 @@ impl DeliveryEntry<'_> {
     }
 }
 
-/// What matching one batch produced, by queue.
+/// What matching one batch produced.
 #[derive(Debug, Default)]
 pub struct Matched {
-    /// `sub.<name>` → payloads, in change order.
-    pub by_queue: BTreeMap<String, Vec<Bytes>>,
     /// Delivery-queue entries, in change order.
     pub entries: Vec<Bytes>,
     /// Changes looked at.
@@ -109,44 +108,65 @@ pub fn match_batch(shared: &Shared, batch: &[Delivery], scratch: &mut MatchScrat
         };
         matched.changes += 1;
         for found in subscriptions.dispatch(&change, scratch) {
-            let name = found.subscription.as_str();
-            matched.entries.push(DeliveryEntry::encode(name, &found.payload));
-            matched
-                .by_queue
-                .entry(subscription_queue(name))
-                .or_default()
-                .push(Bytes::copy_from_slice(found.payload.as_bytes()));
+            matched.entries.push(DeliveryEntry::encode(found.subscription.as_str(), &found.payload));
         }
     }
     matched
 }
 
-/// Appends a batch's deliveries: every queue at once, so they share group commits.
+/// Below this many messages a batch is matched on one task.
+const SPLIT_AT: usize = 256;
+
+/// Matches a batch with both cores: the second half on another task, the first here,
+/// the entries joined in order. Each half has its own scratch memory.
+pub async fn match_on_two_tasks(shared: &Arc<Shared>, batch: &[Delivery], scratch: &mut [MatchScratch; 2]) -> Matched {
+    if batch.len() < SPLIT_AT {
+        return match_batch(shared, batch, &mut scratch[0]);
+    }
+    let (first, second) = batch.split_at(batch.len() / 2);
+    let second = second.to_vec();
+    let mut second_scratch = std::mem::take(&mut scratch[1]);
+    let other = shared.clone();
+    let task = tokio::spawn(async move {
+        let matched = match_batch(&other, &second, &mut second_scratch);
+        (matched, second_scratch)
+    });
+    let mut matched = match_batch(shared, first, &mut scratch[0]);
+    // The task only matches; it cannot fail unless matching panicked, and then so do we.
+    let (rest, second_scratch) = task.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    scratch[1] = second_scratch;
+    matched.entries.extend(rest.entries);
+    matched.changes += rest.changes;
+    matched.skipped += rest.skipped;
+    matched
+}
+
+/// Appends a batch's deliveries to the delivery queue.
 pub async fn publish(bus: &dyn Bus, matched: Matched) -> Result<u64, BusError> {
     let count = matched.entries.len() as u64;
-    if count == 0 {
-        return Ok(0);
+    if count > 0 {
+        bus.publish(DELIVERY_QUEUE, matched.entries).await?;
     }
-    let mut appends = Vec::with_capacity(matched.by_queue.len() + 1);
-    for (queue, payloads) in matched.by_queue {
-        appends.push(async move { bus.publish(&queue, payloads).await });
-    }
-    let entries = matched.entries;
-    let all = futures_util::future::try_join_all(appends);
-    let (_, _) = tokio::try_join!(all, bus.publish(DELIVERY_QUEUE, entries))?;
     Ok(count)
 }
 
 /// Runs the matcher on `source` until `shutdown`; the batch in hand is finished first.
-/// Bus errors are retried after a pause (the bus may be briefly unable to write: a
-/// full disk); a closed bus ends the loop.
 pub async fn run(bus: Arc<dyn Bus>, source: String, shared: Arc<Shared>, shutdown: CancellationToken) {
+    keep_consuming("matcher", &source, &shutdown, || consume(&bus, &source, &shared, &shutdown)).await
+}
+
+/// Runs a consuming loop until it returns: bus errors are retried after a pause (the
+/// bus may be briefly unable to write: a full disk); a closed bus ends it.
+pub(crate) async fn keep_consuming<F, Fut>(what: &str, queue: &str, shutdown: &CancellationToken, mut consume: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), BusError>>,
+{
     loop {
-        match consume(&bus, &source, &shared, &shutdown).await {
-            Ok(()) => return,
-            Err(BusError::Closed) => return,
+        match consume().await {
+            Ok(()) | Err(BusError::Closed) => return,
             Err(error) => {
-                tracing::error!(%error, queue = %source, "The dispatcher's matcher failed; retrying in 1 s.");
+                tracing::error!(%error, queue, "The dispatcher's {what} failed; retrying in 1 s.");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = shutdown.cancelled() => return,
@@ -186,11 +206,11 @@ async fn finish(
 async fn consume(
     bus: &Arc<dyn Bus>,
     source: &str,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     shutdown: &CancellationToken,
 ) -> Result<(), BusError> {
     let mut consumer = bus.subscribe(source, GROUP).await?;
-    let mut scratch = MatchScratch::default();
+    let mut scratch: [MatchScratch; 2] = Default::default();
     let mut in_flight: Option<InFlight> = None;
     loop {
         // With a batch being published, take only what is there now.
@@ -203,7 +223,7 @@ async fn consume(
             finish(in_flight.take(), consumer.as_mut(), shared).await?;
             continue;
         }
-        let matched = match_batch(shared, &batch, &mut scratch);
+        let matched = match_on_two_tasks(shared, &batch, &mut scratch).await;
         let (changes, skipped) = (matched.changes, matched.skipped);
         finish(in_flight.take(), consumer.as_mut(), shared).await?;
         let publisher = bus.clone();

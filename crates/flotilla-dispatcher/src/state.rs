@@ -27,6 +27,8 @@ pub struct Counters {
     pub skipped: AtomicU64,
     /// Deliveries made (one per subscription per matching change).
     pub deliveries: AtomicU64,
+    /// Deliveries copied into their `sub.<name>` queues.
+    pub queued: AtomicU64,
     /// List elements Redis confirmed.
     pub redis_pushed: AtomicU64,
     /// Failed attempts to push to Redis.
@@ -43,6 +45,7 @@ impl Counters {
             "changes": get(&self.changes),
             "skipped": get(&self.skipped),
             "deliveries": get(&self.deliveries),
+            "queued": get(&self.queued),
             "redis_pushed": get(&self.redis_pushed),
             "redis_failures": get(&self.redis_failures),
             "unsaved_records": get(&self.unsaved_records),
