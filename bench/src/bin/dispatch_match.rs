@@ -22,7 +22,8 @@
 //! Rates are per CPU-second of the benchmark thread (the machine may be shared; time
 //! another process takes from the core is not counted). It also reports how long loading takes and what one live `insert` of a new regex
 //! costs on the loaded index (it recompiles one regex-set chunk of one wiki).
-//! `--quick` uses smaller sizes and shorter runs, for a smoke test.
+//! `--quick` uses smaller sizes and shorter runs, for a smoke test; `--size N` measures
+//! only the matching at N definitions.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -344,6 +345,11 @@ fn main() {
     let main_size = if quick { 20_000 } else { 100_000 };
     let big_size = if quick { 100_000 } else { 1_000_000 };
     let stream = if quick { 20_000 } else { 200_000 };
+    // `--size N`: only the matching figure at N definitions (for profiling one scale).
+    let only_size = std::env::args()
+        .skip_while(|a| a != "--size")
+        .nth(1)
+        .map(|n| n.parse::<usize>().expect("--size takes a number of definitions"));
 
     let all: Vec<Wiki> = Wikis::embedded().iter().collect();
     let (watched, others) = all.split_at(WATCHED_WIKIS.min(all.len() - 1));
@@ -352,6 +358,15 @@ fn main() {
         all.len(),
         watched.len()
     );
+
+    if let Some(size) = only_size {
+        let universe = Universe::for_definitions(size);
+        let changes = Stream::generate(stream, watched, others, &universe, 23).changes();
+        let (state, _, _) = load(size, watched, &universe, 21);
+        let (per_second, per_change) = measure_matching(&state, &changes, run * 3);
+        println!("match, {size} definitions: {:.0} ns/change, {per_change:.2} matching/change", 1e9 / per_second);
+        return;
+    }
 
     // 1. Matching at the main size.
     let universe = Universe::for_definitions(main_size);
