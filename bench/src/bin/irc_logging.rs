@@ -84,7 +84,7 @@ async fn batched_run(store: &Store, rows: &[IrcRow]) -> f64 {
     let started = Instant::now();
     for chunk in rows.chunks(logger::BATCH) {
         let refs: Vec<&IrcRow> = chunk.iter().collect();
-        writer.write(store.pool(), &refs, &[]).await.unwrap();
+        writer.write(&store, &refs, &[]).await.unwrap();
     }
     rows.len() as f64 / started.elapsed().as_secs_f64()
 }

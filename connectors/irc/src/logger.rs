@@ -16,14 +16,14 @@ use std::time::Duration;
 use flotilla_bus::{Bus, BusError, Delivery, DeliveryId};
 use flotilla_connector::Backoff;
 use flotilla_store::{Dialect, Store};
-use sqlx::{AnyPool, AssertSqlSafe};
+use sqlx::AssertSqlSafe;
 use tokio_util::sync::CancellationToken;
 
 use crate::record::{FleetRow, IrcRow, LogRow};
 use crate::status::StatusTable;
 
 /// Rows fetched from the queue at once.
-pub const BATCH: usize = 8192;
+pub const BATCH: usize = 32768;
 /// Rows per SQLite INSERT statement (8 parameters each, far below SQLite's 32766).
 const SQLITE_ROWS_PER_STATEMENT: usize = 1024;
 
@@ -38,57 +38,65 @@ pub fn log_queue(connector: &str) -> String {
 const IRC_COLUMNS: &str = "target, message, host, source, \"user\", networkname, irc_message_type, received_at";
 const FLEET_COLUMNS: &str = "channel, message, nick, networkname, detail, received_at";
 
-/// Writes rows with the fastest statement each dialect offers through sqlx's Any driver.
+/// Writes rows with the fastest bulk path each database offers.
 ///
-/// - SQLite: multi-row `INSERT … VALUES (?,…),(?,…)` with anonymous placeholders.
-///   Numbered ones (`?NNN`) cost SQLite a linear search per bound value (measured: a
-///   1024-row statement ran 10x slower with `?NNN` than with `?`).
-/// - Postgres: one `INSERT … SELECT * FROM UNNEST($1::text[], …)` per table and batch,
-///   each column bound as one array literal: eight parameters however many rows, and
-///   the fastest of the forms measured short of COPY (which Any does not offer).
+/// - SQLite: multi-row `INSERT … VALUES (?,…),(?,…)` with anonymous placeholders
+///   through sqlx's Any driver. Numbered ones (`?NNN`) cost SQLite a linear search per
+///   bound value (measured: a 1024-row statement ran 10x slower with `?NNN` than
+///   with `?`).
+/// - Postgres: `COPY … FROM STDIN` in text format ([`Store::copy_in`]), one per table
+///   and batch, in one transaction: about 1.6 times the rows per second of the best
+///   INSERT form measured (one `UNNEST` of array literals per batch).
 pub struct SqlWriter {
     dialect: Dialect,
     statements: HashMap<(bool, usize), String>,
 }
 
-/// Text as Postgres takes it: it refuses NUL characters (IRC forbids them anyway, but
-/// a posted message might carry one), so they become U+FFFD.
-fn clean(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.contains('\0') {
-        std::borrow::Cow::Owned(text.replace('\0', "\u{fffd}"))
-    } else {
-        std::borrow::Cow::Borrowed(text)
+/// Appends one field in COPY's text format: `\N` for NULL; backslash, tab, newline
+/// and carriage return escaped. Postgres refuses NUL characters in text (IRC forbids
+/// them anyway, but a posted message might carry one), so they become U+FFFD.
+fn copy_field(out: &mut Vec<u8>, value: Option<&str>) {
+    let Some(text) = value else {
+        out.extend_from_slice(b"\\N");
+        return;
+    };
+    for &byte in text.as_bytes() {
+        match byte {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            0 => out.extend_from_slice("\u{fffd}".as_bytes()),
+            _ => out.push(byte),
+        }
     }
 }
 
-/// A Postgres array literal of text values (`{"a","b\"c",NULL}`).
-pub fn text_array<'a>(values: impl Iterator<Item = Option<&'a str>>) -> String {
-    let mut out = String::from("{");
-    for (i, value) in values.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        match value {
-            None => out.push_str("NULL"),
-            Some(text) => {
-                out.push('"');
-                for c in clean(text).chars() {
-                    if c == '"' || c == '\\' {
-                        out.push('\\');
-                    }
-                    out.push(c);
-                }
-                out.push('"');
-            }
-        }
-    }
-    out.push('}');
-    out
+/// Rows in COPY's text format: fields separated by tabs, one row per line.
+#[derive(Default)]
+struct CopyText {
+    data: Vec<u8>,
+    row_started: bool,
 }
 
-fn bigint_array(values: impl Iterator<Item = i64>) -> String {
-    let items: Vec<String> = values.map(|v| v.to_string()).collect();
-    format!("{{{}}}", items.join(","))
+impl CopyText {
+    fn field(&mut self, value: Option<&str>) -> &mut Self {
+        if self.row_started {
+            self.data.push(b'\t');
+        }
+        self.row_started = true;
+        copy_field(&mut self.data, value);
+        self
+    }
+
+    fn number(&mut self, value: i64) -> &mut Self {
+        self.field(Some(&value.to_string()))
+    }
+
+    fn end_row(&mut self) {
+        self.data.push(b'\n');
+        self.row_started = false;
+    }
 }
 
 impl SqlWriter {
@@ -109,47 +117,48 @@ impl SqlWriter {
             .clone()
     }
 
-    fn unnest_statement(irc: bool) -> &'static str {
-        if irc {
-            "INSERT INTO irclog (target, message, host, source, \"user\", networkname, irc_message_type, received_at) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[])"
-        } else {
-            "INSERT INTO fleetlog (channel, message, nick, networkname, detail, received_at) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])"
-        }
-    }
-
     /// Inserts every row in one transaction.
-    pub async fn write(&mut self, pool: &AnyPool, irc: &[&IrcRow], fleet: &[&FleetRow]) -> Result<(), sqlx::Error> {
-        let mut tx = pool.begin().await?;
+    pub async fn write(&mut self, store: &Store, irc: &[&IrcRow], fleet: &[&FleetRow]) -> Result<(), sqlx::Error> {
         match self.dialect {
             Dialect::Postgres => {
+                let mut irc_rows = CopyText::default();
+                for row in irc {
+                    irc_rows
+                        .field(Some(&row.target))
+                        .field(Some(&row.message))
+                        .field(row.host.as_deref())
+                        .field(Some(&row.source))
+                        .field(row.user.as_deref())
+                        .field(Some(&row.networkname))
+                        .field(Some(&row.irc_message_type))
+                        .number(row.received_at)
+                        .end_row();
+                }
+                let mut fleet_rows = CopyText::default();
+                for row in fleet {
+                    fleet_rows
+                        .field(row.channel.as_deref())
+                        .field(Some(&row.message))
+                        .field(row.nick.as_deref())
+                        .field(Some(&row.networkname))
+                        .field(row.detail.as_deref())
+                        .number(row.received_at)
+                        .end_row();
+                }
+                let irc_copy = format!("COPY irclog ({IRC_COLUMNS}) FROM STDIN");
+                let fleet_copy = format!("COPY fleetlog ({FLEET_COLUMNS}) FROM STDIN");
+                let mut copies: Vec<(&str, &[u8])> = Vec::new();
                 if !irc.is_empty() {
-                    sqlx::query(Self::unnest_statement(true))
-                        .bind(text_array(irc.iter().map(|r| Some(r.target.as_str()))))
-                        .bind(text_array(irc.iter().map(|r| Some(r.message.as_str()))))
-                        .bind(text_array(irc.iter().map(|r| r.host.as_deref())))
-                        .bind(text_array(irc.iter().map(|r| Some(r.source.as_str()))))
-                        .bind(text_array(irc.iter().map(|r| r.user.as_deref())))
-                        .bind(text_array(irc.iter().map(|r| Some(r.networkname.as_str()))))
-                        .bind(text_array(irc.iter().map(|r| Some(r.irc_message_type.as_str()))))
-                        .bind(bigint_array(irc.iter().map(|r| r.received_at)))
-                        .execute(&mut *tx)
-                        .await?;
+                    copies.push((&irc_copy, &irc_rows.data));
                 }
                 if !fleet.is_empty() {
-                    sqlx::query(Self::unnest_statement(false))
-                        .bind(text_array(fleet.iter().map(|r| r.channel.as_deref())))
-                        .bind(text_array(fleet.iter().map(|r| Some(r.message.as_str()))))
-                        .bind(text_array(fleet.iter().map(|r| r.nick.as_deref())))
-                        .bind(text_array(fleet.iter().map(|r| Some(r.networkname.as_str()))))
-                        .bind(text_array(fleet.iter().map(|r| r.detail.as_deref())))
-                        .bind(bigint_array(fleet.iter().map(|r| r.received_at)))
-                        .execute(&mut *tx)
-                        .await?;
+                    copies.push((&fleet_copy, &fleet_rows.data));
                 }
+                store.copy_in(&copies).await?;
+                Ok(())
             }
             Dialect::Sqlite => {
+                let mut tx = store.pool().begin().await?;
                 // The four irclog indexes outgrow SQLite's default 2 MB page cache
                 // quickly; with 32 MB the engine itself inserts about 40% faster (measured
                 // with the sqlite3 shell). Per connection, so set on the one at hand.
@@ -184,9 +193,9 @@ impl SqlWriter {
                     }
                     query.execute(&mut *tx).await?;
                 }
+                tx.commit().await
             }
         }
-        tx.commit().await
     }
 }
 
@@ -220,7 +229,7 @@ async fn write_until_done(
         rows.iter().filter_map(|r| if let LogRow::Fleet(r) = r { Some(r) } else { None }).collect();
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     loop {
-        match writer.write(store.pool(), &irc, &fleet).await {
+        match writer.write(store, &irc, &fleet).await {
             Ok(()) => {
                 if status.logger.retrying.swap(false, Ordering::Relaxed) {
                     tracing::info!(connector, "The database takes IRC log rows again.");
@@ -273,7 +282,7 @@ async fn one_by_one(
         .map(|r| (std::slice::from_ref(r), &[][..]))
         .chain(fleet.iter().map(|r| (&[][..], std::slice::from_ref(r))));
     for (irc, fleet) in singles {
-        match writer.write(store.pool(), irc, fleet).await {
+        match writer.write(store, irc, fleet).await {
             Ok(()) => {}
             Err(sqlx::Error::Database(refusal)) => {
                 tracing::error!(connector, error = %refusal, row = ?irc.first().map(|r| &r.message).or(fleet.first().map(|r| &r.message)),
@@ -358,28 +367,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statements_per_dialect() {
+    fn sqlite_statements() {
         let mut sqlite = SqlWriter::new(Dialect::Sqlite);
         assert_eq!(
             sqlite.values_statement(false, 2),
             "INSERT INTO fleetlog (channel, message, nick, networkname, detail, received_at) VALUES \
              (?,?,?,?,?,?),(?,?,?,?,?,?)"
         );
-        assert!(SqlWriter::unnest_statement(true).contains("UNNEST($1::text[]"));
     }
 
     #[test]
-    fn postgres_array_literals() {
-        let cases: &[(&[Option<&str>], &str)] = &[
-            (&[], "{}"),
-            (&[Some("a"), None, Some("")], r#"{"a",NULL,""}"#),
-            (&[Some(r#"say "hi" \o/"#)], r#"{"say \"hi\" \\o/"}"#),
-            (&[Some("{,}"), Some("NULL")], r#"{"{,}","NULL"}"#),
-            (&[Some("nul\0byte")], "{\"nul\u{fffd}byte\"}"),
-        ];
-        for (values, expect) in cases {
-            assert_eq!(text_array(values.iter().copied()), *expect, "{values:?}");
-        }
-        assert_eq!(bigint_array([1i64, -2, 3].into_iter()), "{1,-2,3}");
+    fn copy_text_format() {
+        let mut rows = CopyText::default();
+        rows.field(Some("a\tb")).field(None).field(Some("back\\slash\nnew\rline")).number(-7).end_row();
+        rows.field(Some("")).field(Some("nul\0byte")).field(Some("\\N")).number(1).end_row();
+        assert_eq!(
+            String::from_utf8(rows.data).unwrap(),
+            "a\\tb\t\\N\tback\\\\slash\\nnew\\rline\t-7\n\tnul\u{fffd}byte\t\\\\N\t1\n"
+        );
     }
 }

@@ -80,6 +80,11 @@ pub struct Store {
     /// Columns known to exist per table, so `insert_row` asks the catalog once.
     known_columns: Mutex<HashMap<String, HashSet<String>>>,
     url_for_display: String,
+    /// The URL as given (it may hold a password: never log it), for connections the
+    /// Any pool cannot offer.
+    connect_url: String,
+    /// Postgres: the connection [`Store::copy_in`] uses, opened on first use.
+    copier: tokio::sync::Mutex<Option<sqlx::postgres::PgConnection>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -165,7 +170,14 @@ impl Store {
             .connect(&connect_url)
             .await
             .map_err(|e| StoreError::Connect { url: display.clone(), detail: e.to_string() })?;
-        let store = Store { pool, dialect, known_columns: Mutex::default(), url_for_display: display };
+        let store = Store {
+            pool,
+            dialect,
+            known_columns: Mutex::default(),
+            url_for_display: display,
+            connect_url,
+            copier: tokio::sync::Mutex::default(),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -180,6 +192,39 @@ impl Store {
 
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// Postgres only: runs each `COPY … FROM STDIN` statement with its data (in the
+    /// format the statement names) in one transaction, and returns the rows copied.
+    /// COPY is several times faster than INSERT for bulk rows, and sqlx offers it only
+    /// on a plain Postgres connection, so the store keeps one for it, opened on first
+    /// use and dropped after any error (it may be mid-COPY); the next call reopens it.
+    pub async fn copy_in(&self, copies: &[(&str, &[u8])]) -> Result<u64, sqlx::Error> {
+        use sqlx::Connection;
+        if self.dialect != Dialect::Postgres {
+            return Err(sqlx::Error::Configuration("COPY needs a Postgres store".into()));
+        }
+        let mut slot = self.copier.lock().await;
+        let connection = match &mut *slot {
+            Some(connection) => connection,
+            None => slot.insert(sqlx::postgres::PgConnection::connect(&self.connect_url).await?),
+        };
+        let copied = async {
+            let mut tx = Connection::begin(connection).await?;
+            let mut rows = 0;
+            for (statement, data) in copies {
+                let mut copy = tx.copy_in_raw(statement).await?;
+                copy.send(*data).await?;
+                rows += copy.finish().await?;
+            }
+            tx.commit().await?;
+            Ok(rows)
+        }
+        .await;
+        if copied.is_err() {
+            *slot = None;
+        }
+        copied
     }
 
     /// The pool, for components with their own tables (their SQL must respect
