@@ -4,7 +4,9 @@
 //!
 //! What lives here: small durable state ([`Store::get_state`]/[`Store::put_state`]),
 //! rows the reactor's `SQL` plugin inserts into tables it creates on demand
-//! ([`Store::insert_row`]), and the tables of the dispatcher and the IRC logger.
+//! ([`Store::insert_row`]), and the tables of the dispatcher and the IRC logger. Bulk
+//! rows take faster roads beside the pool: `COPY` on Postgres ([`Store::copy_in`]) and
+//! a prepared-statement writer thread on SQLite ([`Store::sqlite_bulk`]).
 //!
 //! Times are stored as integers (Unix seconds or milliseconds) and ids as text: the
 //! `Any` driver cannot decode Postgres `timestamptz` or `uuid`.
@@ -15,7 +17,10 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
 
+pub mod sqlite_bulk;
+
 use serde_json::{Map, Value};
+pub use sqlite_bulk::{BulkError, BulkTx, BulkValue, SqliteBulk};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
@@ -85,6 +90,8 @@ pub struct Store {
     connect_url: String,
     /// Postgres: the connection [`Store::copy_in`] uses, opened on first use.
     copier: tokio::sync::Mutex<Option<sqlx::postgres::PgConnection>>,
+    /// SQLite file: the writer behind [`Store::sqlite_bulk`].
+    bulk: Option<SqliteBulk>,
 }
 
 impl std::fmt::Debug for Store {
@@ -113,6 +120,7 @@ impl Store {
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let display = redact_url(url);
+        let mut bulk_path = None;
         let (dialect, connect_url) = if let Some(path) = url.strip_prefix("sqlite://").or(url.strip_prefix("sqlite:")) {
             let (path, query) = path.split_once('?').unwrap_or((path, ""));
             if path.is_empty() {
@@ -128,6 +136,7 @@ impl Store {
                 })?;
             }
             let query = if query.contains("mode=") { query.to_string() } else { format!("mode=rwc&{query}") };
+            bulk_path = (path != ":memory:").then(|| path.to_string());
             (Dialect::Sqlite, format!("sqlite://{path}?{}", query.trim_end_matches('&')))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Dialect::Postgres, url.to_string())
@@ -177,6 +186,7 @@ impl Store {
             url_for_display: display,
             connect_url,
             copier: tokio::sync::Mutex::default(),
+            bulk: bulk_path.map(SqliteBulk::start),
         };
         store.migrate().await?;
         Ok(store)
@@ -225,6 +235,18 @@ impl Store {
             *slot = None;
         }
         copied
+    }
+
+    /// SQLite file only: runs `work`'s inserts in one transaction on the store's bulk
+    /// writer ([`sqlite_bulk`]), several times faster than INSERTs through the pool.
+    pub async fn sqlite_bulk<F>(&self, work: F) -> Result<u64, BulkError>
+    where
+        F: FnOnce(&mut BulkTx<'_>) -> Result<u64, BulkError> + Send + 'static,
+    {
+        match &self.bulk {
+            Some(bulk) => bulk.transaction(work).await,
+            None => Err(BulkError::Failed("bulk inserts need a SQLite database file".into())),
+        }
     }
 
     /// The pool, for components with their own tables (their SQL must respect

@@ -1,0 +1,315 @@
+//! Bulk inserts into a SQLite file at the engine's own pace: one prepared statement
+//! per SQL text, stepped once per row, inside one transaction, on a thread of its own
+//! with its own connection.
+//!
+//! Why not sqlx: its Any driver converts and copies every bound value and sends each
+//! statement to its connection worker, which costs about as much as SQLite's own work
+//! for small rows (measured on the IRC log: 80–106 k rows/s through sqlx against
+//! 211–275 k rows/s for the engine alone). Stepping a prepared statement with borrowed
+//! values costs little beyond the engine.
+//!
+//! The connection lives and dies on the writer thread (a `sqlite3*` is never shared
+//! between threads). Callers hand the thread a closure that does the inserts with a
+//! [`BulkTx`]; the thread wraps it in `BEGIN IMMEDIATE … COMMIT`, rolls back on any
+//! error, and reopens the connection on the next call after one that failed for a
+//! reason other than the data. WAL, `synchronous=NORMAL` and the busy timeout match the
+//! store's pool, so the two write the same file side by side.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString, c_int};
+use std::ptr;
+
+use libsqlite3_sys as ffi;
+
+/// A value to bind.
+#[derive(Debug, Clone, Copy)]
+pub enum BulkValue<'a> {
+    Text(&'a str),
+    Int(i64),
+    Null,
+}
+
+impl<'a> From<Option<&'a str>> for BulkValue<'a> {
+    fn from(value: Option<&'a str>) -> Self {
+        value.map_or(BulkValue::Null, BulkValue::Text)
+    }
+}
+
+/// Why a bulk write failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BulkError {
+    /// The database refused the data (a constraint, a type, a value too big): writing
+    /// the same rows again fails again.
+    #[error("the database refused the data: {0}")]
+    Refused(String),
+    /// The database could not take it now (busy, I/O, disk full, cannot open): retry.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The inserts of one transaction.
+pub struct BulkTx<'c> {
+    connection: &'c mut Connection,
+}
+
+impl BulkTx<'_> {
+    /// Runs `sql` (an INSERT with one `?` per value) once with `values`.
+    pub fn insert(&mut self, sql: &str, values: &[BulkValue<'_>]) -> Result<(), BulkError> {
+        let statement = self.connection.prepared(sql)?;
+        let db = self.connection.db;
+        // SAFETY: `statement` was prepared on `db`, which is open, and both are used on
+        // this thread only. Texts are bound SQLITE_STATIC (not copied): sound because
+        // the borrowed values outlive the step, and the bindings are cleared before
+        // this function returns, so SQLite keeps no pointer to them.
+        unsafe {
+            for (i, value) in values.iter().enumerate() {
+                let index = i as c_int + 1;
+                let rc = match *value {
+                    BulkValue::Text(text) => ffi::sqlite3_bind_text64(
+                        statement,
+                        index,
+                        text.as_ptr().cast(),
+                        text.len() as u64,
+                        ffi::SQLITE_STATIC(),
+                        ffi::SQLITE_UTF8 as u8,
+                    ),
+                    BulkValue::Int(number) => ffi::sqlite3_bind_int64(statement, index, number),
+                    BulkValue::Null => ffi::sqlite3_bind_null(statement, index),
+                };
+                if rc != ffi::SQLITE_OK {
+                    let error = classify(db, rc);
+                    ffi::sqlite3_reset(statement);
+                    ffi::sqlite3_clear_bindings(statement);
+                    return Err(error);
+                }
+            }
+            let rc = ffi::sqlite3_step(statement);
+            let result = if rc == ffi::SQLITE_DONE || rc == ffi::SQLITE_ROW { Ok(()) } else { Err(classify(db, rc)) };
+            ffi::sqlite3_reset(statement);
+            ffi::sqlite3_clear_bindings(statement);
+            result
+        }
+    }
+}
+
+/// The error of `rc` on `db`, with SQLite's message.
+///
+/// # Safety
+/// `db` must be an open connection used on this thread.
+unsafe fn classify(db: *mut ffi::sqlite3, rc: c_int) -> BulkError {
+    // SAFETY: the caller's promise; sqlite3_errmsg returns a NUL-terminated string owned
+    // by the connection, copied here before anything else touches it.
+    let message = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db)) }.to_string_lossy().into_owned();
+    match rc & 0xff {
+        ffi::SQLITE_CONSTRAINT | ffi::SQLITE_MISMATCH | ffi::SQLITE_TOOBIG | ffi::SQLITE_RANGE => {
+            BulkError::Refused(message)
+        }
+        _ => BulkError::Failed(message),
+    }
+}
+
+/// An open connection and its prepared statements.
+struct Connection {
+    db: *mut ffi::sqlite3,
+    statements: HashMap<String, *mut ffi::sqlite3_stmt>,
+}
+
+impl Connection {
+    fn open(path: &str) -> Result<Connection, BulkError> {
+        let c_path = CString::new(path).map_err(|_| BulkError::Failed(format!("'{path}' contains a NUL byte")))?;
+        let mut db = ptr::null_mut();
+        let flags = ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_CREATE | ffi::SQLITE_OPEN_NOMUTEX;
+        // SAFETY: a valid C string and an out-pointer; on failure SQLite may still hand
+        // back a handle, which Connection's Drop closes.
+        let rc = unsafe { ffi::sqlite3_open_v2(c_path.as_ptr(), &mut db, flags, ptr::null()) };
+        let mut connection = Connection { db, statements: HashMap::new() };
+        if rc != ffi::SQLITE_OK {
+            let detail = if db.is_null() {
+                "out of memory".to_string()
+            } else {
+                // SAFETY: db is a handle SQLite returned on this thread.
+                unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db)) }.to_string_lossy().into_owned()
+            };
+            return Err(BulkError::Failed(format!("cannot open {path}: {detail}")));
+        }
+        // The same settings as the store's pool (WAL, NORMAL, busy timeout), a big
+        // page cache (the IRC log's four indexes outgrow the default 2 MB at once), and
+        // checkpoints every 10,000 pages (40 MB) of WAL instead of 1,000, so bulk
+        // commits copy pages back to the database file ten times less often.
+        for pragma in [
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA busy_timeout=10000",
+            "PRAGMA synchronous=NORMAL",
+            "PRAGMA cache_size=-65536",
+            "PRAGMA wal_autocheckpoint=10000",
+            "PRAGMA mmap_size=268435456",
+        ] {
+            connection.execute(pragma)?;
+        }
+        Ok(connection)
+    }
+
+    fn execute(&mut self, sql: &str) -> Result<(), BulkError> {
+        let c_sql = CString::new(sql).map_err(|_| BulkError::Failed("SQL with a NUL byte".into()))?;
+        // SAFETY: an open handle on this thread, a valid C string, no callback.
+        let rc = unsafe { ffi::sqlite3_exec(self.db, c_sql.as_ptr(), None, ptr::null_mut(), ptr::null_mut()) };
+        if rc == ffi::SQLITE_OK {
+            Ok(())
+        } else {
+            // SAFETY: as above.
+            Err(unsafe { classify(self.db, rc) })
+        }
+    }
+
+    fn prepared(&mut self, sql: &str) -> Result<*mut ffi::sqlite3_stmt, BulkError> {
+        if let Some(&statement) = self.statements.get(sql) {
+            return Ok(statement);
+        }
+        let mut statement = ptr::null_mut();
+        // SAFETY: an open handle on this thread; SQLite reads `sql.len()` bytes.
+        let rc = unsafe {
+            ffi::sqlite3_prepare_v2(self.db, sql.as_ptr().cast(), sql.len() as c_int, &mut statement, ptr::null_mut())
+        };
+        if rc != ffi::SQLITE_OK || statement.is_null() {
+            // A statement that does not prepare names a missing table or column: the
+            // caller's SQL, not the data, so retrying cannot help either way; report it.
+            // SAFETY: as above.
+            return Err(unsafe { classify(self.db, rc) });
+        }
+        self.statements.insert(sql.to_string(), statement);
+        Ok(statement)
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // SAFETY: statements were prepared on db, on this thread, and are finalized
+        // before the connection closes; sqlite3_close accepts a null handle.
+        unsafe {
+            for (_, statement) in self.statements.drain() {
+                ffi::sqlite3_finalize(statement);
+            }
+            ffi::sqlite3_close(self.db);
+        }
+    }
+}
+
+type Work = Box<dyn FnOnce(&mut BulkTx<'_>) -> Result<u64, BulkError> + Send>;
+type Job = (Work, tokio::sync::oneshot::Sender<Result<u64, BulkError>>);
+
+/// The bulk writer of one SQLite file: a thread that owns a connection to it.
+pub struct SqliteBulk {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl SqliteBulk {
+    /// Starts the writer thread for the database file at `path` (opened on first use).
+    pub fn start(path: String) -> SqliteBulk {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let spawned = std::thread::Builder::new().name("flotilla-sqlite-bulk".into()).spawn(move || {
+            let mut connection: Option<Connection> = None;
+            for (work, reply) in queue {
+                let result = run_in_transaction(&mut connection, &path, work);
+                if matches!(result, Err(BulkError::Failed(_))) {
+                    // The connection may be in any state: start afresh next time.
+                    connection = None;
+                }
+                let _ = reply.send(result);
+            }
+        });
+        if let Err(error) = spawned {
+            // Without a thread every call reports it (below): jobs has no receiver.
+            tracing::error!(%error, "Cannot start the SQLite bulk writer thread.");
+        }
+        SqliteBulk { jobs }
+    }
+
+    /// Runs `work` in one transaction on the writer thread; returns what it returns.
+    pub async fn transaction<F>(&self, work: F) -> Result<u64, BulkError>
+    where
+        F: FnOnce(&mut BulkTx<'_>) -> Result<u64, BulkError> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send((Box::new(work), reply))
+            .map_err(|_| BulkError::Failed("the SQLite bulk writer thread is not running".into()))?;
+        answer.await.map_err(|_| BulkError::Failed("the SQLite bulk writer thread stopped".into()))?
+    }
+}
+
+fn run_in_transaction(connection: &mut Option<Connection>, path: &str, work: Work) -> Result<u64, BulkError> {
+    let connection = match connection {
+        Some(connection) => connection,
+        None => connection.insert(Connection::open(path)?),
+    };
+    connection.execute("BEGIN IMMEDIATE")?;
+    match work(&mut BulkTx { connection }) {
+        Ok(rows) => match connection.execute("COMMIT") {
+            Ok(()) => Ok(rows),
+            Err(error) => {
+                let _ = connection.execute("ROLLBACK");
+                Err(error)
+            }
+        },
+        Err(error) => {
+            let _ = connection.execute("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rows_go_in_in_one_transaction_and_refused_data_rolls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bulk.db").display().to_string();
+        let bulk = SqliteBulk::start(path.clone());
+        bulk.transaction(|tx| {
+            let conn = &mut tx.connection;
+            conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, n INTEGER)")?;
+            Ok(0)
+        })
+        .await
+        .unwrap();
+        let sql = "INSERT INTO t (name, n) VALUES (?, ?)";
+        let written = bulk
+            .transaction(move |tx| {
+                for (i, name) in ["a\0b", "tab\there", "ünïcode"].iter().enumerate() {
+                    tx.insert(sql, &[BulkValue::Text(name), BulkValue::Int(i as i64)])?;
+                }
+                tx.insert(sql, &[BulkValue::Text("null n"), BulkValue::Null])?;
+                Ok(4)
+            })
+            .await
+            .unwrap();
+        assert_eq!(written, 4);
+        // NOT NULL refuses the second row: the whole transaction rolls back.
+        let refused = bulk
+            .transaction(move |tx| {
+                tx.insert(sql, &[BulkValue::Text("kept?"), BulkValue::Int(9)])?;
+                tx.insert(sql, &[BulkValue::Null, BulkValue::Int(10)])?;
+                Ok(2)
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(&refused, BulkError::Refused(m) if m.contains("NOT NULL")), "{refused:?}");
+        let missing = bulk.transaction(|tx| tx.insert("INSERT INTO nope VALUES (?)", &[BulkValue::Int(1)]).map(|_| 1));
+        assert!(matches!(missing.await.unwrap_err(), BulkError::Failed(m) if m.contains("no such table")));
+
+        assert_eq!(
+            names_in(&path).await,
+            vec!["a\0b".to_string(), "tab\there".into(), "ünïcode".into(), "null n".into()]
+        );
+    }
+
+    /// The names in table t, read through sqlx (another reader than the writer).
+    async fn names_in(path: &str) -> Vec<String> {
+        use sqlx::{Connection, Row};
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
+        let rows = sqlx::query("SELECT name FROM t ORDER BY id").fetch_all(&mut conn).await.unwrap();
+        rows.iter().map(|row| row.get::<String, _>(0)).collect()
+    }
+}
