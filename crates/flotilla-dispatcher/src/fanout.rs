@@ -16,13 +16,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use bytes::Bytes;
 use flotilla_bus::{Bus, BusError, Delivery};
 use tokio_util::sync::CancellationToken;
 
-use crate::matcher::{DELIVERY_QUEUE, DeliveryEntry, keep_consuming, subscription_queue};
+use crate::matcher::{DELIVERY_QUEUE, DeliveryEntry, keep_consuming, next_batch, subscription_queue};
 use crate::state::Shared;
 
 /// The consumer group the fan-out reads the delivery queue in.
@@ -56,14 +55,7 @@ pub fn by_queue(batch: &[Delivery]) -> BTreeMap<String, Vec<Bytes>> {
 
 async fn consume(bus: &Arc<dyn Bus>, shared: &Shared, shutdown: &CancellationToken) -> Result<(), BusError> {
     let mut consumer = bus.subscribe(DELIVERY_QUEUE, GROUP).await?;
-    loop {
-        let batch = tokio::select! {
-            batch = consumer.fetch(BATCH, Duration::from_secs(1)) => batch?,
-            _ = shutdown.cancelled() => return Ok(()),
-        };
-        if batch.is_empty() {
-            continue;
-        }
+    while let Some(batch) = next_batch(consumer.as_mut(), BATCH, shutdown).await? {
         let queues = by_queue(&batch);
         let copied: usize = queues.values().map(Vec::len).sum();
         // Every queue at once, so their appends share the bus's commits.
@@ -75,6 +67,7 @@ async fn consume(bus: &Arc<dyn Bus>, shared: &Shared, shutdown: &CancellationTok
         consumer.ack(&ids).await?;
         shared.counters.queued.fetch_add(copied as u64, Ordering::Relaxed);
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -155,6 +155,23 @@ pub async fn run(bus: Arc<dyn Bus>, source: String, shared: Arc<Shared>, shutdow
     keep_consuming("matcher", &source, &shutdown, || consume(&bus, &source, &shared, &shutdown)).await
 }
 
+/// The next non-empty batch of up to `max` deliveries, or `None` once `shutdown` fires.
+pub(crate) async fn next_batch(
+    consumer: &mut dyn flotilla_bus::Consumer,
+    max: usize,
+    shutdown: &CancellationToken,
+) -> Result<Option<Vec<Delivery>>, BusError> {
+    loop {
+        let batch = tokio::select! {
+            batch = consumer.fetch(max, Duration::from_secs(1)) => batch?,
+            _ = shutdown.cancelled() => return Ok(None),
+        };
+        if !batch.is_empty() {
+            return Ok(Some(batch));
+        }
+    }
+}
+
 /// Runs a consuming loop until it returns: bus errors are retried after a pause (the
 /// bus may be briefly unable to write: a full disk); a closed bus ends it.
 pub(crate) async fn keep_consuming<F, Fut>(what: &str, queue: &str, shutdown: &CancellationToken, mut consume: F)

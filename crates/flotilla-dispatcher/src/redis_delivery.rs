@@ -80,14 +80,7 @@ struct Worker {
 impl Worker {
     async fn consume(&mut self, bus: &dyn Bus, shutdown: &CancellationToken) -> Result<(), BusError> {
         let mut consumer = bus.subscribe(DELIVERY_QUEUE, GROUP).await?;
-        loop {
-            let batch = tokio::select! {
-                batch = consumer.fetch(BATCH, Duration::from_secs(1)) => batch?,
-                _ = shutdown.cancelled() => return Ok(()),
-            };
-            if batch.is_empty() {
-                continue;
-            }
+        while let Some(batch) = crate::matcher::next_batch(consumer.as_mut(), BATCH, shutdown).await? {
             let pipeline = pipeline(&batch);
             // Retry this batch until Redis takes it; what follows waits behind it.
             loop {
@@ -118,6 +111,7 @@ impl Worker {
             consumer.ack(&ids).await?;
             self.shared.counters.redis_pushed.fetch_add(batch.len() as u64, Ordering::Relaxed);
         }
+        Ok(())
     }
 
     async fn push(&mut self, pipeline: &redis::Pipeline) -> redis::RedisResult<()> {
