@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use flotilla_bus::{Bus, BusError, Delivery, DeliveryId};
 use flotilla_connector::Backoff;
-use flotilla_store::{BulkError, BulkValue, Dialect, Store};
+use flotilla_store::{BulkError, BulkValue, CopyRows, Dialect, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::record::LogRow;
@@ -80,53 +80,6 @@ impl From<BulkError> for WriteError {
     }
 }
 
-/// Appends one field in COPY's text format: `\N` for NULL; backslash, tab, newline
-/// and carriage return escaped. Postgres refuses NUL characters in text (IRC forbids
-/// them anyway, but a posted message might carry one), so they become U+FFFD.
-fn copy_field(out: &mut Vec<u8>, value: Option<&str>) {
-    let Some(text) = value else {
-        out.extend_from_slice(b"\\N");
-        return;
-    };
-    for &byte in text.as_bytes() {
-        match byte {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            0 => out.extend_from_slice("\u{fffd}".as_bytes()),
-            _ => out.push(byte),
-        }
-    }
-}
-
-/// Rows in COPY's text format: fields separated by tabs, one row per line.
-#[derive(Default)]
-struct CopyText {
-    data: Vec<u8>,
-    row_started: bool,
-}
-
-impl CopyText {
-    fn field(&mut self, value: Option<&str>) -> &mut Self {
-        if self.row_started {
-            self.data.push(b'\t');
-        }
-        self.row_started = true;
-        copy_field(&mut self.data, value);
-        self
-    }
-
-    fn number(&mut self, value: i64) -> &mut Self {
-        self.field(Some(&value.to_string()))
-    }
-
-    fn end_row(&mut self) {
-        self.data.push(b'\n');
-        self.row_started = false;
-    }
-}
-
 impl SqlWriter {
     pub fn new(dialect: Dialect) -> SqlWriter {
         SqlWriter { dialect }
@@ -136,7 +89,7 @@ impl SqlWriter {
     pub async fn write(&mut self, store: &Store, rows: &Arc<[LogRow]>) -> Result<(), WriteError> {
         match self.dialect {
             Dialect::Postgres => {
-                let (mut irc, mut fleet) = (CopyText::default(), CopyText::default());
+                let (mut irc, mut fleet) = (CopyRows::default(), CopyRows::default());
                 for row in rows.iter() {
                     match row {
                         LogRow::Irc(row) => irc
@@ -162,11 +115,11 @@ impl SqlWriter {
                 let irc_copy = format!("COPY irclog ({IRC_COLUMNS}) FROM STDIN");
                 let fleet_copy = format!("COPY fleetlog ({FLEET_COLUMNS}) FROM STDIN");
                 let mut copies: Vec<(&str, &[u8])> = Vec::new();
-                if !irc.data.is_empty() {
-                    copies.push((&irc_copy, &irc.data));
+                if !irc.is_empty() {
+                    copies.push((&irc_copy, irc.as_bytes()));
                 }
-                if !fleet.data.is_empty() {
-                    copies.push((&fleet_copy, &fleet.data));
+                if !fleet.is_empty() {
+                    copies.push((&fleet_copy, fleet.as_bytes()));
                 }
                 store.copy_in(&copies).await?;
             }
@@ -361,21 +314,5 @@ pub async fn run(
         if !fetched.0.is_empty() {
             next = Some(fetched);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn copy_text_format() {
-        let mut rows = CopyText::default();
-        rows.field(Some("a\tb")).field(None).field(Some("back\\slash\nnew\rline")).number(-7).end_row();
-        rows.field(Some("")).field(Some("nul\0byte")).field(Some("\\N")).number(1).end_row();
-        assert_eq!(
-            String::from_utf8(rows.data).unwrap(),
-            "a\\tb\t\\N\tback\\\\slash\\nnew\\rline\t-7\n\tnul\u{fffd}byte\t\\\\N\t1\n"
-        );
     }
 }

@@ -17,8 +17,10 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
 
+pub mod copy_rows;
 pub mod sqlite_bulk;
 
+pub use copy_rows::CopyRows;
 use serde_json::{Map, Value};
 pub use sqlite_bulk::{BulkError, BulkTx, BulkValue, SqliteBulk};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -205,7 +207,8 @@ impl Store {
     }
 
     /// Postgres only: runs each `COPY … FROM STDIN` statement with its data (in the
-    /// format the statement names) in one transaction, and returns the rows copied.
+    /// format the statement names; [`CopyRows`] builds the default text format) in one
+    /// transaction, and returns the rows copied.
     /// COPY is several times faster than INSERT for bulk rows, and sqlx offers it only
     /// on a plain Postgres connection, so the store keeps one for it, opened on first
     /// use and dropped after any error (it may be mid-COPY); the next call reopens it.

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use flotilla_store::{Dialect, Store, StoreError, redact_url};
+use flotilla_store::{BulkValue, CopyRows, Dialect, Store, StoreError, redact_url};
 
 /// A fresh Postgres database for one test, dropped when the guard goes.
 struct PgDatabase {
@@ -127,4 +127,70 @@ async fn bad_urls_and_unreachable_servers_get_clear_errors() {
     let err = Store::open("postgres://user:secret@127.0.0.1:1/db").await.unwrap_err().to_string();
     assert!(err.contains("cannot open the store") && !err.contains("secret"), "{err}");
     assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+}
+
+/// Texts that need escaping on one road or the other.
+const AWKWARD: [&str; 9] =
+    ["plain", "tab\there", "new\nline", "cr\rx", "back\\slash", "\\N", "ünïcødé 日本語", "quote\"'{,}", ""];
+
+#[tokio::test]
+async fn the_bulk_roads_keep_every_character_and_null() {
+    // SQLite: the bulk writer thread, read back through the pool.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}/flotilla.db", dir.path().display())).await.unwrap();
+    sqlx::query("CREATE TABLE bulk_t (id INTEGER PRIMARY KEY, t TEXT, n BIGINT)").execute(store.pool()).await.unwrap();
+    let written = store
+        .sqlite_bulk(|tx| {
+            for (i, text) in AWKWARD.iter().enumerate() {
+                tx.insert(
+                    "INSERT INTO bulk_t (t, n) VALUES (?, ?)",
+                    &[BulkValue::Text(text), BulkValue::Int(i as i64)],
+                )?;
+            }
+            tx.insert("INSERT INTO bulk_t (t, n) VALUES (?, ?)", &[BulkValue::Null, BulkValue::Int(-1)])?;
+            Ok(AWKWARD.len() as u64 + 1)
+        })
+        .await
+        .unwrap();
+    assert_eq!(written, AWKWARD.len() as u64 + 1);
+    assert_bulk_rows(&store).await;
+    let err = store.copy_in(&[]).await.unwrap_err().to_string();
+    assert!(err.contains("COPY needs a Postgres store"), "{err}");
+    store.close().await;
+
+    // Postgres: COPY in text format.
+    let (db, url) = PgDatabase::create().await;
+    let store = Store::open(&url).await.unwrap();
+    sqlx::query("CREATE TABLE bulk_t (id BIGSERIAL PRIMARY KEY, t TEXT, n BIGINT)")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let mut rows = CopyRows::default();
+    for (i, text) in AWKWARD.iter().enumerate() {
+        rows.field(Some(text)).number(i as i64).end_row();
+    }
+    rows.field(None).number(-1).end_row();
+    let copied = store.copy_in(&[("COPY bulk_t (t, n) FROM STDIN", rows.as_bytes())]).await.unwrap();
+    assert_eq!(copied, AWKWARD.len() as u64 + 1);
+    assert_bulk_rows(&store).await;
+    // A refused COPY (a text where a number goes) fails as a database error and
+    // leaves the connection usable for the next one.
+    let err = store.copy_in(&[("COPY bulk_t (t, n) FROM STDIN", b"x\tnot-a-number\n")]).await.unwrap_err();
+    assert!(matches!(err, sqlx::Error::Database(_)), "{err}");
+    let mut one = CopyRows::default();
+    one.field(Some("after")).number(100).end_row();
+    assert_eq!(store.copy_in(&[("COPY bulk_t (t, n) FROM STDIN", one.as_bytes())]).await.unwrap(), 1);
+    let err = store.sqlite_bulk(|_| Ok(0)).await.unwrap_err().to_string();
+    assert!(err.contains("SQLite database file"), "{err}");
+    store.close().await;
+    db.drop_now().await;
+}
+
+async fn assert_bulk_rows(store: &Store) {
+    let rows: Vec<(Option<String>, i64)> =
+        sqlx::query_as("SELECT t, n FROM bulk_t ORDER BY id").fetch_all(store.pool()).await.unwrap();
+    let mut expected: Vec<(Option<String>, i64)> =
+        AWKWARD.iter().enumerate().map(|(i, t)| (Some(t.to_string()), i as i64)).collect();
+    expected.push((None, -1));
+    assert_eq!(rows, expected);
 }
