@@ -13,17 +13,15 @@
 //! rows and state in its store, console lines on standard output, commands through
 //! [`flotilla_reactor::run_shell_command`].
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use flotilla_config::{Diagnostic, Location, Node};
-use flotilla_connector::{ConnectorContext, ConnectorSection};
+use flotilla_config::{Diagnostic, Location};
+use flotilla_connector::{ConnectorContext, ConnectorSection, FileRulesLoader};
 use flotilla_core::Message;
 use flotilla_core::message::{LAST_RULE, is_truthy};
 use flotilla_reactor::{
-    CommandOutput, CompileContext, ConsoleLine, EffectError, Effects, RuleConfig, RuleError, RuleTree, RulesLoader,
+    CommandOutput, CompileContext, ConsoleLine, EffectError, Effects, RuleConfig, RuleError, RuleTree,
 };
 use serde_json::{Map, Value};
 
@@ -47,7 +45,7 @@ impl ReactRules {
     pub fn check(section: &ConnectorSection<'_>, rules: Vec<RuleConfig>) -> Result<ReactRules, Vec<Diagnostic>> {
         let base_dir = base_dir_of(&section.node.location);
         let react = ReactRules { rules, base_dir };
-        let loader = FileLoader::default();
+        let loader = FileRulesLoader::default();
         // The host only labels rule log entries; any name checks the same.
         match react.compile_with("check", &loader) {
             Ok(_) => Ok(react),
@@ -57,10 +55,10 @@ impl ReactRules {
 
     /// Compiles the rules; `host` is written into `wubot_rulelog` entries.
     pub fn compile(&self, host: &str) -> Result<RuleTree, Vec<RuleError>> {
-        self.compile_with(host, &FileLoader::default())
+        self.compile_with(host, &FileRulesLoader::default())
     }
 
-    fn compile_with(&self, host: &str, loader: &FileLoader) -> Result<RuleTree, Vec<RuleError>> {
+    fn compile_with(&self, host: &str, loader: &FileRulesLoader) -> Result<RuleTree, Vec<RuleError>> {
         let ctx = CompileContext { host, base_dir: &self.base_dir, loader };
         flotilla_reactor::compile(&self.rules, &ctx)
     }
@@ -76,7 +74,7 @@ fn base_dir_of(location: &Location) -> PathBuf {
 }
 
 /// Turns a rule compile error into a diagnostic pointing at the value it concerns.
-fn locate_error(section: &ConnectorSection<'_>, loader: &FileLoader, error: &RuleError) -> Diagnostic {
+fn locate_error(section: &ConnectorSection<'_>, loader: &FileRulesLoader, error: &RuleError) -> Diagnostic {
     // Compile errors are relative to the rules list: `rules[2].condition`.
     let inner = error.path.strip_prefix("rules").unwrap_or(&error.path);
     match &error.file {
@@ -84,7 +82,7 @@ fn locate_error(section: &ConnectorSection<'_>, loader: &FileLoader, error: &Rul
             let location = section
                 .node
                 .get(REACT_KEY)
-                .and_then(|react| nearest(react, inner))
+                .and_then(|react| loader.locate(None, react, inner))
                 .unwrap_or_else(|| section.node.location.clone());
             Diagnostic {
                 location: Some(location),
@@ -92,67 +90,13 @@ fn locate_error(section: &ConnectorSection<'_>, loader: &FileLoader, error: &Rul
             }
         }
         Some(file) => {
-            let location = loader.tree(file).and_then(|tree| tree.get("rules").and_then(|rules| nearest(rules, inner)));
+            let location = loader.locate(Some(file), section.node, &error.path);
             let message = match location {
                 Some(_) => format!("{}: {}", error.path, error.message),
                 None => format!("{}: {}: {}", file.display(), error.path, error.message),
             };
             Diagnostic { location, message }
         }
-    }
-}
-
-/// The location of the value at `path` under `node`, or of its nearest existing
-/// ancestor (a missing `name` points at its rule).
-fn nearest(node: &Node, path: &str) -> Option<Location> {
-    let mut path = path;
-    loop {
-        if let Some(found) = node.get(path) {
-            return Some(found.location.clone());
-        }
-        path = &path[..path.rfind(['.', '['])?];
-    }
-}
-
-/// Reads rules files (YAML with a top-level `rules:` list) and template files, keeping
-/// each parsed tree so errors inside a rules file can be located in it.
-#[derive(Default)]
-struct FileLoader {
-    trees: Mutex<HashMap<PathBuf, Node>>,
-}
-
-impl FileLoader {
-    fn tree(&self, path: &Path) -> Option<Node> {
-        self.trees.lock().unwrap_or_else(|p| p.into_inner()).get(path).cloned()
-    }
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RulesFile {
-    rules: Vec<RuleConfig>,
-}
-
-fn join(errors: &[Diagnostic]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-}
-
-impl RulesLoader for FileLoader {
-    fn load_rules(&self, path: &Path) -> Result<Vec<RuleConfig>, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let shown = path.display().to_string();
-        let tree = flotilla_config::parse_str(&shown, &text, &|name| std::env::var(name).ok())
-            .map_err(|errors| join(&errors))?;
-        let (file, errors) = flotilla_config::decode::<RulesFile>(&tree);
-        self.trees.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_path_buf(), tree);
-        match file {
-            Some(file) if errors.is_empty() => Ok(file.rules),
-            _ => Err(join(&errors)),
-        }
-    }
-
-    fn read_text(&self, path: &Path) -> Result<String, String> {
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
     }
 }
 

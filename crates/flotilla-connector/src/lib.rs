@@ -20,10 +20,12 @@
 
 mod backoff;
 mod context;
+mod rules_files;
 mod status;
 
 pub use backoff::Backoff;
 pub use context::{ConnectorContext, EmitError, outbox_queue};
+pub use rules_files::{FileRulesLoader, RulesFile};
 pub use status::{ConnectorState, ConnectorStatus, StatusBoard};
 
 use flotilla_config::{Diagnostic, Node};

@@ -6,17 +6,17 @@
 //! wubot's `enable` —, `queue`, `restart`); the rest is decoded by the connector
 //! type's own `build`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_bus::{Durability, EmbeddedOptions};
 use flotilla_config::{Diagnostic, Located, Location, Node, decode_at};
-use flotilla_connector::{Connector, ConnectorSection, ConnectorType, split_section};
+use flotilla_connector::{Connector, ConnectorSection, ConnectorType, FileRulesLoader, RulesFile, split_section};
 use flotilla_core::{parse_duration, parse_size};
-use flotilla_reactor::{CompileContext, RuleConfig, RuleTree, RulesLoader};
+use flotilla_reactor::{CompileContext, RuleConfig, RuleTree};
 use serde::Deserialize;
 
 /// A validated, built configuration.
@@ -600,58 +600,6 @@ fn type_names(registry: &[ConnectorType]) -> String {
     names.join(", ")
 }
 
-/// Reads rules files and template files for the reactor, remembering each parsed
-/// tree so compile errors inside a rules file can be located in it.
-#[derive(Default)]
-pub struct FileRulesLoader {
-    trees: Mutex<HashMap<PathBuf, Node>>,
-}
-
-impl FileRulesLoader {
-    /// Where a compile error points: its file's tree, looked up by path. A value that
-    /// is missing (a rule without `name`) points at the nearest thing that exists.
-    pub fn locate(&self, file: Option<&Path>, root: &Node, path: &str) -> Option<Location> {
-        let trees = self.trees.lock().unwrap_or_else(|p| p.into_inner());
-        let tree = match file {
-            None => root,
-            Some(file) => trees.get(file)?,
-        };
-        let mut path = path;
-        loop {
-            if let Some(node) = tree.get(path) {
-                return Some(node.location.clone());
-            }
-            path = &path[..path.rfind(['.', '['])?];
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RulesFile {
-    rules: Vec<RuleConfig>,
-}
-
-impl RulesLoader for FileRulesLoader {
-    fn load_rules(&self, path: &Path) -> Result<Vec<RuleConfig>, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("cannot read rules file {}: {e}", path.display()))?;
-        let shown = path.display().to_string();
-        let tree = flotilla_config::parse_str(&shown, &text, &|name| std::env::var(name).ok())
-            .map_err(|errors| join(&errors))?;
-        let (file, errors) = flotilla_config::decode::<RulesFile>(&tree);
-        self.trees.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_path_buf(), tree);
-        match file {
-            Some(file) if errors.is_empty() => Ok(file.rules),
-            _ => Err(join(&errors)),
-        }
-    }
-
-    fn read_text(&self, path: &Path) -> Result<String, String> {
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-    }
-}
-
 /// Compiles a file shaped like `reactor.yaml` (a top-level `rules:` list), as
 /// `flotilla rules test --rules FILE` uses it, reporting every problem with its place.
 pub fn compile_rules_file(
@@ -676,10 +624,6 @@ fn rule_error_diagnostic(error: &flotilla_reactor::RuleError, loader: &FileRules
         _ => format!("{}: {}", error.path, error.message),
     };
     Diagnostic { location, message }
-}
-
-fn join(errors: &[Diagnostic]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 fn compile_rules(
