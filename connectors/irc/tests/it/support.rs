@@ -534,6 +534,25 @@ impl Postgres {
             .spawn()
             .unwrap();
         wait_listening(self.port, &mut child, &log);
+        // Listening is not accepting: right after start the server answers "the
+        // database system is starting up". Wait for pg_isready (bounded).
+        let started = Instant::now();
+        loop {
+            let ready = Command::new(self.bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .status()
+                .is_ok_and(|status| status.success());
+            if ready {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "Postgres on port {} listens but does not accept connections; see {}",
+                self.port,
+                log.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         self.child = Some(child);
     }
 
