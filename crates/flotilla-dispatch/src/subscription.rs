@@ -83,6 +83,14 @@ impl fmt::Debug for SubscriptionName {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SubscriptionId(u64);
 
+impl SubscriptionId {
+    /// An id from its number, for tests of structures that hold ids.
+    #[cfg(test)]
+    pub(crate) fn from_raw(raw: u64) -> SubscriptionId {
+        SubscriptionId(raw)
+    }
+}
+
 /// What changed, for the integrator to persist. Each record is complete on its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mutation {
@@ -403,11 +411,39 @@ impl Subscriptions {
         self.index.matching(change, scratch)
     }
 
+    /// [`Subscriptions::matching`] for each of `changes`, faster on a big index (see
+    /// [`Index::matching_each`]).
+    pub fn matching_each(
+        &self,
+        changes: &[Change<'_>],
+        scratch: &mut MatchScratch,
+        each: impl FnMut(usize, &[SubscriptionId]),
+    ) {
+        self.index.matching_each(changes, scratch, each);
+    }
+
     /// What to deliver for `change`: one payload per matching subscription, in its
     /// format, each format rendered at most once. Canaries yield nothing.
     pub fn dispatch(&self, change: &Change<'_>, scratch: &mut MatchScratch) -> Vec<Delivery> {
-        let mut rendered: [Option<Arc<str>>; 3] = [None, None, None];
         let matching = self.index.matching(change, scratch);
+        self.deliveries(change, matching)
+    }
+
+    /// [`Subscriptions::dispatch`] for each of `changes`: calls `each` with the change's
+    /// position and its deliveries.
+    pub fn dispatch_each(
+        &self,
+        changes: &[Change<'_>],
+        scratch: &mut MatchScratch,
+        mut each: impl FnMut(usize, Vec<Delivery>),
+    ) {
+        self.index.matching_each(changes, scratch, |position, matching| {
+            each(position, self.deliveries(&changes[position], matching));
+        });
+    }
+
+    fn deliveries(&self, change: &Change<'_>, matching: &[SubscriptionId]) -> Vec<Delivery> {
+        let mut rendered: [Option<Arc<str>>; 3] = [None, None, None];
         let mut deliveries = Vec::with_capacity(matching.len());
         for id in matching {
             let Some(record) = self.records.get(id) else {

@@ -38,6 +38,16 @@ impl KeyFilter {
         self.words[word] & bits == bits
     }
 
+    /// Asks the CPU to start loading the word `key` lives in, so that a later
+    /// [`KeyFilter::may_contain`] finds it in cache: with many wikis the filters do not
+    /// all fit in the caches, and the load can overlap other work on the change.
+    pub(super) fn prefetch(&self, key: u64) {
+        if !self.words.is_empty() {
+            let (word, _) = locate(key, self.words.len());
+            super::prefetch(&self.words[word]);
+        }
+    }
+
     /// One more entry under `key`.
     pub(super) fn add(&mut self, key: u64) {
         let count = self.counts.entry(key).or_insert(0);

@@ -11,14 +11,14 @@
 //! or removing one rebuilds one chunk.
 
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use aho_corasick::AhoCorasick;
 
 use super::bloom::{KeyFilter, mix};
 use super::slab::{Chunks, Place, Slab};
-use super::{Entry, IdHasher};
+use super::Entry;
+use super::table::EntryTable;
 use crate::definition::Pattern;
 
 /// Literals per automaton.
@@ -30,8 +30,9 @@ pub(super) struct LiteralPatterns {
     literals: Slab<Literal>,
     by_bytes: HashMap<Arc<[u8]>, u32>,
     chunks: Chunks<LiteralMatcher>,
-    /// The entries filed under a pattern on one wiki, by [`posting_key`].
-    postings: HashMap<u64, Vec<Entry>, BuildHasherDefault<IdHasher>>,
+    /// The entries filed under a pattern on one wiki, by [`filter_key`] and
+    /// [`posting_key`].
+    postings: EntryTable,
 }
 
 /// The postings key of pattern `slot` on wiki number `wiki`.
@@ -52,7 +53,7 @@ impl Default for LiteralPatterns {
             literals: Slab::default(),
             by_bytes: HashMap::new(),
             chunks: Chunks::new(LITERAL_CHUNK),
-            postings: HashMap::default(),
+            postings: EntryTable::default(),
         }
     }
 }
@@ -134,13 +135,13 @@ impl LiteralPatterns {
                 slot
             }
         };
-        let entries = self.postings.entry(posting_key(slot, wiki)).or_default();
-        if entries.is_empty()
+        let (key, check) = (filter_key(slot, wiki), posting_key(slot, wiki));
+        if !self.postings.contains(key, check)
             && let Some(shared) = self.patterns.get_mut(slot)
         {
             shared.wikis += 1;
         }
-        entries.push(entry);
+        self.postings.insert(key, check, entry);
         slot
     }
 
@@ -166,14 +167,10 @@ impl LiteralPatterns {
     /// Takes definition `id` off pattern `slot` on wiki number `wiki`, dropping the
     /// pattern and its literal when nothing uses them any more.
     pub(super) fn remove(&mut self, slot: u32, wiki: u32, id: u32) {
-        let Some(entries) = self.postings.get_mut(&posting_key(slot, wiki)) else {
-            return;
-        };
-        super::remove_entry(entries, id);
-        if !entries.is_empty() {
+        let (key, check) = (filter_key(slot, wiki), posting_key(slot, wiki));
+        if !self.postings.remove(key, check, id) || self.postings.contains(key, check) {
             return;
         }
-        self.postings.remove(&posting_key(slot, wiki));
         let Some(shared) = self.patterns.get_mut(slot) else {
             return;
         };
@@ -225,66 +222,63 @@ impl LiteralPatterns {
         });
     }
 
-    /// Calls `found` with the entries of every pattern that matches `text` and has
-    /// entries on wiki number `wiki`, whose filter is `filter`. `seen` is scratch space.
-    pub(super) fn for_each_match(
-        &self,
-        wiki: u32,
-        filter: &KeyFilter,
-        text: &str,
-        seen: &mut Vec<u32>,
-        mut found: impl FnMut(&Entry),
-    ) {
-        seen.clear();
+    /// Finds the literals that occur in `text` (each once) into `hits`, and asks the CPU
+    /// to start loading their records (see [`super::Index::matching_each`]).
+    pub(super) fn find(&self, text: &str, hits: &mut Vec<u32>) {
+        hits.clear();
         for chunk in self.chunks.iter() {
             match &chunk.matcher {
                 LiteralMatcher::Empty => {}
                 LiteralMatcher::Automaton(automaton) => {
                     for hit in automaton.find_overlapping_iter(text) {
                         if let Some(&literal) = chunk.members.get(hit.pattern().as_usize()) {
-                            self.literal_found(literal, wiki, filter, text, seen, &mut found);
+                            hits.push(literal);
                         }
                     }
                 }
-                LiteralMatcher::Scan => {
-                    for &literal in &chunk.members {
-                        let occurs = self
-                            .literals
-                            .get(literal)
-                            .is_some_and(|l| text.as_bytes().windows(l.bytes.len()).any(|w| w == &l.bytes[..]));
-                        if occurs {
-                            self.literal_found(literal, wiki, filter, text, seen, &mut found);
-                        }
-                    }
-                }
+                LiteralMatcher::Scan => hits.extend(chunk.members.iter().copied().filter(|&literal| {
+                    self.literals
+                        .get(literal)
+                        .is_some_and(|l| text.as_bytes().windows(l.bytes.len()).any(|w| w == &l.bytes[..]))
+                })),
             }
+        }
+        // A literal can occur several times in one text; its patterns run once.
+        hits.sort_unstable();
+        hits.dedup();
+        hits.iter().for_each(|&literal| self.literals.prefetch(literal));
+    }
+
+    /// Asks the CPU to start loading what [`LiteralPatterns::for_each_match`] will read
+    /// for these literal `hits` on wiki number `wiki`.
+    pub(super) fn prefetch(&self, wiki: u32, filter: &KeyFilter, hits: &[u32]) {
+        for slot in hits.iter().filter_map(|&l| self.literals.get(l)).flat_map(|l| l.patterns.iter()) {
+            let key = filter_key(slot, wiki);
+            filter.prefetch(key);
+            self.postings.prefetch(key);
+            self.patterns.prefetch(slot);
         }
     }
 
-    fn literal_found(
+    /// Calls `found` with the entries of every pattern that needs one of the literals
+    /// `hits` found in `text` ([`LiteralPatterns::find`]), matches `text`, and has
+    /// entries on wiki number `wiki`, whose filter is `filter`.
+    pub(super) fn for_each_match(
         &self,
-        literal: u32,
         wiki: u32,
         filter: &KeyFilter,
+        hits: &[u32],
         text: &str,
-        seen: &mut Vec<u32>,
-        found: &mut impl FnMut(&Entry),
+        mut found: impl FnMut(&Entry),
     ) {
-        // A literal can occur several times in one text; its patterns run once.
-        if seen.contains(&literal) {
-            return;
-        }
-        seen.push(literal);
-        let Some(literal) = self.literals.get(literal) else {
-            return;
-        };
-        for slot in literal.patterns.iter() {
-            if filter.may_contain(filter_key(slot, wiki))
-                && let Some(entries) = self.postings.get(&posting_key(slot, wiki))
+        for slot in hits.iter().filter_map(|&l| self.literals.get(l)).flat_map(|l| l.patterns.iter()) {
+            let (key, check) = (filter_key(slot, wiki), posting_key(slot, wiki));
+            if filter.may_contain(key)
+                && self.postings.contains(key, check)
                 && let Some(shared) = self.patterns.get(slot)
                 && shared.pattern.is_match(text)
             {
-                entries.iter().for_each(&mut *found);
+                self.postings.for_each(key, check, &mut found);
             }
         }
     }

@@ -17,11 +17,14 @@
 //! definition. So the work per change is a few lookups and literal and regex passes plus
 //! work proportional to the definitions that actually match.
 //!
-//! The exact table is one hash table for all wikis keyed by a 64-bit keyed SipHash of
-//! (field, wiki, text), so its buckets are small and a lookup that finds nothing (most
-//! of them) touches little memory even with millions of definitions. Because two texts
-//! could in principle share a hash, a definition found through it is always checked
-//! against the change before it counts.
+//! The exact table is one flat table for all wikis (`table.rs`) keyed by a 128-bit
+//! SipHash-1-3 of (field, wiki, text) under a random key: one half places the entry, the
+//! other must match too. Two different texts share both only with probability 2^-128, far below
+//! the rate of memory errors, so an entry found under its anchor's key counts as that
+//! text without loading the definition; only definitions with parts beyond the anchor
+//! are checked against the change. A lookup that finds nothing (most of them) is one
+//! slot, and its cache line is requested before the literal passes run, so at scale the
+//! trip to memory overlaps work rather than following it.
 //!
 //! Regex anchors come in two kinds. A pattern with required literals (most real ones:
 //! `^Wikipedia:Articles for creation/`, `Bot$`, `(?i)draft`) goes into the shared literal
@@ -39,9 +42,10 @@ mod bloom;
 mod literals;
 mod sets;
 mod slab;
+mod table;
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, Hasher, RandomState};
 
 use crate::definition::{Definition, Flags, Pattern};
 use crate::event::Change;
@@ -51,6 +55,7 @@ use self::bloom::KeyFilter;
 use self::literals::LiteralPatterns;
 use self::sets::PatternSets;
 use self::slab::Slab;
+use self::table::EntryTable;
 
 /// Which subscriptions have which definitions, indexed for matching.
 #[derive(Default)]
@@ -59,11 +64,11 @@ pub struct Index {
     /// Numbers for wikis in `wikis`, never reused, so tables shared by all wikis can key
     /// entries by wiki in a few bytes.
     next_wiki_number: u32,
-    /// The key of the exact table's hash; random per index, so clients cannot aim texts
-    /// at one bucket.
-    keys: RandomState,
-    /// Exact-page and exact-user anchors of every wiki, by [`Index::exact_key`].
-    exact: HashMap<u64, Vec<Entry>, BuildHasherDefault<IdHasher>>,
+    /// The keys of the exact table's two hashes; random per index, so clients cannot aim
+    /// texts at one slot, nor make two texts share both hashes.
+    keys: ExactKeys,
+    /// Exact-page and exact-user anchors of every wiki, by [`ExactKeys::of`].
+    exact: EntryTable,
     page_literals: LiteralPatterns,
     user_literals: LiteralPatterns,
     /// Every definition, by a dense id the entries point at.
@@ -81,7 +86,22 @@ impl std::fmt::Debug for Index {
 #[derive(Debug, Default)]
 pub struct MatchScratch {
     found: Vec<SubscriptionId>,
-    seen_literals: Vec<u32>,
+    /// Literal hits of the change being finished and of the one planned next.
+    hits: [LiteralHits; 2],
+}
+
+/// The literals found in a change's title and user.
+#[derive(Debug, Default)]
+struct LiteralHits {
+    page: Vec<u32>,
+    user: Vec<u32>,
+}
+
+/// What the first half of matching a change found (see [`Index::matching_each`]).
+struct Plan<'i> {
+    index: &'i WikiIndex,
+    /// Key and check of the title and of the user in the exact table.
+    exact: [(u64, u64); 2],
 }
 
 struct Stored {
@@ -117,7 +137,7 @@ enum Field {
 
 /// What the anchors hold: enough to decide most candidates without touching the stored
 /// definition.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Entry {
     subscription: SubscriptionId,
     id: u32,
@@ -233,18 +253,16 @@ impl Index {
             definition.page_rx().is_some(),
             definition.user_rx().is_some(),
         ];
-        let mut entry =
+        let entry =
             Entry { subscription, id, flags: definition.flags(), verify: parts.iter().filter(|&&p| p).count() > 1 };
         let anchor = if let Some(page) = definition.page() {
-            entry.verify = true;
-            let key = exact_key(&self.keys, Field::Page, number, page);
-            self.exact.entry(key).or_default().push(entry);
+            let (key, check) = self.keys.of(Field::Page, number, page);
+            self.exact.insert(key, check, entry);
             index.filter.add(key);
             Anchor::Page
         } else if let Some(user) = definition.user() {
-            entry.verify = true;
-            let key = exact_key(&self.keys, Field::User, number, user);
-            self.exact.entry(key).or_default().push(entry);
+            let (key, check) = self.keys.of(Field::User, number, user);
+            self.exact.insert(key, check, entry);
             index.filter.add(key);
             Anchor::User
         } else if let Some(pattern) = definition.page_rx() {
@@ -290,13 +308,13 @@ impl Index {
             let definition = &stored.definition;
             match stored.anchor {
                 Anchor::Page => {
-                    let key = exact_key(&self.keys, Field::Page, number, definition.page().map_or("", |p| p));
-                    unfile_exact(&mut self.exact, key, id);
+                    let (key, check) = self.keys.of(Field::Page, number, definition.page().map_or("", |p| p));
+                    self.exact.remove(key, check, id);
                     index.filter.remove(key);
                 }
                 Anchor::User => {
-                    let key = exact_key(&self.keys, Field::User, number, definition.user().map_or("", |u| u));
-                    unfile_exact(&mut self.exact, key, id);
+                    let (key, check) = self.keys.of(Field::User, number, definition.user().map_or("", |u| u));
+                    self.exact.remove(key, check, id);
                     index.filter.remove(key);
                 }
                 Anchor::PageRx(Filed::Literal(slot)) => {
@@ -373,13 +391,66 @@ impl Index {
 
     /// The subscriptions that want `change`, each once, sorted. Canaries match nothing.
     pub fn matching<'s>(&self, change: &Change<'_>, scratch: &'s mut MatchScratch) -> &'s [SubscriptionId] {
-        let MatchScratch { found, seen_literals } = scratch;
-        found.clear();
-        if change.is_canary() {
-            return found;
+        let MatchScratch { found, hits: [hits, _] } = scratch;
+        let plan = self.plan(change, hits);
+        self.finish(change, plan, hits, found);
+        found
+    }
+
+    /// [`Index::matching`] for each of `changes` in turn: calls `each` with the change's
+    /// position and the subscriptions that want it.
+    ///
+    /// The same answers as one call per change, faster on a big index: while one change
+    /// is finished, the next one's lookups (its wiki, hashes, literal passes) are already
+    /// done and the memory they point at is on its way into the cache, so a trip to
+    /// memory overlaps work instead of stalling it. With a million definitions most of
+    /// the index is outside the caches, and this is most of the cost of a change.
+    pub fn matching_each(
+        &self,
+        changes: &[Change<'_>],
+        scratch: &mut MatchScratch,
+        mut each: impl FnMut(usize, &[SubscriptionId]),
+    ) {
+        let MatchScratch { found, hits: [first, second] } = scratch;
+        let (mut current_hits, mut next_hits) = (first, second);
+        let mut next = changes.first().and_then(|change| self.plan(change, next_hits));
+        for (position, change) in changes.iter().enumerate() {
+            let plan = next.take();
+            std::mem::swap(&mut current_hits, &mut next_hits);
+            next = changes.get(position + 1).and_then(|change| self.plan(change, next_hits));
+            self.finish(change, plan, current_hits, found);
+            each(position, found);
         }
-        let Some(index) = self.wikis.get(change.wiki.as_ref()) else {
-            return found;
+    }
+
+    /// The first half of matching a change: find its wiki, hash its title and user,
+    /// run the literal passes, and ask for the memory the second half will read.
+    /// `None` if nothing can match (a canary, a wiki nobody watches).
+    fn plan(&self, change: &Change<'_>, hits: &mut LiteralHits) -> Option<Plan<'_>> {
+        hits.page.clear();
+        hits.user.clear();
+        if change.is_canary() {
+            return None;
+        }
+        let index = self.wikis.get(change.wiki.as_ref())?;
+        let title = change.title.as_deref().unwrap_or("");
+        let user = change.user.as_deref().unwrap_or("");
+        let exact = [self.keys.of(Field::Page, index.number, title), self.keys.of(Field::User, index.number, user)];
+        for (key, _) in exact {
+            index.filter.prefetch(key);
+            self.exact.prefetch(key);
+        }
+        self.page_literals.find(title, &mut hits.page);
+        self.user_literals.find(user, &mut hits.user);
+        Some(Plan { index, exact })
+    }
+
+    /// The second half of matching a change: everything the plan pointed at, into
+    /// `found` (sorted, each subscription once).
+    fn finish(&self, change: &Change<'_>, plan: Option<Plan<'_>>, hits: &LiteralHits, found: &mut Vec<SubscriptionId>) {
+        found.clear();
+        let Some(Plan { index, exact }) = plan else {
+            return;
         };
         let flags = Flags::of_change(change);
         let title = change.title.as_deref().unwrap_or("");
@@ -389,16 +460,16 @@ impl Index {
                 found.push(entry.subscription);
             }
         };
-        for (field, text) in [(Field::Page, title), (Field::User, user)] {
-            let key = exact_key(&self.keys, field, index.number, text);
-            if index.filter.may_contain(key)
-                && let Some(entries) = self.exact.get(&key)
-            {
-                entries.iter().for_each(&mut consider);
+        // The patterns' records load while the exact anchors are looked up.
+        self.page_literals.prefetch(index.number, &index.filter, &hits.page);
+        self.user_literals.prefetch(index.number, &index.filter, &hits.user);
+        for (key, check) in exact {
+            if index.filter.may_contain(key) {
+                self.exact.for_each(key, check, &mut consider);
             }
         }
-        self.page_literals.for_each_match(index.number, &index.filter, title, seen_literals, &mut consider);
-        self.user_literals.for_each_match(index.number, &index.filter, user, seen_literals, &mut consider);
+        self.page_literals.for_each_match(index.number, &index.filter, &hits.page, title, &mut consider);
+        self.user_literals.for_each_match(index.number, &index.filter, &hits.user, user, &mut consider);
         if let Some(sets) = &index.page_sets {
             sets.for_each_match(title, |slot| slot.anchored.iter().for_each(&mut consider));
         }
@@ -408,12 +479,11 @@ impl Index {
         index.everything.iter().for_each(&mut consider);
         found.sort_unstable();
         found.dedup();
-        found
     }
 
     /// Whether a definition matches the change in every part its anchor did not already
-    /// establish (a regex anchor establishes its regex; an exact anchor, found by hash,
-    /// establishes nothing).
+    /// establish (a regex anchor establishes its regex; an exact anchor is compared
+    /// again, which costs little next to the other parts).
     fn verify(&self, id: u32, title: &str, user: &str) -> bool {
         let Some(stored) = self.stored.get(id) else {
             return false;
@@ -453,9 +523,40 @@ impl Index {
     }
 }
 
-/// The exact table's key for `text` in `field` on wiki number `wiki`.
-fn exact_key(keys: &RandomState, field: Field, wiki: u32, text: &str) -> u64 {
-    keys.hash_one((field, wiki, text))
+/// Asks the CPU to start loading `value`'s cache line (a hint: it never faults and has no
+/// effect on the result).
+fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch only hints the cache; it reads nothing and cannot fault, and
+    // SSE, which provides it, is part of every x86_64 target.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(std::ptr::from_ref(value).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
+/// The random key of the exact table's 128-bit hash.
+struct ExactKeys(u64, u64);
+
+impl Default for ExactKeys {
+    /// A fresh random key: `RandomState` is seeded from the operating system's random
+    /// source, and its keyed hash of a constant is as unpredictable as its key.
+    fn default() -> ExactKeys {
+        ExactKeys(RandomState::new().hash_one(0u8), RandomState::new().hash_one(1u8))
+    }
+}
+
+impl ExactKeys {
+    /// The exact table's key and check for `text` in `field` on wiki number `wiki`: the
+    /// two halves of one 128-bit SipHash (one pass over the text for both).
+    fn of(&self, field: Field, wiki: u32, text: &str) -> (u64, u64) {
+        use siphasher::sip128::Hasher128;
+        let mut hasher = siphasher::sip128::SipHasher13::new_with_keys(self.0, self.1);
+        hasher.write_u64(u64::from(wiki) << 1 | field as u64);
+        hasher.write(text.as_bytes());
+        hasher.finish128().as_u64()
+    }
 }
 
 /// Files a regex anchor of `field`: in the shared literal index if the pattern has
@@ -479,15 +580,6 @@ fn file_pattern(
                 Field::User => &mut index.user_sets,
             };
             Filed::Set(sets.get_or_insert_default().add(pattern, entry))
-        }
-    }
-}
-
-fn unfile_exact(exact: &mut HashMap<u64, Vec<Entry>, BuildHasherDefault<IdHasher>>, key: u64, id: u32) {
-    if let Some(entries) = exact.get_mut(&key) {
-        remove_entry(entries, id);
-        if entries.is_empty() {
-            exact.remove(&key);
         }
     }
 }

@@ -41,6 +41,13 @@ impl<T> Slab<T> {
         self.values.get(id as usize)?.as_ref()
     }
 
+    /// Asks the CPU to start loading value `id`.
+    pub(super) fn prefetch(&self, id: u32) {
+        if let Some(value) = self.values.get(id as usize) {
+            super::prefetch(value);
+        }
+    }
+
     pub(super) fn get_mut(&mut self, id: u32) -> Option<&mut T> {
         self.values.get_mut(id as usize)?.as_mut()
     }
