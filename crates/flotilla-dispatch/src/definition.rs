@@ -16,8 +16,8 @@
 //! ignored, because a misspelt `pagerx` would otherwise turn into a definition that
 //! watches every change on the wiki.
 
-use std::fmt;
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
 
 use quick_xml::XmlVersion;
@@ -1002,9 +1002,32 @@ mod tests {
         ];
         let unshaped = ["^Draft:Item 5\\b", "(?i)[a-z]ot", "^Bot5\\d*$", "[a-z]+", "^$", "^a$|^b", "(?m)^a$", "."];
         let texts = [
-            "", "Talk:Topic 5/", "Talk:Topic 5/Archive", "x Talk:Topic 5/", "Wikipedia:Project 5", "Project 5 x",
-            "Script5", "Tool5", "Tool55", "xTool5", "Script", "Tool", "Bot", "a Bot b", "bot", "日本語", "日本語x",
-            "a", "bc", "xa", "a.b", "axb", "\na\n", "abcd", "abce", "xabcd",
+            "",
+            "Talk:Topic 5/",
+            "Talk:Topic 5/Archive",
+            "x Talk:Topic 5/",
+            "Wikipedia:Project 5",
+            "Project 5 x",
+            "Script5",
+            "Tool5",
+            "Tool55",
+            "xTool5",
+            "Script",
+            "Tool",
+            "Bot",
+            "a Bot b",
+            "bot",
+            "日本語",
+            "日本語x",
+            "a",
+            "bc",
+            "xa",
+            "a.b",
+            "axb",
+            "\na\n",
+            "abcd",
+            "abce",
+            "xabcd",
         ];
         for source in shaped {
             let pattern = Pattern::new(source).expect("valid");

@@ -85,6 +85,7 @@ pub struct Matched {
 pub fn match_batch(shared: &Shared, batch: &[Delivery], scratch: &mut MatchScratch) -> Matched {
     let mut matched = Matched::default();
     let subscriptions = shared.read();
+    let mut changes = Vec::with_capacity(batch.len());
     for delivery in batch {
         let Ok(envelope) = serde_json::from_slice::<Envelope<'_>>(&delivery.payload) else {
             matched.skipped += 1;
@@ -106,11 +107,15 @@ pub fn match_batch(shared: &Shared, batch: &[Delivery], scratch: &mut MatchScrat
                 continue;
             }
         };
-        matched.changes += 1;
-        for found in subscriptions.dispatch(&change, scratch) {
+        changes.push(change);
+    }
+    matched.changes = changes.len() as u64;
+    // The whole batch at once: the index pipelines its lookups across changes.
+    subscriptions.dispatch_each(&changes, scratch, |_, deliveries| {
+        for found in deliveries {
             matched.entries.push(DeliveryEntry::encode(found.subscription.as_str(), &found.payload));
         }
-    }
+    });
     matched
 }
 

@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use aho_corasick::AhoCorasick;
 
+use super::Entry;
 use super::bloom::{KeyFilter, mix};
 use super::slab::{Chunks, Place, Slab};
-use super::Entry;
 use super::table::EntryTable;
 use crate::definition::Pattern;
 
@@ -168,7 +168,7 @@ impl LiteralPatterns {
     /// pattern and its literal when nothing uses them any more.
     pub(super) fn remove(&mut self, slot: u32, wiki: u32, id: u32) {
         let (key, check) = (filter_key(slot, wiki), posting_key(slot, wiki));
-        if !self.postings.remove(key, check, id) || self.postings.contains(key, check) {
+        if !self.postings.remove(key, check, |e| e.id == id) || self.postings.contains(key, check) {
             return;
         }
         let Some(shared) = self.patterns.get_mut(slot) else {

@@ -60,10 +60,13 @@ use self::table::EntryTable;
 /// Which subscriptions have which definitions, indexed for matching.
 #[derive(Default)]
 pub struct Index {
-    wikis: HashMap<&'static str, WikiIndex>,
-    /// Numbers for wikis in `wikis`, never reused, so tables shared by all wikis can key
-    /// entries by wiki in a few bytes.
-    next_wiki_number: u32,
+    /// Every watched wiki's index, by the wiki's number here; tables shared by all wikis
+    /// key entries by that number. A number is reused only once its wiki has no entries.
+    wikis: Slab<WikiIndex>,
+    /// Wiki numbers by the 128-bit hash of the wiki's name ([`ExactKeys::wiki`]): a
+    /// change's wiki is found without comparing strings the CPU may not have cached,
+    /// and its slot can be asked for ahead of time.
+    wiki_numbers: EntryTable<u32>,
     /// The keys of the exact table's two hashes; random per index, so clients cannot aim
     /// texts at one slot, nor make two texts share both hashes.
     keys: ExactKeys,
@@ -86,8 +89,28 @@ impl std::fmt::Debug for Index {
 #[derive(Debug, Default)]
 pub struct MatchScratch {
     found: Vec<SubscriptionId>,
-    /// Literal hits of the change being finished and of the one planned next.
-    hits: [LiteralHits; 2],
+    /// The changes in the matching stages, by position modulo [`RING`].
+    in_flight: [InFlight; RING],
+}
+
+/// Stages of matching a change (see [`Index::matching_each`]).
+const STAGES: usize = 5;
+
+/// Changes in flight, at least [`STAGES`]; a power of two, so the ring position is a
+/// mask rather than a division.
+const RING: usize = 8;
+
+/// What the stages found out about a change so far.
+#[derive(Debug, Default)]
+struct InFlight {
+    /// Nothing can match: a canary, or a wiki nobody watches.
+    skip: bool,
+    /// Key and check of the wiki's name.
+    wiki: (u64, u64),
+    number: u32,
+    /// Key and check of the title and of the user in the exact table.
+    exact: [(u64, u64); 2],
+    hits: LiteralHits,
 }
 
 /// The literals found in a change's title and user.
@@ -95,13 +118,6 @@ pub struct MatchScratch {
 struct LiteralHits {
     page: Vec<u32>,
     user: Vec<u32>,
-}
-
-/// What the first half of matching a change found (see [`Index::matching_each`]).
-struct Plan<'i> {
-    index: &'i WikiIndex,
-    /// Key and check of the title and of the user in the exact table.
-    exact: [(u64, u64); 2],
 }
 
 struct Stored {
@@ -149,6 +165,8 @@ struct Entry {
 /// What the index keeps per wiki: small, because a change reads it for every lookup.
 struct WikiIndex {
     number: u32,
+    /// The hash of the wiki's name, its key in `Index::wiki_numbers`.
+    key: (u64, u64),
     /// The keys of this wiki's entries in the shared exact and literal tables.
     filter: KeyFilter,
     definitions: usize,
@@ -220,31 +238,33 @@ impl Index {
 
     /// Files one definition (regex sets and automata are rebuilt later); false if it is
     /// a duplicate.
-    fn insert_one(
-        &mut self,
-        subscription: SubscriptionId,
-        definition: &Definition,
-        touched: &mut Vec<&'static str>,
-    ) -> bool {
+    fn insert_one(&mut self, subscription: SubscriptionId, definition: &Definition, touched: &mut Vec<u32>) -> bool {
         let known = self.by_subscription.entry(subscription).or_default();
         if known.contains_key(definition) {
             return false;
         }
-        let wiki = definition.wiki().dbname();
-        let next_number = &mut self.next_wiki_number;
-        let index = self.wikis.entry(wiki).or_insert_with(|| {
-            *next_number += 1;
-            WikiIndex {
-                number: *next_number,
-                filter: KeyFilter::default(),
-                definitions: 0,
-                everything: Vec::new(),
-                page_sets: None,
-                user_sets: None,
+        let wiki_key = self.keys.wiki(definition.wiki().dbname());
+        let number = match self.wiki_numbers.first(wiki_key.0, wiki_key.1) {
+            Some(number) => number,
+            None => {
+                let number = self.wikis.insert(WikiIndex {
+                    number: 0,
+                    key: wiki_key,
+                    filter: KeyFilter::default(),
+                    definitions: 0,
+                    everything: Vec::new(),
+                    page_sets: None,
+                    user_sets: None,
+                });
+                self.wiki_numbers.insert(wiki_key.0, wiki_key.1, number);
+                number
             }
-        });
+        };
+        let Some(index) = self.wikis.get_mut(number) else {
+            return false;
+        };
+        index.number = number;
         index.definitions += 1;
-        let number = index.number;
         // The id is known before the anchor: entries point at it.
         let id = self.stored.insert(Stored { definition: definition.clone(), anchor: Anchor::Everything });
         let parts = [
@@ -277,7 +297,7 @@ impl Index {
             stored.anchor = anchor;
         }
         known.insert(definition.clone(), id);
-        touched.push(wiki);
+        touched.push(number);
         true
     }
 
@@ -300,21 +320,23 @@ impl Index {
             let Some(stored) = self.stored.remove(id) else {
                 continue;
             };
-            let wiki = stored.definition.wiki().dbname();
-            let Some(index) = self.wikis.get_mut(wiki) else {
+            let (key, check) = self.keys.wiki(stored.definition.wiki().dbname());
+            let Some(number) = self.wiki_numbers.first(key, check) else {
                 continue;
             };
-            let number = index.number;
+            let Some(index) = self.wikis.get_mut(number) else {
+                continue;
+            };
             let definition = &stored.definition;
             match stored.anchor {
                 Anchor::Page => {
                     let (key, check) = self.keys.of(Field::Page, number, definition.page().map_or("", |p| p));
-                    self.exact.remove(key, check, id);
+                    self.exact.remove(key, check, |e| e.id == id);
                     index.filter.remove(key);
                 }
                 Anchor::User => {
                     let (key, check) = self.keys.of(Field::User, number, definition.user().map_or("", |u| u));
-                    self.exact.remove(key, check, id);
+                    self.exact.remove(key, check, |e| e.id == id);
                     index.filter.remove(key);
                 }
                 Anchor::PageRx(Filed::Literal(slot)) => {
@@ -338,7 +360,7 @@ impl Index {
                 Anchor::Everything => remove_entry(&mut index.everything, id),
             }
             index.definitions -= 1;
-            touched.push(wiki);
+            touched.push(number);
             removed.push(stored.definition);
         }
         if known.is_empty() {
@@ -391,65 +413,126 @@ impl Index {
 
     /// The subscriptions that want `change`, each once, sorted. Canaries match nothing.
     pub fn matching<'s>(&self, change: &Change<'_>, scratch: &'s mut MatchScratch) -> &'s [SubscriptionId] {
-        let MatchScratch { found, hits: [hits, _] } = scratch;
-        let plan = self.plan(change, hits);
-        self.finish(change, plan, hits, found);
+        let MatchScratch { found, in_flight } = scratch;
+        let state = &mut in_flight[0];
+        self.find_wiki(change, state);
+        self.hash_texts(change, state);
+        self.scan_texts(change, state);
+        self.find_patterns(state);
+        self.finish(change, state, found);
         found
     }
 
     /// [`Index::matching`] for each of `changes` in turn: calls `each` with the change's
     /// position and the subscriptions that want it.
     ///
-    /// The same answers as one call per change, faster on a big index: while one change
-    /// is finished, the next one's lookups (its wiki, hashes, literal passes) are already
-    /// done and the memory they point at is on its way into the cache, so a trip to
-    /// memory overlaps work instead of stalling it. With a million definitions most of
-    /// the index is outside the caches, and this is most of the cost of a change.
+    /// The same answers as one call per change, faster on a big index. Matching a
+    /// change is four stages, each of which asks the CPU for the memory the next one
+    /// reads (the wiki's slot, its index, the exact table's slots, the filter words and
+    /// pattern records), and the changes move through them like a pipeline: while one
+    /// change finishes, the next three are one, two and three stages behind. So the
+    /// trips to memory, which with a million definitions are most of the cost of a
+    /// change, overlap work instead of stalling it.
     pub fn matching_each(
         &self,
         changes: &[Change<'_>],
         scratch: &mut MatchScratch,
         mut each: impl FnMut(usize, &[SubscriptionId]),
     ) {
-        let MatchScratch { found, hits: [first, second] } = scratch;
-        let (mut current_hits, mut next_hits) = (first, second);
-        let mut next = changes.first().and_then(|change| self.plan(change, next_hits));
-        for (position, change) in changes.iter().enumerate() {
-            let plan = next.take();
-            std::mem::swap(&mut current_hits, &mut next_hits);
-            next = changes.get(position + 1).and_then(|change| self.plan(change, next_hits));
-            self.finish(change, plan, current_hits, found);
-            each(position, found);
+        let MatchScratch { found, in_flight } = scratch;
+        for step in 0..changes.len() + STAGES - 1 {
+            // Stage s works on the change that entered s steps ago.
+            let at = |stage: usize| step.checked_sub(stage).filter(|&position| position < changes.len());
+            if let Some(position) = at(4) {
+                self.finish(&changes[position], &in_flight[position % RING], found);
+                each(position, found);
+            }
+            if let Some(position) = at(3) {
+                self.find_patterns(&in_flight[position % RING]);
+            }
+            if let Some(position) = at(2) {
+                self.scan_texts(&changes[position], &mut in_flight[position % RING]);
+            }
+            if let Some(position) = at(1) {
+                self.hash_texts(&changes[position], &mut in_flight[position % RING]);
+            }
+            if let Some(position) = at(0) {
+                self.find_wiki(&changes[position], &mut in_flight[position % RING]);
+            }
+            // The texts of the change entering next load meanwhile (a batch of parsed
+            // changes need not be in the cache either).
+            if let Some(next) = changes.get(step + 1) {
+                for text in [Some(&next.wiki), next.title.as_ref(), next.user.as_ref()].into_iter().flatten() {
+                    if let Some(first) = text.as_bytes().first() {
+                        prefetch(first);
+                    }
+                }
+            }
         }
     }
 
-    /// The first half of matching a change: find its wiki, hash its title and user,
-    /// run the literal passes, and ask for the memory the second half will read.
-    /// `None` if nothing can match (a canary, a wiki nobody watches).
-    fn plan(&self, change: &Change<'_>, hits: &mut LiteralHits) -> Option<Plan<'_>> {
-        hits.page.clear();
-        hits.user.clear();
-        if change.is_canary() {
-            return None;
+    /// Stage 1: hash the change's wiki name and ask for its slot.
+    fn find_wiki(&self, change: &Change<'_>, state: &mut InFlight) {
+        state.skip = change.is_canary();
+        if !state.skip {
+            state.wiki = self.keys.wiki(&change.wiki);
+            self.wiki_numbers.prefetch(state.wiki.0);
         }
-        let index = self.wikis.get(change.wiki.as_ref())?;
+    }
+
+    /// Stage 2: the wiki's number (nobody watches it: skip), ask for its index; hash
+    /// the title and user and ask for their slots in the exact table.
+    fn hash_texts(&self, change: &Change<'_>, state: &mut InFlight) {
+        if state.skip {
+            return;
+        }
+        let Some(number) = self.wiki_numbers.first(state.wiki.0, state.wiki.1) else {
+            state.skip = true;
+            return;
+        };
+        state.number = number;
+        self.wikis.prefetch(number);
         let title = change.title.as_deref().unwrap_or("");
         let user = change.user.as_deref().unwrap_or("");
-        let exact = [self.keys.of(Field::Page, index.number, title), self.keys.of(Field::User, index.number, user)];
-        for (key, _) in exact {
-            index.filter.prefetch(key);
+        state.exact = [self.keys.of(Field::Page, number, title), self.keys.of(Field::User, number, user)];
+        for (key, _) in state.exact {
             self.exact.prefetch(key);
         }
-        self.page_literals.find(title, &mut hits.page);
-        self.user_literals.find(user, &mut hits.user);
-        Some(Plan { index, exact })
     }
 
-    /// The second half of matching a change: everything the plan pointed at, into
-    /// `found` (sorted, each subscription once).
-    fn finish(&self, change: &Change<'_>, plan: Option<Plan<'_>>, hits: &LiteralHits, found: &mut Vec<SubscriptionId>) {
+    /// Stage 3: ask for the filter words of the exact keys; run the literal passes
+    /// and ask for the records of the literals found.
+    fn scan_texts(&self, change: &Change<'_>, state: &mut InFlight) {
+        state.hits.page.clear();
+        state.hits.user.clear();
+        if state.skip {
+            return;
+        }
+        let Some(index) = self.wikis.get(state.number) else {
+            state.skip = true;
+            return;
+        };
+        for (key, _) in state.exact {
+            index.filter.prefetch(key);
+        }
+        self.page_literals.find(change.title.as_deref().unwrap_or(""), &mut state.hits.page);
+        self.user_literals.find(change.user.as_deref().unwrap_or(""), &mut state.hits.user);
+    }
+
+    /// Stage 4: ask for what the literals found point at: whether the wiki uses their
+    /// patterns, the postings, the patterns.
+    fn find_patterns(&self, state: &InFlight) {
+        if let Some(index) = self.wikis.get(state.number).filter(|_| !state.skip) {
+            self.page_literals.prefetch(index.number, &index.filter, &state.hits.page);
+            self.user_literals.prefetch(index.number, &index.filter, &state.hits.user);
+        }
+    }
+
+    /// Stage 5: everything the earlier stages pointed at, into `found` (sorted, each
+    /// subscription once).
+    fn finish(&self, change: &Change<'_>, state: &InFlight, found: &mut Vec<SubscriptionId>) {
         found.clear();
-        let Some(Plan { index, exact }) = plan else {
+        let Some(index) = self.wikis.get(state.number).filter(|_| !state.skip) else {
             return;
         };
         let flags = Flags::of_change(change);
@@ -460,10 +543,8 @@ impl Index {
                 found.push(entry.subscription);
             }
         };
-        // The patterns' records load while the exact anchors are looked up.
-        self.page_literals.prefetch(index.number, &index.filter, &hits.page);
-        self.user_literals.prefetch(index.number, &index.filter, &hits.user);
-        for (key, check) in exact {
+        let hits = &state.hits;
+        for (key, check) in state.exact {
             if index.filter.may_contain(key) {
                 self.exact.for_each(key, check, &mut consider);
             }
@@ -497,15 +578,16 @@ impl Index {
             && (user_rx_found || definition.user_rx().is_none_or(|rx| rx.is_match(user)))
     }
 
-    fn rebuild(&mut self, mut wikis: Vec<&'static str>) {
+    fn rebuild(&mut self, mut wikis: Vec<u32>) {
         wikis.sort_unstable();
         wikis.dedup();
-        for wiki in wikis {
-            let Some(index) = self.wikis.get_mut(wiki) else {
+        for number in wikis {
+            let Some(index) = self.wikis.get_mut(number) else {
                 continue;
             };
             if index.definitions == 0 {
-                self.wikis.remove(wiki);
+                self.wiki_numbers.remove(index.key.0, index.key.1, |_| true);
+                self.wikis.remove(number);
                 continue;
             }
             for sets in [&mut index.page_sets, &mut index.user_sets] {
@@ -520,6 +602,34 @@ impl Index {
         }
         self.page_literals.rebuild();
         self.user_literals.rebuild();
+    }
+}
+
+/// Asks the kernel to back a big table's memory with huge pages, before anything is
+/// written to it.
+///
+/// Why: a lookup in a table of tens of megabytes lands on a random 4 KiB page, and with
+/// a million definitions the CPU's address-translation cache covers a small part of
+/// them, so most lookups pay a page-table walk on top of the trip to memory (and a
+/// prefetch must wait for that walk). With 2 MiB pages a few hundred entries cover
+/// everything. It is advice (`MADV_HUGEPAGE`, which transparent huge pages honour in
+/// their default `madvise` mode): where the kernel has none to give, nothing changes.
+fn huge_pages<T>(table: &Vec<T>) {
+    const HUGE_PAGE: usize = 2 << 20;
+    let bytes = table.capacity() * std::mem::size_of::<T>();
+    if bytes < 2 * HUGE_PAGE {
+        return;
+    }
+    // Only whole huge pages inside the allocation.
+    let start = (table.as_ptr() as usize).next_multiple_of(HUGE_PAGE);
+    let end = (table.as_ptr() as usize + bytes) / HUGE_PAGE * HUGE_PAGE;
+    if end > start {
+        #[cfg(target_os = "linux")]
+        // SAFETY: the range lies inside memory this Vec owns; the advice changes how the
+        // kernel backs it, never its contents, and a failure (no THP) is harmless.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        }
     }
 }
 
@@ -548,12 +658,23 @@ impl Default for ExactKeys {
 }
 
 impl ExactKeys {
+    /// The key and check of a wiki's name in `Index::wiki_numbers`.
+    fn wiki(&self, name: &str) -> (u64, u64) {
+        // Tag 2 is neither a page (0) nor a user (1) of any wiki.
+        self.hash(2, name)
+    }
+
     /// The exact table's key and check for `text` in `field` on wiki number `wiki`: the
     /// two halves of one 128-bit SipHash (one pass over the text for both).
     fn of(&self, field: Field, wiki: u32, text: &str) -> (u64, u64) {
+        self.hash(u64::from(wiki) << 2 | field as u64, text)
+    }
+
+    /// The two halves of the 128-bit hash of (`tag`, `text`).
+    fn hash(&self, tag: u64, text: &str) -> (u64, u64) {
         use siphasher::sip128::Hasher128;
         let mut hasher = siphasher::sip128::SipHasher13::new_with_keys(self.0, self.1);
-        hasher.write_u64(u64::from(wiki) << 1 | field as u64);
+        hasher.write_u64(tag);
         hasher.write(text.as_bytes());
         hasher.finish128().as_u64()
     }

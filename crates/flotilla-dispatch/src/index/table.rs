@@ -1,6 +1,6 @@
-//! The flat table behind the index's anchors: entries filed under a 128-bit key (a
-//! 64-bit `key` that places them and a 64-bit `check` that must match too), in one
-//! open-addressed array.
+//! The flat table behind the index's anchors (and its wiki numbers): values filed under
+//! a 128-bit key (a 64-bit `key` that places them and a 64-bit `check` that must match
+//! too), in one open-addressed array.
 //!
 //! Why not a `HashMap<u64, Vec<Entry>>`: with a million definitions the table is far
 //! larger than the CPU caches, and every lookup of a map of vectors is a chain of
@@ -19,34 +19,49 @@ use super::{Entry, prefetch};
 /// Slots in a new table.
 const MIN_SLOTS: usize = 16;
 
-#[derive(Default)]
-pub(super) struct EntryTable {
-    slots: Vec<Option<Slot>>,
+pub(super) struct EntryTable<V = Entry> {
+    slots: Vec<Option<Slot<V>>>,
     /// Occupied slots (distinct keys).
     keys: usize,
-    /// Entries beyond each key's first, for keys that have several.
-    overflow: Slab<Vec<Entry>>,
+    /// Values beyond each key's first, for keys that have several.
+    overflow: Slab<Vec<V>>,
+}
+
+impl<V> Default for EntryTable<V> {
+    fn default() -> EntryTable<V> {
+        EntryTable { slots: Vec::new(), keys: 0, overflow: Slab::default() }
+    }
 }
 
 #[derive(Clone, Copy)]
-struct Slot {
+struct Slot<V> {
     key: u64,
     check: u64,
-    first: Entry,
+    first: V,
     /// The overflow list with this key's further entries.
     more: Option<u32>,
 }
 
-impl EntryTable {
-    /// Asks the CPU to start loading where `key`'s entries would be.
+impl<V: Copy> EntryTable<V> {
+    /// Asks the CPU to start loading where `key`'s entries would be: its home slot and
+    /// the next cache line, which a probe often reaches (slots are 40 bytes).
     pub(super) fn prefetch(&self, key: u64) {
-        if let Some(slot) = self.slots.get(self.home(key)) {
+        let home = self.home(key);
+        if let Some(slot) = self.slots.get(home) {
             prefetch(slot);
+        }
+        if let Some(next) = self.slots.get(home + 2) {
+            prefetch(next);
         }
     }
 
-    /// Calls `found` with every entry filed under (`key`, `check`).
-    pub(super) fn for_each(&self, key: u64, check: u64, mut found: impl FnMut(&Entry)) {
+    /// The first value filed under (`key`, `check`).
+    pub(super) fn first(&self, key: u64, check: u64) -> Option<V> {
+        self.find(key, check).and_then(|at| self.slots[at].as_ref()).map(|slot| slot.first)
+    }
+
+    /// Calls `found` with every value filed under (`key`, `check`).
+    pub(super) fn for_each(&self, key: u64, check: u64, mut found: impl FnMut(&V)) {
         let Some(slot) = self.find(key, check).and_then(|at| self.slots[at].as_ref()) else {
             return;
         };
@@ -62,7 +77,7 @@ impl EntryTable {
     }
 
     /// Files `entry` under (`key`, `check`).
-    pub(super) fn insert(&mut self, key: u64, check: u64, entry: Entry) {
+    pub(super) fn insert(&mut self, key: u64, check: u64, entry: V) {
         if let Some(slot) = self.find(key, check).and_then(|at| self.slots[at].as_mut()) {
             match slot.more.and_then(|list| self.overflow.get_mut(list)) {
                 Some(more) => more.push(entry),
@@ -82,8 +97,8 @@ impl EntryTable {
         self.keys += 1;
     }
 
-    /// Takes entry `id` off (`key`, `check`); false if it was not there.
-    pub(super) fn remove(&mut self, key: u64, check: u64, id: u32) -> bool {
+    /// Takes one value that is `wanted` off (`key`, `check`); false if there was none.
+    pub(super) fn remove(&mut self, key: u64, check: u64, wanted: impl Fn(&V) -> bool) -> bool {
         let Some(at) = self.find(key, check) else {
             return false;
         };
@@ -92,7 +107,7 @@ impl EntryTable {
         };
         let list = slot.more;
         let more = list.and_then(|list| self.overflow.get_mut(list));
-        if slot.first.id == id {
+        if wanted(&slot.first) {
             match more.and_then(Vec::pop) {
                 Some(next) => slot.first = next,
                 None => {
@@ -104,7 +119,7 @@ impl EntryTable {
             let Some(more) = more else {
                 return false;
             };
-            let Some(position) = more.iter().position(|e| e.id == id) else {
+            let Some(position) = more.iter().position(wanted) else {
                 return false;
             };
             more.swap_remove(position);
@@ -167,7 +182,10 @@ impl EntryTable {
 
     fn grow(&mut self) {
         let size = (self.slots.len() * 2).max(MIN_SLOTS);
-        let old = std::mem::replace(&mut self.slots, vec![None; size]);
+        let mut slots = Vec::with_capacity(size);
+        super::huge_pages(&slots);
+        slots.resize(size, None);
+        let old = std::mem::replace(&mut self.slots, slots);
         let mask = size - 1;
         for slot in old.into_iter().flatten() {
             let mut at = self.home(slot.key);
@@ -200,7 +218,7 @@ mod tests {
     /// probing, overflow lists and back-shifting removal all run.
     #[test]
     fn behaves_like_a_map_of_lists_through_inserts_and_removals() {
-        let mut table = EntryTable::default();
+        let mut table: EntryTable = EntryTable::default();
         let mut model: std::collections::BTreeMap<(u64, u64), Vec<u32>> = Default::default();
         let mut rng = 0x9e37_79b9_7f4a_7c15u64;
         for step in 0..20_000u32 {
@@ -214,7 +232,7 @@ mod tests {
             let present = model.get(&(key, check)).cloned().unwrap_or_default();
             if rng % 5 < 2 && !present.is_empty() {
                 let id = present[(rng as usize / 7) % present.len()];
-                assert!(table.remove(key, check, id));
+                assert!(table.remove(key, check, |e| e.id == id));
                 let list = model.get_mut(&(key, check)).expect("present");
                 list.retain(|&i| i != id);
                 if list.is_empty() {
@@ -224,7 +242,7 @@ mod tests {
                 table.insert(key, check, entry(step));
                 model.entry((key, check)).or_default().push(step);
             }
-            assert!(!table.remove(key, check, u32::MAX));
+            assert!(!table.remove(key, check, |e| e.id == u32::MAX));
         }
         assert_eq!(table.keys(), model.len());
         for key in 0..64u64 {
@@ -241,12 +259,12 @@ mod tests {
 
     #[test]
     fn a_key_with_another_check_is_another_key() {
-        let mut table = EntryTable::default();
+        let mut table: EntryTable = EntryTable::default();
         table.insert(7, 1, entry(1));
         assert_eq!(ids(&table, 7, 1), [1]);
         assert!(ids(&table, 7, 2).is_empty());
-        assert!(!table.remove(7, 2, 1));
-        assert!(table.remove(7, 1, 1));
+        assert!(!table.remove(7, 2, |e| e.id == 1));
+        assert!(table.remove(7, 1, |e| e.id == 1));
         assert!(ids(&table, 7, 1).is_empty());
         assert_eq!(table.keys(), 0);
     }

@@ -327,13 +327,26 @@ proptest! {
             }
         }
         let mut scratch = MatchScratch::default();
+        let mut wanted = Vec::new();
         for change in &changes {
             let got: Vec<SubscriptionId> = state.matching(change, &mut scratch).to_vec();
             let want: Vec<SubscriptionId> = (0..4)
                 .filter(|&s| model[s].iter().any(|d| naive_matches(d, change)))
                 .map(|s| ids[s])
                 .collect();
-            prop_assert_eq!(got, want, "{:?}", change);
+            prop_assert_eq!(&got, &want, "{:?}", change);
+            wanted.push(want);
+        }
+        // The pipelined batch gives the same answers, in order, however the batch is
+        // cut (shorter than the pipeline, longer, one change).
+        for batch in [1, 3, changes.len()] {
+            let mut batched = Vec::new();
+            for (start, chunk) in changes.chunks(batch).enumerate() {
+                state.matching_each(chunk, &mut scratch, |position, found| {
+                    batched.push((start * batch + position, found.to_vec()));
+                });
+            }
+            prop_assert_eq!(batched, wanted.iter().cloned().enumerate().collect::<Vec<_>>());
         }
         let watched = model.iter().flatten().map(|d| d.wiki()).collect::<BTreeSet<_>>().len();
         prop_assert_eq!(state.index().watched_wikis(), watched);
