@@ -165,6 +165,8 @@ struct LiteralShape {
     start: bool,
     /// `$`: the text ends with the literal.
     end: bool,
+    /// `^literal\b`: a Unicode word boundary right after the literal (only with `start`).
+    boundary_after: bool,
     /// Any of these (at least one).
     literals: Box<[Box<[u8]>]>,
 }
@@ -223,21 +225,46 @@ impl LiteralShape {
             Some((last, rest)) if is_look(last, Look::End) => (true, rest),
             _ => (false, parts),
         };
+        // `^literal\b` (`\b` as Unicode word boundary, which needs the Unicode word
+        // tables regex-syntax was built with).
+        let (boundary_after, parts) = match parts.split_last() {
+            Some((last, rest))
+                if start
+                    && !end
+                    && is_look(last, Look::WordUnicode)
+                    && regex_syntax::try_is_word_character('a').is_ok() =>
+            {
+                (true, rest)
+            }
+            _ => (false, parts),
+        };
         if parts.is_empty() {
             return None;
         }
         let literals = literals(parts)?;
-        Some(LiteralShape { start, end, literals: literals.into_boxed_slice() })
+        Some(LiteralShape { start, end, boundary_after, literals: literals.into_boxed_slice() })
     }
 
     fn is_match(&self, text: &[u8]) -> bool {
         self.literals.iter().any(|literal| match (self.start, self.end) {
             (true, true) => text == &literal[..],
-            (true, false) => text.starts_with(literal),
+            (true, false) => {
+                text.starts_with(literal) && (!self.boundary_after || word_boundary_at(text, literal.len()))
+            }
             (false, true) => text.ends_with(literal),
             (false, false) => text.windows(literal.len()).any(|window| window == &literal[..]),
         })
     }
+}
+
+/// Whether a Unicode word boundary is at byte `at` of `text` (UTF-8, `at` a character
+/// boundary): a word character on exactly one side, as the regex crate's `\b`.
+fn word_boundary_at(text: &[u8], at: usize) -> bool {
+    let is_word = |c: Option<char>| c.is_some_and(|c| regex_syntax::try_is_word_character(c).unwrap_or(false));
+    let (before, after) = text.split_at(at);
+    let before = std::str::from_utf8(before).ok().and_then(|s| s.chars().next_back());
+    let after = std::str::from_utf8(after).ok().and_then(|s| s.chars().next());
+    is_word(before) != is_word(after)
 }
 
 impl PartialEq for Pattern {
@@ -999,8 +1026,11 @@ mod tests {
             "^a\\.b$",
             "^(ab)c(?:d|e)$",
             "(?i)bot",
+            "^Draft:Item 5\\b",
+            "^a/\\b",
+            "^(?:Dr|Ü)\\b",
         ];
-        let unshaped = ["^Draft:Item 5\\b", "(?i)[a-z]ot", "^Bot5\\d*$", "[a-z]+", "^$", "^a$|^b", "(?m)^a$", "."];
+        let unshaped = ["Item 5\\b", "\\bItem", "(?i)[a-z]ot", "^Bot5\\d*$", "[a-z]+", "^$", "^a$|^b", "(?m)^a$", "."];
         let texts = [
             "",
             "Talk:Topic 5/",
@@ -1028,6 +1058,20 @@ mod tests {
             "abcd",
             "abce",
             "xabcd",
+            "Draft:Item 5",
+            "Draft:Item 5 (film)",
+            "Draft:Item 55",
+            "Draft:Item 5é",
+            "Draft:Item 5-x",
+            "a/",
+            "a/b",
+            "a/-",
+            "Dr",
+            "Dr.",
+            "Drx",
+            "Ü",
+            "Üx",
+            "Ü!",
         ];
         for source in shaped {
             let pattern = Pattern::new(source).expect("valid");
