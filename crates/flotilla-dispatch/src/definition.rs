@@ -1010,6 +1010,21 @@ mod tests {
         check(".", &[]);
     }
 
+    /// Equal sources share one compilation while either is alive; a dropped pattern
+    /// is compiled afresh next time (its weak entry does not keep it).
+    #[test]
+    fn patterns_with_the_same_source_share_their_compilation() {
+        let first = Pattern::new("^Interned test (\\d+)$").expect("valid");
+        let second = Pattern::new("^Interned test (\\d+)$").expect("valid");
+        assert!(Arc::ptr_eq(&first.compiled, &second.compiled));
+        let other = Pattern::new("^Interned test (\\w+)$").expect("valid");
+        assert!(!Arc::ptr_eq(&first.compiled, &other.compiled));
+        let weak = Arc::downgrade(&first.compiled);
+        drop((first, second));
+        assert!(weak.upgrade().is_none(), "the table holds patterns weakly");
+        assert!(Pattern::new("^Interned test (\\d+)$").expect("valid").is_match("Interned test 42"));
+    }
+
     /// Patterns with a literal shape skip the regex engine: they must answer exactly as
     /// it does, and patterns without one (classes, case folding, word boundaries) must
     /// not get one.

@@ -19,12 +19,17 @@
 //!
 //! The exact table is one flat table for all wikis (`table.rs`) keyed by a 128-bit
 //! SipHash-1-3 of (field, wiki, text) under a random key: one half places the entry, the
-//! other must match too. Two different texts share both only with probability 2^-128, far below
-//! the rate of memory errors, so an entry found under its anchor's key counts as that
-//! text without loading the definition; only definitions with parts beyond the anchor
-//! are checked against the change. A lookup that finds nothing (most of them) is one
-//! slot, and its cache line is requested before the literal passes run, so at scale the
-//! trip to memory overlaps work rather than following it.
+//! other must match too. Two different texts share both only with probability 2^-128,
+//! far below the rate of memory errors, so an entry found under its anchor's key counts
+//! as that text without loading the definition; only definitions with parts beyond the
+//! anchor are checked against the change. A lookup that finds nothing (most of them) is
+//! one slot. Wikis are found the same way, by the hash of their name.
+//!
+//! With a million definitions most of the index is outside the CPU caches, and a
+//! change's lookups are a chain of trips to memory. [`Index::matching_each`] therefore
+//! matches a batch in stages, each of which asks for (prefetches) the memory the next
+//! reads, with consecutive changes one stage apart; the big tables ask the kernel for
+//! huge pages so those trips skip the page-table walk.
 //!
 //! Regex anchors come in two kinds. A pattern with required literals (most real ones:
 //! `^Wikipedia:Articles for creation/`, `Bot$`, `(?i)draft`) goes into the shared literal
