@@ -432,10 +432,11 @@ impl Index {
     /// position and the subscriptions that want it.
     ///
     /// The same answers as one call per change, faster on a big index. Matching a
-    /// change is four stages, each of which asks the CPU for the memory the next one
-    /// reads (the wiki's slot, its index, the exact table's slots, the filter words and
-    /// pattern records), and the changes move through them like a pipeline: while one
-    /// change finishes, the next three are one, two and three stages behind. So the
+    /// change is five stages, each of which asks the CPU for the memory the next one
+    /// reads (the wiki's slot; its index and the exact table's slots; the filter words
+    /// and literal records; the postings and pattern records), and the changes move
+    /// through them like a pipeline: while one change finishes, the next four are one
+    /// to four stages behind. So the
     /// trips to memory, which with a million definitions are most of the cost of a
     /// change, overlap work instead of stalling it.
     pub fn matching_each(
