@@ -149,7 +149,7 @@ impl Pattern {
     /// Whether the pattern matches anywhere in `text`.
     pub fn is_match(&self, text: &str) -> bool {
         match &self.compiled.shape {
-            Some(shape) => shape.is_match(text.as_bytes()),
+            Some(shape) => shape.is_match(text),
             None => self.compiled.regex.is_match(text),
         }
     }
@@ -167,8 +167,34 @@ struct LiteralShape {
     end: bool,
     /// `^literal\b`: a Unicode word boundary right after the literal (only with `start`).
     boundary_after: bool,
+    /// `^literal[class]*$`: what may follow the literal to the end (only with `start`
+    /// and `end`).
+    tail: Option<Tail>,
     /// Any of these (at least one).
     literals: Box<[Box<[u8]>]>,
+}
+
+/// A repeated character class at the end of a pattern: `\d*`, `[0-9]{2,4}`, `\w+`.
+struct Tail {
+    /// The class's ranges, sorted and disjoint (as regex-syntax gives them).
+    ranges: Box<[(char, char)]>,
+    min: u32,
+    max: Option<u32>,
+}
+
+impl Tail {
+    /// Whether `rest` is between `min` and `max` characters, all in the class.
+    fn is_match(&self, rest: &str) -> bool {
+        let mut count = 0u32;
+        for c in rest.chars() {
+            let position = self.ranges.partition_point(|&(_, end)| end < c);
+            if !self.ranges.get(position).is_some_and(|&(start, _)| start <= c) {
+                return false;
+            }
+            count = count.saturating_add(1);
+        }
+        count >= self.min && self.max.is_none_or(|max| count <= max)
+    }
 }
 
 impl LiteralShape {
@@ -238,14 +264,36 @@ impl LiteralShape {
             }
             _ => (false, parts),
         };
+        // `^literal[class]{min,max}$`.
+        let (tail, parts) = match parts.split_last() {
+            Some((last, rest)) if start && end => match last.kind() {
+                HirKind::Repetition(repetition) => match repetition.sub.kind() {
+                    HirKind::Class(Class::Unicode(class)) => {
+                        let ranges = class.ranges().iter().map(|r| (r.start(), r.end())).collect();
+                        (Some(Tail { ranges, min: repetition.min, max: repetition.max }), rest)
+                    }
+                    _ => (None, parts),
+                },
+                _ => (None, parts),
+            },
+            _ => (None, parts),
+        };
         if parts.is_empty() {
             return None;
         }
         let literals = literals(parts)?;
-        Some(LiteralShape { start, end, boundary_after, literals: literals.into_boxed_slice() })
+        Some(LiteralShape { start, end, boundary_after, tail, literals: literals.into_boxed_slice() })
     }
 
-    fn is_match(&self, text: &[u8]) -> bool {
+    fn is_match(&self, text: &str) -> bool {
+        if let Some(tail) = &self.tail {
+            return self.literals.iter().any(|literal| {
+                // A literal is whole UTF-8, so where it ends is a character boundary.
+                text.as_bytes().starts_with(literal)
+                    && text.get(literal.len()..).is_some_and(|rest| tail.is_match(rest))
+            });
+        }
+        let text = text.as_bytes();
         self.literals.iter().any(|literal| match (self.start, self.end) {
             (true, true) => text == &literal[..],
             (true, false) => {
@@ -1044,8 +1092,24 @@ mod tests {
             "^Draft:Item 5\\b",
             "^a/\\b",
             "^(?:Dr|Ü)\\b",
+            "^Bot5\\d*$",
+            "^Bot\\d+$",
+            "^(?:Bot|Ü)[a-c]{1,2}$",
+            "^a\\w*$",
         ];
-        let unshaped = ["Item 5\\b", "\\bItem", "(?i)[a-z]ot", "^Bot5\\d*$", "[a-z]+", "^$", "^a$|^b", "(?m)^a$", "."];
+        let unshaped = [
+            "Item 5\\b",
+            "\\bItem",
+            "(?i)[a-z]ot",
+            "Bot5\\d*$",
+            "^Bot5\\d*",
+            "^Bot(?:\\d\\d)*$",
+            "[a-z]+",
+            "^$",
+            "^a$|^b",
+            "(?m)^a$",
+            ".",
+        ];
         let texts = [
             "",
             "Talk:Topic 5/",
@@ -1087,6 +1151,18 @@ mod tests {
             "Ü",
             "Üx",
             "Ü!",
+            "Bot5",
+            "Bot512",
+            "Bot5١٢",
+            "Bot5x",
+            "Bot5 ",
+            "Bot",
+            "Bota",
+            "Botabc",
+            "Botac",
+            "Üb",
+            "a_é9",
+            "a-",
         ];
         for source in shaped {
             let pattern = Pattern::new(source).expect("valid");
