@@ -188,7 +188,7 @@ impl Tail {
         let mut count = 0u32;
         for c in rest.chars() {
             let position = self.ranges.partition_point(|&(_, end)| end < c);
-            if !self.ranges.get(position).is_some_and(|&(start, _)| start <= c) {
+            if self.ranges.get(position).is_none_or(|&(start, _)| start > c) {
                 return false;
             }
             count = count.saturating_add(1);
