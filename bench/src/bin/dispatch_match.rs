@@ -377,25 +377,15 @@ fn main() {
         return;
     }
     if let Some(size) = only_size {
-        let universe = Universe::for_definitions(size);
-        let changes = Stream::generate(stream, watched, others, &universe, 23).changes();
-        let (state, _, _) = load(size, watched, &universe, 21);
+        let (state, changes, _) = prepare(size, watched, others, stream, SCALING_SEEDS);
         let (per_second, per_change) = measure_matching(&state, &changes, run * 3);
         println!("match, {size} definitions: {:.0} ns/change, {per_change:.2} matching/change", 1e9 / per_second);
         return;
     }
 
     // 1. Matching at the main size.
-    let universe = Universe::for_definitions(main_size);
-    let matching_changes = Stream::generate(stream, watched, others, &universe, 11).changes();
-    let (state, generated, loaded) = load(main_size, watched, &universe, 7);
-    println!(
-        "load {main_size} definitions: generate+validate {:.2} s, restore_all (index build) {:.2} s; {} subscriptions, {} wikis watched",
-        generated.as_secs_f64(),
-        loaded.as_secs_f64(),
-        state.len(),
-        state.index().watched_wikis()
-    );
+    let (state, matching_changes, universe) = prepare(main_size, watched, others, stream, (11, 7));
+    println!("  {} subscriptions, {} wikis watched", state.len(), state.index().watched_wikis());
     let (per_second, per_change) = measure_matching(&state, &matching_changes, run);
     println!(
         "match, {main_size} definitions: {}changes/s ({:.0} ns/change, {per_change:.2} matching subscriptions/change) target {}changes/s: {}",
@@ -456,6 +446,29 @@ fn main() {
     scaling(&[1_000, 10_000, main_size, big_size], watched, others, stream, run);
 }
 
+/// Seeds of the change stream and of the definitions for the scaling figures.
+const SCALING_SEEDS: (u64, u64) = (23, 21);
+
+/// A loaded state with `size` definitions and `stream` parsed changes for it, drawn
+/// with `seeds` (changes, definitions); prints how long loading took.
+fn prepare(
+    size: usize,
+    watched: &[Wiki],
+    others: &[Wiki],
+    stream: usize,
+    (change_seed, definition_seed): (u64, u64),
+) -> (Subscriptions, Vec<Change<'static>>, Universe) {
+    let universe = Universe::for_definitions(size);
+    let changes = Stream::generate(stream, watched, others, &universe, change_seed).changes();
+    let (state, generated, loaded) = load(size, watched, &universe, definition_seed);
+    println!(
+        "load {size} definitions: generate+validate {:.2} s, restore_all (index build) {:.2} s",
+        generated.as_secs_f64(),
+        loaded.as_secs_f64()
+    );
+    (state, changes, universe)
+}
+
 /// Figure 2: the same mix at each of `sizes` (the first the smallest, the last the
 /// biggest). All are loaded first and then measured in interleaved rounds, and each
 /// figure is the median over the rounds: on a shared machine the speed drifts over
@@ -466,14 +479,7 @@ fn scaling(sizes: &[usize], watched: &[Wiki], others: &[Wiki], stream: usize, ru
     let loaded: Vec<(usize, Subscriptions, Vec<Change<'static>>)> = sizes
         .iter()
         .map(|&size| {
-            let universe = Universe::for_definitions(size);
-            let changes = Stream::generate(stream, watched, others, &universe, 23).changes();
-            let (state, generated, loaded) = load(size, watched, &universe, 21);
-            println!(
-                "load {size} definitions: generate+validate {:.2} s, restore_all {:.2} s",
-                generated.as_secs_f64(),
-                loaded.as_secs_f64()
-            );
+            let (state, changes, _) = prepare(size, watched, others, stream, SCALING_SEEDS);
             (size, state, changes)
         })
         .collect();

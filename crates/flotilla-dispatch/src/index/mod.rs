@@ -72,8 +72,8 @@ pub struct Index {
     /// change's wiki is found without comparing strings the CPU may not have cached,
     /// and its slot can be asked for ahead of time.
     wiki_numbers: EntryTable<u32>,
-    /// The keys of the exact table's two hashes; random per index, so clients cannot aim
-    /// texts at one slot, nor make two texts share both hashes.
+    /// The key of the 128-bit hash of exact texts and wiki names; random per index, so
+    /// clients cannot aim texts at one slot, nor make two texts share a hash.
     keys: ExactKeys,
     /// Exact-page and exact-user anchors of every wiki, by [`ExactKeys::of`].
     exact: EntryTable,
@@ -150,7 +150,7 @@ enum Filed {
 }
 
 /// Which field an exact key is for.
-#[derive(Clone, Copy, Hash)]
+#[derive(Clone, Copy)]
 enum Field {
     Page,
     User,
@@ -436,9 +436,8 @@ impl Index {
     /// reads (the wiki's slot; its index and the exact table's slots; the filter words
     /// and literal records; the postings and pattern records), and the changes move
     /// through them like a pipeline: while one change finishes, the next four are one
-    /// to four stages behind. So the
-    /// trips to memory, which with a million definitions are most of the cost of a
-    /// change, overlap work instead of stalling it.
+    /// to four stages behind. So the trips to memory, which with a million definitions
+    /// are most of the cost of a change, overlap work instead of stalling it.
     pub fn matching_each(
         &self,
         changes: &[Change<'_>],
