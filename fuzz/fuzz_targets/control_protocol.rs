@@ -8,10 +8,10 @@
 
 #![no_main]
 
-use flotilla_dispatch::definition::{DocumentFormat, parse_document};
-use flotilla_dispatch::subscription::SubscriptionBackend;
-use flotilla_dispatch::token::{Token, TokenError, TokenSource};
-use flotilla_dispatch::{Reply, Session, SessionLimits, Subscriptions, Wikis};
+use flotilla_wikimedia_core::definition::{DocumentFormat, parse_document};
+use flotilla_wikimedia_core::subscription::SubscriptionBackend;
+use flotilla_wikimedia_core::token::{Token, TokenError, TokenSource};
+use flotilla_wikimedia_core::{Reply, Session, SessionLimits, Subscriptions, Wikis};
 use libfuzzer_sys::fuzz_target;
 
 const TOKEN: &str = "FUZZFUZZFUZZFUZZFUZZFUZZFUZZFUZZFUZZFUZZ";

@@ -5,7 +5,7 @@
 //! Input: the pattern, a NUL byte, the text.
 #![no_main]
 
-use flotilla_dispatch::definition::{PATTERN_SIZE_LIMIT, Pattern};
+use flotilla_wikimedia_core::definition::{PATTERN_SIZE_LIMIT, Pattern};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -30,8 +30,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use flotilla_bench::{human, percentile, rate};
-use flotilla_dispatch::subscription::{Restored, SubscriptionBackend};
-use flotilla_dispatch::{
+use flotilla_wikimedia_core::subscription::{Restored, SubscriptionBackend};
+use flotilla_wikimedia_core::{
     Change, Definition, DefinitionFields, MatchScratch, OutputFormat, SubscriptionName, Subscriptions, TokenHash, Wiki,
     Wikis, parse_change,
 };

@@ -27,11 +27,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use flotilla_bench::{human, rate, redis_benchmark};
 use flotilla_bus::{Bus, EmbeddedBus, EmbeddedOptions};
-use flotilla_dispatch::subscription::SubscriptionBackend;
-use flotilla_dispatch::{Definition, DefinitionFields, OutputFormat, SubscriptionName, Subscriptions, Wikis};
-use flotilla_dispatcher::{DELIVERY_QUEUE, Shared};
-use flotilla_dispatcher::{fanout, matcher};
-use flotilla_wikimedia::sample::synthetic_event;
+use flotilla_wikimedia_core::subscription::SubscriptionBackend;
+use flotilla_wikimedia_core::{Definition, DefinitionFields, OutputFormat, SubscriptionName, Subscriptions, Wikis};
+use flotilla_wikimedia_dispatcher::{DELIVERY_QUEUE, Shared};
+use flotilla_wikimedia_dispatcher::{fanout, matcher};
+use flotilla_wikimedia_source::sample::synthetic_event;
 use tokio_util::sync::CancellationToken;
 
 const TARGET: f64 = 100_000.0;
@@ -109,7 +109,7 @@ fn main() {
 }
 
 async fn run(changes: u64) {
-    let dir = tempfile::Builder::new().prefix("flotilla-dispatch-bench").tempdir_in("/var/tmp").expect("temp dir");
+    let dir = tempfile::Builder::new().prefix("flotilla-wikimedia-core-bench").tempdir_in("/var/tmp").expect("temp dir");
     let bus: Arc<dyn Bus> =
         Arc::new(EmbeddedBus::open(&dir.path().join("bus"), EmbeddedOptions::default()).expect("bus opens"));
     let loading = Instant::now();
@@ -125,7 +125,7 @@ async fn run(changes: u64) {
     let mut batch = Vec::with_capacity(4096);
     let mut bytes = 0usize;
     for n in 0..changes {
-        let mut message = flotilla_wikimedia::change_message(synthetic_event(n).as_bytes())
+        let mut message = flotilla_wikimedia_source::change_message(synthetic_event(n).as_bytes())
             .expect("valid event")
             .expect("not a canary");
         message.set("key", "wikimedia");
@@ -214,7 +214,7 @@ async fn run(changes: u64) {
         std::thread::sleep(Duration::from_millis(10));
     }
     let shutdown = CancellationToken::new();
-    let worker = tokio::spawn(flotilla_dispatcher::redis_delivery::run(
+    let worker = tokio::spawn(flotilla_wikimedia_dispatcher::redis_delivery::run(
         bus.clone(),
         format!("redis://127.0.0.1:{port}/0"),
         shared.clone(),

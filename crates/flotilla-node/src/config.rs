@@ -398,7 +398,7 @@ fn build(
     let http_listen = problems.listen(&raw.http.listen, "http.listen", "127.0.0.1:8080");
     let dispatcher = dispatcher_config(&raw.dispatcher, problems);
     let redis_url = raw.redis.url.unwrap_or_else(|| DEFAULT_REDIS_URL.to_string());
-    if let Err(problem) = flotilla_dispatcher::redis_delivery::check_url(&redis_url) {
+    if let Err(problem) = flotilla_wikimedia_dispatcher::redis_delivery::check_url(&redis_url) {
         let location = tree.entry("redis").and_then(|r| r.entry("url")).map(|n| n.location.clone());
         problems.0.push(Diagnostic { location, message: format!("redis.url: {problem}") });
     }

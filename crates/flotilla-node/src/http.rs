@@ -74,7 +74,7 @@ impl HttpState {
     fn check_admin(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<(), ApiError> {
         let unauthorized = |message: &str| ApiError { status: StatusCode::UNAUTHORIZED, message: message.into() };
         match &self.admin_token {
-            Some(token) if flotilla_dispatcher::http::bearer_is(headers, token) => Ok(()),
+            Some(token) if flotilla_wikimedia_dispatcher::http::bearer_is(headers, token) => Ok(()),
             Some(_) => Err(unauthorized("this needs the admin token as a Bearer token")),
             None if peer.ip().is_loopback() => Ok(()),
             None => Err(unauthorized("without http.admin_token this is only available from loopback")),
@@ -93,7 +93,7 @@ async fn events(
 ) -> Result<Response, ApiError> {
     state.check_admin(&headers, peer)?;
     let bad = |message: String| ApiError { status: StatusCode::BAD_REQUEST, message };
-    let filter: Option<flotilla_dispatcher::http::EventFilter> = match query.get("where") {
+    let filter: Option<flotilla_wikimedia_dispatcher::http::EventFilter> = match query.get("where") {
         Some(text) => {
             let condition = Condition::parse(text).map_err(|e| bad(format!("where: {e}")))?;
             Some(Box::new(move |payload: &[u8]| Message::from_json(payload).is_ok_and(|m| condition.eval(&m))))
@@ -115,5 +115,5 @@ async fn events(
         status: StatusCode::SERVICE_UNAVAILABLE,
         message: format!("cannot read the queue: {e}"),
     })?;
-    Ok(flotilla_dispatcher::http::event_stream(reader, after, filter, state.shutdown.clone()))
+    Ok(flotilla_wikimedia_dispatcher::http::event_stream(reader, after, filter, state.shutdown.clone()))
 }

@@ -9,7 +9,7 @@
 //! - [`admin`]: a Unix socket in the data directory through which `flotilla send`,
 //!   `tail` and `status` reach a running node (the node holds the bus).
 //! - [`http`]: `/healthz`, `/metrics`, `/api/v1/status` (the dispatcher's
-//!   `/api/v1/subscriptions…` routes are merged in from `flotilla-dispatcher`).
+//!   `/api/v1/subscriptions…` routes are merged in from `flotilla-wikimedia-dispatcher`).
 //! - [`node`]: starting all of it and shutting it down cleanly.
 //!
 //! Architecture Invariant: the node knows connector *types* only through the registry

@@ -16,7 +16,7 @@ use std::time::{Instant, SystemTime};
 use anyhow::Context;
 use flotilla_bus::{Bus, BusError, EmbeddedBus};
 use flotilla_connector::{ConnectorContext, ConnectorState, StatusBoard};
-use flotilla_dispatcher::{ControlLimits, Dispatcher, DispatcherSettings};
+use flotilla_wikimedia_dispatcher::{ControlLimits, Dispatcher, DispatcherSettings};
 use flotilla_store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

@@ -74,7 +74,7 @@ pub type Outcome = Result<(), Failure>;
 /// Every connector type this binary knows.
 pub fn registry() -> Vec<ConnectorType> {
     let mut types = flotilla_monitors::connector_types();
-    types.extend(flotilla_wikimedia::connector_types());
+    types.extend(flotilla_wikimedia_source::connector_types());
     types.extend(flotilla_irc::connector_types());
     types
 }

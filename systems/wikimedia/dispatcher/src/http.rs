@@ -1,0 +1,410 @@
+//! The HTTP API for subscriptions (SPEC §11), merged into the node's router:
+//!
+//! | method and path | does | answer |
+//! |---|---|---|
+//! | `POST /api/v1/subscriptions` `{"name": N}` | create | 201 `{"name", "token", "format"}` |
+//! | `GET /api/v1/subscriptions` | list (admin only) | `{"subscriptions": [{"name", "format", "definitions"}]}` |
+//! | `GET /api/v1/subscriptions/N` | show | `{"name", "format", "definitions": [...]}` |
+//! | `DELETE /api/v1/subscriptions/N` | delete | 204 |
+//! | `GET /api/v1/subscriptions/N/definitions` | list definitions | the JSON document (`list json`) |
+//! | `POST /api/v1/subscriptions/N/definitions` | add (JSON document, or XML with an XML content type) | `{"inserted": n}` |
+//! | `DELETE /api/v1/subscriptions/N/definitions` (or `POST …/definitions/remove`) | remove | `{"removed": n}` |
+//! | `PUT /api/v1/subscriptions/N/format` `{"format": F}` | set the output format | `{"format": F}` |
+//! | `GET /api/v1/subscriptions/N/events` | the subscription's changes as server-sent events | `text/event-stream` |
+//! | `GET /api/v1/dispatcher` | counters | JSON |
+//!
+//! Every `/api/v1/subscriptions/N…` route takes `Authorization: Bearer <token>`: the
+//! subscription's own token, or `http.admin_token`. A wrong token and an unknown name
+//! get the same 401, so the API does not reveal which names exist. Creating needs the
+//! admin token when one is configured; without one, creating is as open as the control
+//! protocol's `subscribe` (both listen on loopback by default). Errors are JSON
+//! `{"error": "…"}`; document problems carry the control protocol's line
+//! (`E014: Unknown wiki: …`) so both interfaces say the same thing.
+//!
+//! The event stream reads bus queue `sub.<name>`: new changes by default, everything
+//! retained with `?from=start`, or what follows a `Last-Event-ID` (each event's `id` is
+//! its sequence number in the queue), so a client that reconnects misses nothing. It
+//! ends when the node shuts down.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use flotilla_bus::{Bus, ReadFrom, Reader};
+use flotilla_wikimedia_core::definition::{DocumentFormat, parse_document, write_document};
+use flotilla_wikimedia_core::protocol::ErrorReply;
+use flotilla_wikimedia_core::subscription::{InsertError, SubscribeError};
+use flotilla_wikimedia_core::{OutputFormat, SubscriptionBackend, SubscriptionId, SubscriptionName, Wikis};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
+
+use crate::matcher::subscription_queue;
+use crate::state::Shared;
+
+/// What the routes need.
+#[derive(Clone)]
+pub struct ApiState {
+    pub shared: Arc<Shared>,
+    pub bus: Arc<dyn Bus>,
+    pub wikis: &'static Wikis,
+    pub admin_token: Option<Arc<str>>,
+    /// Ends open event streams when the node stops.
+    pub shutdown: CancellationToken,
+}
+
+/// An error answer: a status and a message safe to show.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into() }
+    }
+
+    fn unauthorized() -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "invalid token or name")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The dispatcher's routes.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/dispatcher", get(counters))
+        .route("/api/v1/subscriptions", post(create).get(list_all))
+        .route("/api/v1/subscriptions/{name}", get(show).delete(delete))
+        .route("/api/v1/subscriptions/{name}/definitions", get(definitions).post(insert).delete(remove))
+        .route("/api/v1/subscriptions/{name}/definitions/remove", post(remove))
+        .route("/api/v1/subscriptions/{name}/format", put(set_format))
+        .route("/api/v1/subscriptions/{name}/events", get(events))
+        .with_state(state)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Whether the request carries `expected` as its Bearer token (compared in constant time).
+pub fn bearer_is(headers: &HeaderMap, expected: &str) -> bool {
+    bearer(headers).is_some_and(|given| expected.as_bytes().ct_eq(given.as_bytes()).into())
+}
+
+impl ApiState {
+    fn is_admin(&self, headers: &HeaderMap) -> bool {
+        self.admin_token.as_deref().is_some_and(|admin| bearer_is(headers, admin))
+    }
+
+    /// The subscription `name` if the bearer token may act on it.
+    fn authorize(&self, headers: &HeaderMap, name: &str) -> ApiResult<SubscriptionId> {
+        let Some(token) = bearer(headers) else {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing 'Authorization: Bearer <token>'"));
+        };
+        let subscriptions = self.shared.read();
+        if self.is_admin(headers) {
+            return subscriptions
+                .find(name)
+                .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no subscription named '{name}'")));
+        }
+        subscriptions.authenticate(name, token).ok_or_else(ApiError::unauthorized)
+    }
+}
+
+async fn counters(State(state): State<ApiState>) -> Json<serde_json::Value> {
+    let info = state.shared.read().info();
+    let mut value = state.shared.counters.snapshot();
+    value["subscriptions"] = json!(info.subscriptions);
+    value["watched_wikis"] = json!(info.wikis);
+    value["control_connections"] = json!(info.connections);
+    Json(value)
+}
+
+fn json_body(body: &Bytes) -> ApiResult<serde_json::Value> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))
+}
+
+async fn create(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+    if state.admin_token.is_some() && !state.is_admin(&headers) {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "creating a subscription needs the admin token"));
+    }
+    let request = json_body(&body)?;
+    let Some(name) = request.get("name").and_then(|n| n.as_str()) else {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "expected {\"name\": \"…\"}"));
+    };
+    let name = SubscriptionName::parse(name)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, ErrorReply::InvalidName.to_string()))?;
+    let created = state
+        .shared
+        .mutate(|subscriptions| match subscriptions.subscribe(name.clone()) {
+            Ok(subscribed) => {
+                let mutation = subscribed.mutation.clone();
+                (Ok(subscribed), vec![mutation])
+            }
+            Err(error) => (Err(error), Vec::new()),
+        })
+        .await;
+    match created {
+        Ok(subscribed) => Ok((
+            StatusCode::CREATED,
+            Json(json!({"name": name.as_str(), "token": subscribed.token.expose(), "format": OutputFormat::default().name()})),
+        )
+            .into_response()),
+        Err(SubscribeError::Exists) => {
+            Err(ApiError::new(StatusCode::CONFLICT, ErrorReply::SubscriptionExists.to_string()))
+        }
+        Err(SubscribeError::Token(_)) => {
+            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorReply::TokenUnavailable.to_string()))
+        }
+    }
+}
+
+async fn list_all(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult<Json<serde_json::Value>> {
+    if !state.is_admin(&headers) {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "listing subscriptions needs the admin token"));
+    }
+    let subscriptions = state.shared.read();
+    let mut all: Vec<serde_json::Value> = subscriptions
+        .names()
+        .filter_map(|(id, name)| {
+            Some(json!({
+                "name": name.as_str(),
+                "format": subscriptions.format(id)?.name(),
+                "definitions": subscriptions.index().count_of(id),
+            }))
+        })
+        .collect();
+    all.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Ok(Json(json!({ "subscriptions": all })))
+}
+
+fn no_such() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, ErrorReply::NoSuchFeed.to_string())
+}
+
+fn definitions_json(state: &ApiState, id: SubscriptionId) -> ApiResult<(String, serde_json::Value)> {
+    let subscriptions = state.shared.read();
+    let definitions = subscriptions.definitions(id).map_err(|_| no_such())?;
+    let format = subscriptions.format(id).ok_or_else(no_such)?;
+    let document = write_document(DocumentFormat::Json, &definitions);
+    let value = serde_json::from_str(&document)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("listing failed: {e}")))?;
+    Ok((format.name().to_string(), value))
+}
+
+async fn show(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let id = state.authorize(&headers, &name)?;
+    let (format, definitions) = definitions_json(&state, id)?;
+    Ok(Json(json!({"name": name, "format": format, "definitions": definitions})))
+}
+
+async fn delete(State(state): State<ApiState>, headers: HeaderMap, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    let id = state.authorize(&headers, &name)?;
+    let deleted = state
+        .shared
+        .mutate(|subscriptions| match subscriptions.unsubscribe(id) {
+            Ok(mutation) => (true, vec![mutation]),
+            Err(_) => (false, Vec::new()),
+        })
+        .await;
+    if deleted { Ok(StatusCode::NO_CONTENT) } else { Err(no_such()) }
+}
+
+async fn definitions(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let id = state.authorize(&headers, &name)?;
+    Ok(Json(definitions_json(&state, id)?.1))
+}
+
+/// The document in a request body: XML when the content type says so, JSON otherwise.
+fn document(state: &ApiState, headers: &HeaderMap, body: &Bytes) -> ApiResult<Vec<flotilla_wikimedia_core::Definition>> {
+    let xml = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("xml"));
+    let format = if xml { DocumentFormat::Xml } else { DocumentFormat::Json };
+    let text = std::str::from_utf8(body).map_err(|_| {
+        let reply = if xml { ErrorReply::InvalidXml } else { ErrorReply::InvalidJson };
+        ApiError::new(StatusCode::BAD_REQUEST, reply.to_string())
+    })?;
+    parse_document(format, text, state.wikis)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ErrorReply::from_document(&e).to_string()))
+}
+
+async fn insert(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let id = state.authorize(&headers, &name)?;
+    let definitions = document(&state, &headers, &body)?;
+    let result = state
+        .shared
+        .mutate(|subscriptions| match subscriptions.insert(id, definitions) {
+            Ok(applied) => (Ok(applied.count), applied.mutation.into_iter().collect()),
+            Err(error) => (Err(error), Vec::new()),
+        })
+        .await;
+    match result {
+        Ok(count) => Ok(Json(json!({ "inserted": count }))),
+        Err(InsertError::NoSuchSubscription) => Err(no_such()),
+        Err(InsertError::TooMany { limit }) => {
+            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorReply::TooManyDefinitions { limit }.to_string()))
+        }
+    }
+}
+
+async fn remove(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let id = state.authorize(&headers, &name)?;
+    let definitions = document(&state, &headers, &body)?;
+    let result = state
+        .shared
+        .mutate(|subscriptions| match subscriptions.remove(id, definitions) {
+            Ok(applied) => (Some(applied.count), applied.mutation.into_iter().collect()),
+            Err(_) => (None, Vec::new()),
+        })
+        .await;
+    result.map(|count| Json(json!({ "removed": count }))).ok_or_else(no_such)
+}
+
+async fn set_format(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let id = state.authorize(&headers, &name)?;
+    let request = json_body(&body)?;
+    let format = request
+        .get("format")
+        .and_then(|f| f.as_str())
+        .and_then(OutputFormat::parse)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, ErrorReply::InvalidFormat.to_string()))?;
+    let set = state
+        .shared
+        .mutate(|subscriptions| match subscriptions.set_format(id, format) {
+            Ok(mutation) => (true, vec![mutation]),
+            Err(_) => (false, Vec::new()),
+        })
+        .await;
+    if set { Ok(Json(json!({ "format": format.name() }))) } else { Err(no_such()) }
+}
+
+/// Which messages of a queue an event stream shows.
+pub type EventFilter = Box<dyn Fn(&[u8]) -> bool + Send>;
+
+/// Where an event stream is in its queue.
+struct Tail {
+    reader: Box<dyn Reader>,
+    /// Skip events up to this sequence number (a `Last-Event-ID`).
+    after: Option<u64>,
+    filter: Option<EventFilter>,
+    ready: VecDeque<Event>,
+    shutdown: CancellationToken,
+}
+
+/// A server-sent event stream of a queue's messages, read with `reader` (which does not
+/// consume): each message is one event whose id is its sequence number, so a client
+/// resumes with `Last-Event-ID` (pass it as `after`). Used by the subscription event
+/// stream here and by the node's `/api/v1/events`.
+pub fn event_stream(
+    reader: Box<dyn Reader>,
+    after: Option<u64>,
+    filter: Option<EventFilter>,
+    shutdown: CancellationToken,
+) -> Response {
+    let tail = Tail { reader, after, filter, ready: VecDeque::new(), shutdown };
+    let stream = futures_util::stream::unfold(tail, |mut tail| async move {
+        loop {
+            if let Some(event) = tail.ready.pop_front() {
+                return Some((Ok::<Event, std::convert::Infallible>(event), tail));
+            }
+            let fetched = tokio::select! {
+                fetched = tail.reader.fetch(256, Duration::from_secs(5)) => fetched,
+                _ = tail.shutdown.cancelled() => return None,
+            };
+            let deliveries = match fetched {
+                Ok(deliveries) => deliveries,
+                Err(error) => {
+                    tracing::warn!(%error, "An event stream could not read its queue; ending it.");
+                    return None;
+                }
+            };
+            for delivery in deliveries {
+                if tail.after.is_some_and(|after| delivery.seq <= after) {
+                    continue;
+                }
+                if tail.filter.as_ref().is_some_and(|keep| !keep(&delivery.payload)) {
+                    continue;
+                }
+                let text = String::from_utf8_lossy(&delivery.payload);
+                tail.ready.push_back(Event::default().id(delivery.seq.to_string()).data(text));
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+}
+
+async fn events(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    state.authorize(&headers, &name)?;
+    let after = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let from = match query.get("from").map(String::as_str) {
+        _ if after.is_some() => ReadFrom::Start,
+        Some("start") => ReadFrom::Start,
+        Some("end") | None => ReadFrom::End,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("from: expected 'start' or 'end', found '{other}'"),
+            ));
+        }
+    };
+    let reader = state
+        .bus
+        .read(&subscription_queue(&name), from)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot read the queue: {e}")))?;
+    Ok(event_stream(reader, after, None, state.shutdown.clone()))
+}

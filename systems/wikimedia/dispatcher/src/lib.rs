@@ -1,0 +1,177 @@
+//! Flotilla's Wikimedia dispatcher as a running service (SPEC §6): the shell around the
+//! pure core in `flotilla-wikimedia-core`.
+//!
+//! ```text
+//!  source queue (reactor)          matcher               dispatch.redis         Redis
+//!  wikimedia messages ──────────▶  parse, match,  ──────▶  (one entry per ──────▶ LPUSH <name>
+//!                     group         format                 delivery)  │   group
+//!                     dispatcher                                      │   redis
+//!                                                     group           └──────▶ sub.<name>
+//!                                                     subscriptions   (bus queue per subscription: SSE, tail)
+//!  control server (TCP) ─┐
+//!  HTTP API ─────────────┴──▶ Subscriptions (in memory, RwLock) ──▶ store (write-behind, in order)
+//! ```
+//!
+//! - [`persist`]: subscriptions in the SQL store, loaded at start with `restore_all`.
+//! - [`state`]: the shared subscriptions and the ordered write-behind of their changes.
+//! - [`control`]: the TCP control server with its caps and limits.
+//! - [`matcher`]: the bus consumer that matches changes and queues deliveries.
+//! - [`fanout`]: copies the deliveries into each subscription's bus queue.
+//! - [`redis_delivery`]: the worker that pushes deliveries into Redis, in order, losing
+//!   nothing while Redis is down.
+//! - [`http`]: the subscription API and the per-subscription event stream.
+//!
+//! [`Dispatcher::start`] wires it all; the node merges [`Dispatcher::router`] into its
+//! HTTP server and calls [`Dispatcher::stop`] after its connectors have stopped and
+//! before its bus closes.
+//!
+//! Architecture Invariant: the protocol, matching and formats stay in
+//! `flotilla-wikimedia-core`; this crate only moves bytes between them and the bus, the store,
+//! Redis and sockets.
+
+pub mod control;
+pub mod fanout;
+pub mod http;
+pub mod matcher;
+pub mod persist;
+pub mod redis_delivery;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use flotilla_bus::Bus;
+use flotilla_wikimedia_core::{Subscriptions, Wikis};
+use flotilla_store::Store;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use control::ControlLimits;
+pub use matcher::{DELIVERY_QUEUE, subscription_queue};
+pub use state::Shared;
+
+/// How the dispatcher is set up.
+#[derive(Debug, Clone)]
+pub struct DispatcherSettings {
+    /// The queue recent changes arrive in (the `wikimedia` connectors' queue).
+    pub source_queue: String,
+    /// Where deliveries go (`redis.url`); `None` keeps them on the bus only.
+    pub redis_url: Option<String>,
+    pub control: ControlLimits,
+    /// Cap on definitions per subscription.
+    pub max_definitions: usize,
+    /// `http.admin_token`, which the HTTP API accepts for any subscription.
+    pub admin_token: Option<String>,
+}
+
+impl Default for DispatcherSettings {
+    fn default() -> DispatcherSettings {
+        DispatcherSettings {
+            source_queue: "reactor".to_string(),
+            redis_url: Some("redis://127.0.0.1:6379/0".to_string()),
+            control: ControlLimits::default(),
+            max_definitions: flotilla_wikimedia_core::subscription::DEFAULT_MAX_DEFINITIONS,
+            admin_token: None,
+        }
+    }
+}
+
+/// A running dispatcher.
+pub struct Dispatcher {
+    shared: Arc<Shared>,
+    control_addr: SocketAddr,
+    api: http::ApiState,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Dispatcher {
+    /// Loads the stored subscriptions (`store`; `None` keeps them in memory only) and
+    /// starts the control server on `control`, the matcher and the Redis worker.
+    ///
+    /// # Errors
+    /// The store could not be read.
+    pub async fn start(
+        settings: DispatcherSettings,
+        bus: Arc<dyn Bus>,
+        store: Option<Arc<Store>>,
+        control: TcpListener,
+    ) -> anyhow::Result<Dispatcher> {
+        let wikis = Wikis::embedded();
+        let mut subscriptions = Subscriptions::new(wikis).with_max_definitions(settings.max_definitions);
+        let persisted = store.map(persist::SubscriptionStore::new);
+        if let Some(persisted) = &persisted {
+            let loaded = persisted.load_all(wikis).await.context("loading the dispatcher's subscriptions")?;
+            for problem in &loaded.skipped {
+                tracing::warn!(problem = %problem, "Skipped a stored subscription row.");
+            }
+            let count = loaded.subscriptions.len();
+            subscriptions.restore_all(loaded.subscriptions).context("restoring the dispatcher's subscriptions")?;
+            tracing::info!(
+                subscriptions = count,
+                definitions = subscriptions.index().len(),
+                "Dispatcher subscriptions loaded."
+            );
+        }
+        let shared = Arc::new(Shared::new(subscriptions, persisted));
+        let shutdown = CancellationToken::new();
+        let control_addr = control.local_addr().context("reading the control server's address")?;
+        let mut tasks = vec![
+            tokio::spawn(control::serve(control, shared.clone(), settings.control, shutdown.clone())),
+            tokio::spawn(matcher::run(bus.clone(), settings.source_queue.clone(), shared.clone(), shutdown.clone())),
+            tokio::spawn(fanout::run(bus.clone(), shared.clone(), shutdown.clone())),
+            {
+                let shared = shared.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move { shared.keep_saving(shutdown).await })
+            },
+        ];
+        if let Some(url) = settings.redis_url.clone() {
+            tasks.push(tokio::spawn(redis_delivery::run(bus.clone(), url, shared.clone(), shutdown.clone())));
+        }
+        let api = http::ApiState {
+            shared: shared.clone(),
+            bus,
+            wikis,
+            admin_token: settings.admin_token.map(Arc::from),
+            shutdown: shutdown.clone(),
+        };
+        tracing::info!(control = %control_addr, source = %settings.source_queue,
+            redis = settings.redis_url.as_deref().map(redact).as_deref().unwrap_or("off"), "Dispatcher started.");
+        Ok(Dispatcher { shared, control_addr, api, shutdown, tasks })
+    }
+
+    /// Where the control server listens.
+    pub fn control_addr(&self) -> SocketAddr {
+        self.control_addr
+    }
+
+    /// The shared state (tests, status).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The HTTP routes, to merge into the node's router.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.api.clone())
+    }
+
+    /// Stops accepting, finishes the batches in hand, saves what is unsaved, ends event
+    /// streams, and returns when every task has ended.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "A dispatcher task failed.");
+            }
+        }
+        tracing::info!("Dispatcher stopped.");
+    }
+}
+
+/// A Redis URL with its password hidden, for logs.
+fn redact(url: &str) -> String {
+    flotilla_store::redact_url(url)
+}

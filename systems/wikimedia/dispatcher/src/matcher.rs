@@ -1,0 +1,274 @@
+//! The matching consumer: reads the queue the recent-change source writes to (default
+//! `reactor`, in its own group `dispatcher`, so the reactor and the dispatcher each see
+//! every message), matches each change against the subscriptions, and for every
+//! delivery appends an entry (subscription and payload) to the delivery queue
+//! `dispatch.redis`; only then does it acknowledge the batch. The delivery queue is
+//! the one queue on the hot path, so a batch costs one durable append however many
+//! subscriptions it reaches; [`crate::fanout`] and [`crate::redis_delivery`] take the
+//! entries from there to `sub.<name>` and to Redis.
+//!
+//! Only what matching needs is decoded: the message's `plugin` (changes are the
+//! messages with `plugin: wikimedia`; everything else on the queue is skipped) and its
+//! `event`, borrowed as raw JSON and read by [`parse_change`] without building a tree.
+//!
+//! Guarantees: at-least-once and in order. A delivery is durable on the bus before the
+//! change is acknowledged; a crash in between repeats the batch's deliveries (each
+//! subscription still gets a change once per time it is matched).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use flotilla_bus::{Bus, BusError, Delivery};
+use flotilla_wikimedia_core::{MatchScratch, parse_change};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::Shared;
+
+/// The consumer group the matcher reads its source queue in.
+pub const GROUP: &str = "dispatcher";
+/// The queue of deliveries waiting for Redis.
+pub const DELIVERY_QUEUE: &str = "dispatch.redis";
+/// The `plugin` of messages that carry a recent change.
+pub const CHANGE_PLUGIN: &str = "wikimedia";
+/// Most messages matched per batch.
+const BATCH: usize = 4096;
+
+/// The bus queue a subscription's changes go to: `sub.<name>`.
+pub fn subscription_queue(name: &str) -> String {
+    format!("sub.{name}")
+}
+
+/// What the matcher reads of a message.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    plugin: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    event: Option<&'a RawValue>,
+}
+
+/// One entry of the delivery queue: which list, and what to push.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct DeliveryEntry<'a> {
+    #[serde(borrow)]
+    pub subscription: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    pub payload: std::borrow::Cow<'a, str>,
+}
+
+impl DeliveryEntry<'_> {
+    /// The entry as the delivery queue holds it (a JSON object, so `flotilla tail`
+    /// shows it readably).
+    pub fn encode(subscription: &str, payload: &str) -> Bytes {
+        let entry = DeliveryEntry { subscription: subscription.into(), payload: payload.into() };
+        // Serializing two strings into a Vec cannot fail.
+        Bytes::from(serde_json::to_vec(&entry).unwrap_or_default())
+    }
+}
+
+/// What matching one batch produced.
+#[derive(Debug, Default)]
+pub struct Matched {
+    /// Delivery-queue entries, in change order.
+    pub entries: Vec<Bytes>,
+    /// Changes looked at.
+    pub changes: u64,
+    /// Messages that were not changes (or not readable ones).
+    pub skipped: u64,
+}
+
+/// Matches a batch of bus messages (pure apart from the read lock).
+pub fn match_batch(shared: &Shared, batch: &[Delivery], scratch: &mut MatchScratch) -> Matched {
+    let mut matched = Matched::default();
+    let subscriptions = shared.read();
+    let mut changes = Vec::with_capacity(batch.len());
+    for delivery in batch {
+        let Ok(envelope) = serde_json::from_slice::<Envelope<'_>>(&delivery.payload) else {
+            matched.skipped += 1;
+            continue;
+        };
+        let (Some(plugin), Some(event)) = (envelope.plugin, envelope.event) else {
+            matched.skipped += 1;
+            continue;
+        };
+        if plugin != CHANGE_PLUGIN {
+            matched.skipped += 1;
+            continue;
+        }
+        let change = match parse_change(event.get().as_bytes()) {
+            Ok(change) => change,
+            Err(error) => {
+                tracing::warn!(seq = delivery.seq, %error, "A wikimedia message's event is not a recent change; skipped.");
+                matched.skipped += 1;
+                continue;
+            }
+        };
+        changes.push(change);
+    }
+    matched.changes = changes.len() as u64;
+    // The whole batch at once: the index pipelines its lookups across changes.
+    subscriptions.dispatch_each(&changes, scratch, |_, deliveries| {
+        for found in deliveries {
+            matched.entries.push(DeliveryEntry::encode(found.subscription.as_str(), &found.payload));
+        }
+    });
+    matched
+}
+
+/// Below this many messages a batch is matched on one task.
+const SPLIT_AT: usize = 256;
+
+/// Matches a batch with both cores: the second half on another task, the first here,
+/// the entries joined in order. Each half has its own scratch memory.
+pub async fn match_on_two_tasks(shared: &Arc<Shared>, batch: &[Delivery], scratch: &mut [MatchScratch; 2]) -> Matched {
+    if batch.len() < SPLIT_AT {
+        return match_batch(shared, batch, &mut scratch[0]);
+    }
+    let (first, second) = batch.split_at(batch.len() / 2);
+    let second = second.to_vec();
+    let mut second_scratch = std::mem::take(&mut scratch[1]);
+    let other = shared.clone();
+    let task = tokio::spawn(async move {
+        let matched = match_batch(&other, &second, &mut second_scratch);
+        (matched, second_scratch)
+    });
+    let mut matched = match_batch(shared, first, &mut scratch[0]);
+    // The task only matches; it cannot fail unless matching panicked, and then so do we.
+    let (rest, second_scratch) = task.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    scratch[1] = second_scratch;
+    matched.entries.extend(rest.entries);
+    matched.changes += rest.changes;
+    matched.skipped += rest.skipped;
+    matched
+}
+
+/// Appends a batch's deliveries to the delivery queue.
+pub async fn publish(bus: &dyn Bus, matched: Matched) -> Result<u64, BusError> {
+    let count = matched.entries.len() as u64;
+    if count > 0 {
+        bus.publish(DELIVERY_QUEUE, matched.entries).await?;
+    }
+    Ok(count)
+}
+
+/// Runs the matcher on `source` until `shutdown`; the batch in hand is finished first.
+pub async fn run(bus: Arc<dyn Bus>, source: String, shared: Arc<Shared>, shutdown: CancellationToken) {
+    keep_consuming("matcher", &source, &shutdown, || consume(&bus, &source, &shared, &shutdown)).await
+}
+
+/// The next non-empty batch of up to `max` deliveries, or `None` once `shutdown` fires.
+pub(crate) async fn next_batch(
+    consumer: &mut dyn flotilla_bus::Consumer,
+    max: usize,
+    shutdown: &CancellationToken,
+) -> Result<Option<Vec<Delivery>>, BusError> {
+    loop {
+        let batch = tokio::select! {
+            batch = consumer.fetch(max, Duration::from_secs(1)) => batch?,
+            _ = shutdown.cancelled() => return Ok(None),
+        };
+        if !batch.is_empty() {
+            return Ok(Some(batch));
+        }
+    }
+}
+
+/// Runs a consuming loop until it returns: bus errors are retried after a pause (the
+/// bus may be briefly unable to write: a full disk); a closed bus ends it.
+pub(crate) async fn keep_consuming<F, Fut>(what: &str, queue: &str, shutdown: &CancellationToken, mut consume: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), BusError>>,
+{
+    loop {
+        match consume().await {
+            Ok(()) | Err(BusError::Closed) => return,
+            Err(error) => {
+                tracing::error!(%error, queue, "The dispatcher's {what} failed; retrying in 1 s.");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+/// A matched batch whose deliveries are being made durable.
+struct InFlight {
+    publish: tokio::task::JoinHandle<Result<u64, BusError>>,
+    ids: Vec<flotilla_bus::DeliveryId>,
+    changes: u64,
+    skipped: u64,
+}
+
+/// Waits for a batch's deliveries to be durable, then acknowledges it.
+async fn finish(
+    in_flight: Option<InFlight>,
+    consumer: &mut dyn flotilla_bus::Consumer,
+    shared: &Shared,
+) -> Result<(), BusError> {
+    let Some(batch) = in_flight else { return Ok(()) };
+    let delivered =
+        batch.publish.await.map_err(|e| BusError::Backend(format!("the matcher's publishing task failed: {e}")))??;
+    consumer.ack(&batch.ids).await?;
+    shared.counters.changes.fetch_add(batch.changes, Ordering::Relaxed);
+    shared.counters.skipped.fetch_add(batch.skipped, Ordering::Relaxed);
+    shared.counters.deliveries.fetch_add(delivered, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Matching batch N+1 overlaps making batch N's deliveries durable; deliveries stay in
+/// order because batch N+1's publishes start only once batch N's are durable (and
+/// batch N is acknowledged).
+async fn consume(
+    bus: &Arc<dyn Bus>,
+    source: &str,
+    shared: &Arc<Shared>,
+    shutdown: &CancellationToken,
+) -> Result<(), BusError> {
+    let mut consumer = bus.subscribe(source, GROUP).await?;
+    let mut scratch: [MatchScratch; 2] = Default::default();
+    let mut in_flight: Option<InFlight> = None;
+    loop {
+        // With a batch being published, take only what is there now.
+        let wait = if in_flight.is_some() { Duration::ZERO } else { Duration::from_secs(1) };
+        let batch = tokio::select! {
+            batch = consumer.fetch(BATCH, wait) => batch?,
+            _ = shutdown.cancelled() => return finish(in_flight.take(), consumer.as_mut(), shared).await,
+        };
+        if batch.is_empty() {
+            finish(in_flight.take(), consumer.as_mut(), shared).await?;
+            continue;
+        }
+        let matched = match_on_two_tasks(shared, &batch, &mut scratch).await;
+        let (changes, skipped) = (matched.changes, matched.skipped);
+        finish(in_flight.take(), consumer.as_mut(), shared).await?;
+        let publisher = bus.clone();
+        in_flight = Some(InFlight {
+            publish: tokio::spawn(async move { publish(publisher.as_ref(), matched).await }),
+            ids: batch.iter().map(|d| d.id.clone()).collect(),
+            changes,
+            skipped,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_entries_round_trip() {
+        for (name, payload) in [("bot", "enwiki|A|U|edit|1|2|+3|x"), ("b.2", "<rc title=\"&quot;\">\"</rc>"), ("x", "")]
+        {
+            let bytes = DeliveryEntry::encode(name, payload);
+            let entry: DeliveryEntry<'_> = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!((entry.subscription.as_ref(), entry.payload.as_ref()), (name, payload));
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The state every part of the dispatcher shares: the subscriptions with their matching
+//! index, and the ordered write-behind of their changes to the store.
+//!
+//! Reads (matching a change, `list`, `info`) take a read lock and never wait for the
+//! database. Changes go through [`Shared::mutate`]: one change at a time (an async mutex
+//! orders them), applied in memory under the write lock, which is released before the
+//! records are written, so matching never waits for a disk. Records are written in the
+//! order they were made; if the store refuses, they are kept and written before the next
+//! ones (and retried in the background), so the copy in the store is late at worst,
+//! never out of order.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use flotilla_wikimedia_core::{Mutation, Subscriptions};
+use tokio_util::sync::CancellationToken;
+
+use crate::persist::SubscriptionStore;
+
+/// Counters for status and benchmarks.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Changes the matcher has looked at.
+    pub changes: AtomicU64,
+    /// Bus messages the matcher skipped (not a recent change).
+    pub skipped: AtomicU64,
+    /// Deliveries made (one per subscription per matching change).
+    pub deliveries: AtomicU64,
+    /// Deliveries copied into their `sub.<name>` queues.
+    pub queued: AtomicU64,
+    /// List elements Redis confirmed.
+    pub redis_pushed: AtomicU64,
+    /// Failed attempts to push to Redis.
+    pub redis_failures: AtomicU64,
+    /// Subscription records the store has not taken yet.
+    pub unsaved_records: AtomicU64,
+}
+
+impl Counters {
+    /// The counters as JSON.
+    pub fn snapshot(&self) -> serde_json::Value {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        serde_json::json!({
+            "changes": get(&self.changes),
+            "skipped": get(&self.skipped),
+            "deliveries": get(&self.deliveries),
+            "queued": get(&self.queued),
+            "redis_pushed": get(&self.redis_pushed),
+            "redis_failures": get(&self.redis_failures),
+            "unsaved_records": get(&self.unsaved_records),
+        })
+    }
+}
+
+/// The shared state.
+pub struct Shared {
+    subscriptions: RwLock<Subscriptions>,
+    /// Records not yet in the store, oldest first; the lock also orders changes.
+    pending: tokio::sync::Mutex<Vec<Mutation>>,
+    store: Option<SubscriptionStore>,
+    pub counters: Counters,
+}
+
+impl Shared {
+    /// State around `subscriptions`; `store` receives the records (`None`: memory only,
+    /// for tests and benchmarks).
+    pub fn new(subscriptions: Subscriptions, store: Option<SubscriptionStore>) -> Shared {
+        Shared {
+            subscriptions: RwLock::new(subscriptions),
+            pending: tokio::sync::Mutex::new(Vec::new()),
+            store,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The subscriptions, for reading.
+    pub fn read(&self) -> RwLockReadGuard<'_, Subscriptions> {
+        self.subscriptions.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes the subscriptions with `change`, which returns its result and the
+    /// records to persist; returns once the records are written (or kept for a retry,
+    /// if the store refused: see the module docs).
+    pub async fn mutate<R>(&self, change: impl FnOnce(&mut Subscriptions) -> (R, Vec<Mutation>)) -> R {
+        let mut pending = self.pending.lock().await;
+        let (result, mutations) = {
+            let mut subscriptions = self.subscriptions.write().unwrap_or_else(|p| p.into_inner());
+            change(&mut subscriptions)
+        };
+        pending.extend(mutations);
+        self.flush(&mut pending).await;
+        result
+    }
+
+    /// Writes what is pending; keeps it if the store refuses.
+    async fn flush(&self, pending: &mut Vec<Mutation>) {
+        if pending.is_empty() {
+            return;
+        }
+        let Some(store) = &self.store else {
+            pending.clear();
+            return;
+        };
+        match store.apply(pending).await {
+            Ok(()) => pending.clear(),
+            Err(error) => tracing::error!(%error, records = pending.len(),
+                "Could not save subscription changes; they are applied in memory and will be saved when the store works again."),
+        }
+        self.counters.unsaved_records.store(pending.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Retries unsaved records every few seconds until `shutdown`, then once more.
+    pub async fn keep_saving(&self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = shutdown.cancelled() => {
+                    let mut pending = self.pending.lock().await;
+                    self.flush(&mut pending).await;
+                    return;
+                }
+            }
+            let mut pending = self.pending.lock().await;
+            self.flush(&mut pending).await;
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Test harness: a dispatcher over a real embedded bus and a real store in a temporary
+//! directory, its control server on a free loopback port, throwaway Redis servers, a
+//! line-protocol client, and a fresh Postgres database when a test wants one.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flotilla_bus::{Bus, EmbeddedBus, EmbeddedOptions, ReadFrom};
+use flotilla_wikimedia_dispatcher::{ControlLimits, Dispatcher, DispatcherSettings};
+use flotilla_store::Store;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+pub struct Harness {
+    /// Keeps the bus and the store alive for the test.
+    pub _dir: tempfile::TempDir,
+    pub bus: Arc<dyn Bus>,
+    pub store: Arc<Store>,
+    pub settings: DispatcherSettings,
+    pub dispatcher: Option<Dispatcher>,
+}
+
+impl Harness {
+    /// A dispatcher with SQLite in a temporary directory; deliveries to `redis_url`.
+    pub async fn start(redis_url: Option<String>, control: ControlLimits) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/store.db", dir.path().display());
+        Harness::start_with_store(dir, &url, redis_url, control).await
+    }
+
+    pub async fn start_with_store(
+        dir: tempfile::TempDir,
+        store_url: &str,
+        redis_url: Option<String>,
+        control: ControlLimits,
+    ) -> Harness {
+        let bus: Arc<dyn Bus> =
+            Arc::new(EmbeddedBus::open(&dir.path().join("bus"), EmbeddedOptions::default()).unwrap());
+        let store = Arc::new(Store::open(store_url).await.unwrap());
+        let settings =
+            DispatcherSettings { redis_url, control, admin_token: Some("admin-secret".into()), ..Default::default() };
+        let mut harness = Harness { _dir: dir, bus, store, settings, dispatcher: None };
+        harness.launch().await;
+        harness
+    }
+
+    async fn launch(&mut self) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dispatcher = Dispatcher::start(self.settings.clone(), self.bus.clone(), Some(self.store.clone()), listener)
+            .await
+            .unwrap();
+        self.dispatcher = Some(dispatcher);
+    }
+
+    /// Stops the dispatcher and starts a new one over the same bus and store.
+    pub async fn restart(&mut self) {
+        if let Some(dispatcher) = self.dispatcher.take() {
+            dispatcher.stop().await;
+        }
+        self.launch().await;
+    }
+
+    pub fn dispatcher(&self) -> &Dispatcher {
+        self.dispatcher.as_ref().unwrap()
+    }
+
+    pub fn control(&self) -> SocketAddr {
+        self.dispatcher().control_addr()
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(self.control()).await
+    }
+
+    /// Publishes events to `reactor` as the wikimedia connector would.
+    pub async fn publish_events(&self, events: &[String]) {
+        let payloads: Vec<Bytes> = events
+            .iter()
+            .filter_map(|event| {
+                let mut message = flotilla_wikimedia_source::change_message(event.as_bytes()).unwrap()?;
+                message.set("key", "wm");
+                message.stamp("testhost", std::time::SystemTime::now());
+                Some(Bytes::from(message.to_json()))
+            })
+            .collect();
+        self.bus.publish("reactor", payloads).await.unwrap();
+    }
+
+    /// The payloads of a bus queue, waiting (bounded) until there are `count`.
+    pub async fn queue(&self, queue: &str, count: usize) -> Vec<String> {
+        let mut reader = self.bus.read(queue, ReadFrom::Start).await.unwrap();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while out.len() < count {
+            assert!(Instant::now() < deadline, "{queue}: only {} of {count} arrived: {out:?}", out.len());
+            for d in reader.fetch(1024, Duration::from_millis(100)).await.unwrap() {
+                out.push(String::from_utf8(d.payload.to_vec()).unwrap());
+            }
+        }
+        for d in reader.fetch(1024, Duration::from_millis(300)).await.unwrap() {
+            out.push(String::from_utf8(d.payload.to_vec()).unwrap());
+        }
+        out
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(dispatcher) = self.dispatcher.take() {
+            dispatcher.stop().await;
+        }
+        self.bus.close().await.unwrap();
+        self.store.close().await;
+    }
+}
+
+/// A control-protocol client.
+pub struct Client {
+    pub reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    pub writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        Client::from_stream(TcpStream::connect(addr).await.unwrap())
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Client {
+        let (read, writer) = stream.into_split();
+        Client { reader: BufReader::new(read), writer }
+    }
+
+    /// Sends raw bytes.
+    pub async fn write(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).await.unwrap();
+    }
+
+    /// The next reply line without its `\n`; `None` when the server closed.
+    pub async fn line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut line))
+            .await
+            .expect("a reply within 10 s")
+            .ok()?;
+        (read > 0).then(|| line.trim_end_matches('\n').to_string())
+    }
+
+    /// Sends one line and returns the reply.
+    pub async fn ask(&mut self, line: &str) -> String {
+        self.write(format!("{line}\n").as_bytes()).await;
+        self.line().await.expect("a reply")
+    }
+
+    /// `subscribe NAME` then `auth`; returns the token.
+    pub async fn subscribe_and_auth(&mut self, name: &str) -> String {
+        let reply = self.ask(&format!("subscribe {name}")).await;
+        let token = reply.strip_prefix("TOKEN: ").unwrap_or_else(|| panic!("{reply}")).to_string();
+        assert_eq!(self.ask(&format!("auth {name} {token}")).await, "OK");
+        token
+    }
+}
+
+/// A throwaway redis-server on a free port, stopped by its own PID when dropped.
+/// Append-only with fsync on every write, so a restart keeps what it acknowledged.
+pub struct RedisServer {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start(dir: &Path) -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut server = RedisServer { port, dir: dir.to_path_buf(), child: None };
+        server.spawn();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn spawn(&mut self) {
+        std::fs::create_dir_all(&self.dir).unwrap();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/peers ensure redis installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut c) = redis::Client::open(self.url()).and_then(|c| c.get_connection())
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+    }
+
+    /// Pops everything from a list, oldest first, once it holds at least `count`.
+    pub async fn drain(&self, list: &str, count: usize) -> Vec<String> {
+        let mut connection = self.connection().await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let len: usize = redis::cmd("LLEN").arg(list).query_async(&mut connection).await.unwrap();
+            if len >= count {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{list}: only {len} of {count} arrived");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await; // Anything extra would show now.
+        let mut out = Vec::new();
+        while let Some(item) =
+            redis::cmd("RPOP").arg(list).query_async::<Option<String>>(&mut connection).await.unwrap()
+        {
+            out.push(item);
+        }
+        out
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// What a subscription in `format` receives for `event`.
+pub fn rendered(event: &str, format: flotilla_wikimedia_core::OutputFormat) -> String {
+    flotilla_wikimedia_core::render(&flotilla_wikimedia_core::parse_change(event.as_bytes()).unwrap(), format)
+}
+
+/// A fresh Postgres database for one test, dropped with [`PgDatabase::drop_now`].
+pub struct PgDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    pub async fn create() -> PgDatabase {
+        let admin_url = std::env::var("FLOTILLA_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+        let mut suffix = [0u8; 6];
+        getrandom::fill(&mut suffix).unwrap();
+        let name = format!("flotilla_d_{}", suffix.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        sqlx::any::install_default_drivers();
+        let admin = sqlx::AnyPool::connect(&admin_url).await.unwrap_or_else(|e| {
+            panic!("Postgres at {admin_url} is needed for this test (scripts/test starts it): {e}")
+        });
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
+        admin.close().await;
+        let cut = admin_url.rfind('/').expect("a database in the URL");
+        let url = format!("{}/{name}", &admin_url[..cut]);
+        PgDatabase { admin_url, name, url }
+    }
+
+    pub async fn drop_now(self) {
+        let admin = sqlx::AnyPool::connect(&self.admin_url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+    }
+}
