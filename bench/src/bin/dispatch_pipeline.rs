@@ -109,7 +109,8 @@ fn main() {
 }
 
 async fn run(changes: u64) {
-    let dir = tempfile::Builder::new().prefix("flotilla-wikimedia-core-bench").tempdir_in("/var/tmp").expect("temp dir");
+    let dir =
+        tempfile::Builder::new().prefix("flotilla-wikimedia-core-bench").tempdir_in("/var/tmp").expect("temp dir");
     let bus: Arc<dyn Bus> =
         Arc::new(EmbeddedBus::open(&dir.path().join("bus"), EmbeddedOptions::default()).expect("bus opens"));
     let loading = Instant::now();

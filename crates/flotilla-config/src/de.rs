@@ -329,7 +329,9 @@ fn alternatives(names: &[&str]) -> String {
     }
 }
 
-fn unknown_key_message(key: &str, path: &str, expected: &[&str]) -> String {
+/// The message for an unknown key at `path` (empty: the top level), with the keys
+/// expected there and a suggestion when the key looks like a typo of one.
+pub fn unknown_key_message(key: &str, path: &str, expected: &[&str]) -> String {
     let mut message = if expected.is_empty() {
         format!("unknown key '{key}' {} (it takes no keys)", place(path))
     } else {

@@ -80,7 +80,7 @@ mod node;
 mod parse;
 mod scalar;
 
-pub use de::{MAX_PASSES, decode, decode_at};
+pub use de::{MAX_PASSES, decode, decode_at, unknown_key_message};
 pub use env::{SubstError, substitute};
 pub use load::load;
 pub use located::Located;

@@ -116,3 +116,21 @@ fn decode_location(encoded: &str) -> Option<Location> {
     let file = parts.next()?;
     Some(Location::new(file, line, column))
 }
+
+impl Located<serde_json::Value> {
+    /// The value as a boolean switch (`enabled:` and the like): `true`/`false`, `yes`/`no`,
+    /// `on`/`off` and wubot's `1`/`0` (any number: non-zero is true). `key` is the dotted
+    /// path for the error, which says what was found.
+    pub fn as_flag(&self, key: &str) -> Result<bool, crate::Diagnostic> {
+        use serde_json::Value;
+        match &self.value {
+            Value::Bool(b) => Ok(*b),
+            Value::Number(n) => Ok(n.as_f64().is_some_and(|f| f != 0.0)),
+            Value::String(s) if matches!(s.as_str(), "yes" | "on") => Ok(true),
+            Value::String(s) if matches!(s.as_str(), "no" | "off") => Ok(false),
+            other => {
+                Err(crate::Diagnostic::at(&self.location, format!("{key}: expected true or false, found {other}")))
+            }
+        }
+    }
+}

@@ -17,6 +17,7 @@ use flotilla_config::{Diagnostic, Located, Location, Node, decode_at};
 use flotilla_connector::{Connector, ConnectorSection, ConnectorType, FileRulesLoader, RulesFile, split_section};
 use flotilla_core::{parse_duration, parse_size};
 use flotilla_reactor::{CompileContext, RuleConfig, RuleTree};
+use flotilla_service::{ConfiguredConnector, Service, ServiceConfig, ServiceType};
 use serde::Deserialize;
 
 /// A validated, built configuration.
@@ -29,48 +30,14 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub bus: EmbeddedOptions,
     pub store_url: String,
-    /// Where the dispatcher delivers (`redis.url`, default `redis://127.0.0.1:6379/0`).
-    pub redis_url: Option<String>,
-    pub control_listen: SocketAddr,
-    pub dispatcher: DispatcherConfig,
     pub http_listen: SocketAddr,
     pub admin_token: Option<AdminToken>,
     pub connectors: Vec<ConnectorPlan>,
+    /// The services the configuration asks for, built and ready to start.
+    pub services: Vec<ServicePlan>,
     pub rules: Arc<RuleTree>,
     pub reactor: ReactorSettings,
 }
-
-/// The `dispatcher:` section: the Wikimedia dispatcher (SPEC §6), which runs unless
-/// `enabled: false`.
-#[derive(Debug, Clone)]
-pub struct DispatcherConfig {
-    pub enabled: bool,
-    /// The queue recent changes arrive in (where the `wikimedia` connectors emit).
-    pub source_queue: String,
-    /// Control connections at once, and from one address.
-    pub max_connections: usize,
-    pub max_connections_per_ip: usize,
-    /// Definitions one subscription may have.
-    pub max_definitions: usize,
-    /// A control connection silent this long is closed.
-    pub idle_timeout: Duration,
-}
-
-impl Default for DispatcherConfig {
-    fn default() -> Self {
-        DispatcherConfig {
-            enabled: true,
-            source_queue: "reactor".to_string(),
-            max_connections: 1024,
-            max_connections_per_ip: 64,
-            max_definitions: 10_000,
-            idle_timeout: Duration::from_secs(600),
-        }
-    }
-}
-
-/// The default `redis.url`.
-pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
 
 /// A secret that never shows in logs.
 #[derive(Clone)]
@@ -108,6 +75,12 @@ pub struct ConnectorPlan {
     pub connector: Arc<dyn Connector>,
 }
 
+/// One service the configuration asks for, built and ready to start.
+pub struct ServicePlan {
+    pub name: &'static str,
+    pub service: Box<dyn Service>,
+}
+
 /// The reactor's settings.
 #[derive(Debug, Clone)]
 pub struct ReactorSettings {
@@ -120,6 +93,8 @@ pub struct LoadOptions<'a> {
     /// `-c PATH`; `None` means `./flotilla.yaml` if present, else built-in defaults.
     pub path: Option<&'a Path>,
     pub registry: &'a [ConnectorType],
+    /// The service types this binary has.
+    pub services: &'a [ServiceType],
     pub env: &'a dyn Fn(&str) -> Option<String>,
     /// The short host name (`.yaml.<shorthost>` files, `node.name`'s default).
     pub hostname: String,
@@ -140,25 +115,6 @@ pub fn short_hostname() -> String {
     if short.is_empty() { "localhost".to_string() } else { short }
 }
 
-/// The top level, kept raw: each section is decoded on its own so a mistake in one
-/// never hides the mistakes in another. Decoding this struct only reports unknown
-/// top-level keys.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // Read through `Node::entry`; the fields name the accepted keys.
-struct RawTop {
-    node: Option<Node>,
-    bus: Option<Node>,
-    store: Option<Node>,
-    redis: Option<Node>,
-    control: Option<Node>,
-    dispatcher: Option<Node>,
-    http: Option<Node>,
-    reactor: Option<Node>,
-    connectors: Option<Node>,
-    rules: Option<Node>,
-}
-
 /// The sections, each decoded on its own (a section with mistakes is reported and
 /// then treated as empty).
 #[derive(Default)]
@@ -166,9 +122,6 @@ struct RawConfig {
     node: RawNode,
     bus: RawBus,
     store: RawStore,
-    redis: RawRedis,
-    control: RawListen,
-    dispatcher: RawDispatcher,
     http: RawHttp,
     reactor: RawReactor,
     connectors: BTreeMap<String, Node>,
@@ -176,9 +129,8 @@ struct RawConfig {
 }
 
 impl RawConfig {
-    fn decode(tree: &Node, problems: &mut Problems) -> RawConfig {
-        let (_, unknown_keys) = flotilla_config::decode::<RawTop>(tree);
-        problems.0.extend(unknown_keys);
+    fn decode(tree: &Node, services: &[ServiceType], problems: &mut Problems) -> RawConfig {
+        check_top_level_keys(tree, services, problems);
         fn section<T: serde::de::DeserializeOwned + Default>(tree: &Node, key: &str, problems: &mut Problems) -> T {
             let Some(node) = tree.entry(key).filter(|n| !n.is_null()) else { return T::default() };
             let (value, errors) = decode_at::<T>(node, key);
@@ -189,9 +141,6 @@ impl RawConfig {
             node: section(tree, "node", problems),
             bus: section(tree, "bus", problems),
             store: section(tree, "store", problems),
-            redis: section(tree, "redis", problems),
-            control: section(tree, "control", problems),
-            dispatcher: section(tree, "dispatcher", problems),
             http: section(tree, "http", problems),
             reactor: section(tree, "reactor", problems),
             connectors: section(tree, "connectors", problems),
@@ -234,29 +183,6 @@ struct RawRetention {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     url: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawRedis {
-    url: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawListen {
-    listen: Option<Located<String>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawDispatcher {
-    enabled: Option<Located<serde_json::Value>>,
-    source_queue: Option<Located<String>>,
-    max_connections: Option<Located<u64>>,
-    max_connections_per_ip: Option<Located<u64>>,
-    max_definitions: Option<Located<u64>>,
-    idle_timeout: Option<Located<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -363,7 +289,7 @@ pub fn load_config(options: &LoadOptions<'_>) -> Result<Config, Vec<Diagnostic>>
         None => PathBuf::from("."),
     };
     let mut problems = Problems::default();
-    let raw = RawConfig::decode(&tree, &mut problems);
+    let raw = RawConfig::decode(&tree, options.services, &mut problems);
     let config = build(raw, &tree, source, &base_dir, options, &mut problems);
     let mut diagnostics = problems.0;
     if diagnostics.is_empty() {
@@ -394,14 +320,7 @@ fn build(
 
     let bus = bus_options(&raw.bus, problems);
     let store_url = raw.store.url.unwrap_or_else(|| format!("sqlite://{}/flotilla.db", data_dir.display()));
-    let control_listen = problems.listen(&raw.control.listen, "control.listen", "127.0.0.1:29438");
     let http_listen = problems.listen(&raw.http.listen, "http.listen", "127.0.0.1:8080");
-    let dispatcher = dispatcher_config(&raw.dispatcher, problems);
-    let redis_url = raw.redis.url.unwrap_or_else(|| DEFAULT_REDIS_URL.to_string());
-    if let Err(problem) = flotilla_wikimedia_dispatcher::redis_delivery::check_url(&redis_url) {
-        let location = tree.entry("redis").and_then(|r| r.entry("url")).map(|n| n.location.clone());
-        problems.0.push(Diagnostic { location, message: format!("redis.url: {problem}") });
-    }
     let admin_token = raw.http.admin_token.filter(|t| !t.is_empty()).map(AdminToken);
     let idle_warning = match &raw.reactor.idle_warning {
         Some(v) if v.value.eq_ignore_ascii_case("off") => None,
@@ -415,6 +334,8 @@ fn build(
         .filter_map(|(name, section)| connector_plan(name, section, options.registry, problems))
         .collect::<Vec<_>>();
 
+    let services = service_plans(tree, options.services, &connectors, admin_token.as_ref(), problems);
+
     let rules = compile_rules(raw.rules.as_ref(), tree, &node_name, base_dir, &connectors, problems);
 
     Config {
@@ -424,46 +345,13 @@ fn build(
         data_dir,
         bus,
         store_url,
-        redis_url: Some(redis_url),
-        control_listen,
-        dispatcher,
         http_listen,
         admin_token,
         connectors,
+        services,
         rules: Arc::new(rules),
         reactor: ReactorSettings { idle_warning },
     }
-}
-
-fn dispatcher_config(raw: &RawDispatcher, problems: &mut Problems) -> DispatcherConfig {
-    let mut config = DispatcherConfig::default();
-    if let Some(enabled) = &raw.enabled {
-        config.enabled = flag(enabled, "enabled", "dispatcher", problems);
-    }
-    if let Some(queue) = &raw.source_queue {
-        if flotilla_bus::valid_name(&queue.value) {
-            config.source_queue = queue.value.clone();
-        } else {
-            problems
-                .at(&queue.location, format!("dispatcher.source_queue: '{}' is not a valid queue name", queue.value));
-        }
-    }
-    let mut count = |value: &Option<Located<u64>>, key: &str, target: &mut usize| {
-        if let Some(value) = value {
-            if value.value == 0 {
-                problems.at(&value.location, format!("dispatcher.{key}: must be at least 1"));
-            } else {
-                *target = usize::try_from(value.value).unwrap_or(usize::MAX);
-            }
-        }
-    };
-    count(&raw.max_connections, "max_connections", &mut config.max_connections);
-    count(&raw.max_connections_per_ip, "max_connections_per_ip", &mut config.max_connections_per_ip);
-    count(&raw.max_definitions, "max_definitions", &mut config.max_definitions);
-    if let Some(timeout) = problems.duration(&raw.idle_timeout, "dispatcher.idle_timeout") {
-        config.idle_timeout = timeout;
-    }
-    config
 }
 
 fn bus_options(raw: &RawBus, problems: &mut Problems) -> EmbeddedOptions {
@@ -512,20 +400,6 @@ fn bus_options(raw: &RawBus, problems: &mut Problems) -> EmbeddedOptions {
     options
 }
 
-/// Truthiness of `enabled: yes/no/true/false/1/0`.
-fn flag(value: &Located<serde_json::Value>, key: &str, path: &str, problems: &mut Problems) -> bool {
-    match &value.value {
-        serde_json::Value::Bool(b) => *b,
-        serde_json::Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        serde_json::Value::String(s) if matches!(s.as_str(), "yes" | "on") => true,
-        serde_json::Value::String(s) if matches!(s.as_str(), "no" | "off") => false,
-        other => {
-            problems.at(&value.location, format!("{path}.{key}: expected true or false, found {other}"));
-            true
-        }
-    }
-}
-
 fn connector_plan(
     name: &str,
     section: &Node,
@@ -556,7 +430,10 @@ fn connector_plan(
     let mut enabled = true;
     for (key, value) in [("enabled", &common.enabled), ("enable", &common.enable)] {
         if let Some(value) = value {
-            enabled = flag(value, key, &path, problems);
+            match value.as_flag(&format!("{path}.{key}")) {
+                Ok(flag) => enabled = flag,
+                Err(problem) => problems.0.push(problem),
+            }
         }
     }
     let queue = match common.queue {
@@ -592,6 +469,60 @@ fn connector_plan(
             None
         }
     }
+}
+
+/// The node's own top-level keys; services add theirs.
+const NODE_SECTIONS: [&str; 7] = ["node", "bus", "store", "http", "reactor", "connectors", "rules"];
+
+/// Reports top-level keys that neither the node nor a service owns.
+fn check_top_level_keys(tree: &Node, services: &[ServiceType], problems: &mut Problems) {
+    let Some(entries) = tree.as_map() else {
+        problems.at(&tree.location, "the configuration must be a map of sections (node, bus, connectors, rules, …)");
+        return;
+    };
+    let mut known: Vec<&str> = NODE_SECTIONS.to_vec();
+    known.extend(services.iter().flat_map(|s| s.sections.iter().copied()));
+    for (key, _) in entries {
+        if let Some(name) = key.as_str().filter(|name| !known.contains(name)) {
+            problems.at(&key.location, flotilla_config::unknown_key_message(name, "", &known));
+        }
+    }
+}
+
+/// Builds every service the configuration asks for; a service type whose `build`
+/// answers `None` is not configured and does not start.
+fn service_plans(
+    tree: &Node,
+    services: &[ServiceType],
+    connectors: &[ConnectorPlan],
+    admin_token: Option<&AdminToken>,
+    problems: &mut Problems,
+) -> Vec<ServicePlan> {
+    let configured: Vec<ConfiguredConnector> = connectors
+        .iter()
+        .map(|c| ConfiguredConnector {
+            name: c.name.clone(),
+            kind: c.kind.clone(),
+            queue: c.queue.clone(),
+            enabled: c.enabled,
+        })
+        .collect();
+    let mut plans = Vec::new();
+    for service_type in services {
+        let sections = service_type
+            .sections
+            .iter()
+            .filter_map(|key| tree.entry(key).filter(|n| !n.is_null()).map(|node| (*key, node)))
+            .collect();
+        let section =
+            ServiceConfig { sections, connectors: &configured, admin_token: admin_token.map(|t| t.0.as_str()) };
+        match (service_type.build)(&section) {
+            Ok(Some(service)) => plans.push(ServicePlan { name: service_type.name, service }),
+            Ok(None) => {}
+            Err(errors) => problems.0.extend(errors),
+        }
+    }
+    plans
 }
 
 fn type_names(registry: &[ConnectorType]) -> String {

@@ -1,8 +1,8 @@
 //! The HTTP server (SPEC §11): `/healthz`, `/metrics`, `/api/v1/status`, and
 //! `/api/v1/events?where=CONDITION` (server-sent events of a queue's messages, for the
-//! admin). Errors are JSON `{"error": "…"}` with the right status code. Other
-//! components (the dispatcher, Slack) add their routes by merging routers into
-//! [`router`]'s.
+//! admin). Errors are JSON `{"error": "…"}` with the right status code. Services
+//! (the dispatcher, …) add their routes: the node merges each running service's router
+//! into [`router`]'s.
 //!
 //! Admin access: with `http.admin_token` set, a request must carry it as a Bearer
 //! token (compared in constant time); without one, admin reads are allowed from
@@ -16,12 +16,14 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use flotilla_bus::ReadFrom;
 use flotilla_core::Message;
 use flotilla_core::condition::Condition;
 use tokio_util::sync::CancellationToken;
+
+use flotilla_service::http::{ApiError, bearer_is, event_stream, last_event_id};
 
 use crate::metrics;
 use crate::status::StatusSource;
@@ -33,18 +35,6 @@ pub struct HttpState {
     pub admin_token: Option<Arc<str>>,
     /// Ends long-lived responses (event streams) when the node stops.
     pub shutdown: CancellationToken,
-}
-
-/// An HTTP error: a status code and a message safe to show.
-pub struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({ "error": self.message }))).into_response()
-    }
 }
 
 /// The node's routes. Serve them with `into_make_service_with_connect_information`
@@ -74,7 +64,7 @@ impl HttpState {
     fn check_admin(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<(), ApiError> {
         let unauthorized = |message: &str| ApiError { status: StatusCode::UNAUTHORIZED, message: message.into() };
         match &self.admin_token {
-            Some(token) if flotilla_wikimedia_dispatcher::http::bearer_is(headers, token) => Ok(()),
+            Some(token) if bearer_is(headers, token) => Ok(()),
             Some(_) => Err(unauthorized("this needs the admin token as a Bearer token")),
             None if peer.ip().is_loopback() => Ok(()),
             None => Err(unauthorized("without http.admin_token this is only available from loopback")),
@@ -93,7 +83,7 @@ async fn events(
 ) -> Result<Response, ApiError> {
     state.check_admin(&headers, peer)?;
     let bad = |message: String| ApiError { status: StatusCode::BAD_REQUEST, message };
-    let filter: Option<flotilla_wikimedia_dispatcher::http::EventFilter> = match query.get("where") {
+    let filter: Option<flotilla_service::http::EventFilter> = match query.get("where") {
         Some(text) => {
             let condition = Condition::parse(text).map_err(|e| bad(format!("where: {e}")))?;
             Some(Box::new(move |payload: &[u8]| Message::from_json(payload).is_ok_and(|m| condition.eval(&m))))
@@ -109,11 +99,11 @@ async fn events(
         Some("end") | None => ReadFrom::End,
         Some(other) => return Err(bad(format!("from: expected 'start' or 'end', found '{other}'"))),
     };
-    let after = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let after = last_event_id(&headers);
     let from = if after.is_some() { ReadFrom::Start } else { from };
     let reader = state.status.bus.read(queue, from).await.map_err(|e| ApiError {
         status: StatusCode::SERVICE_UNAVAILABLE,
         message: format!("cannot read the queue: {e}"),
     })?;
-    Ok(flotilla_wikimedia_dispatcher::http::event_stream(reader, after, filter, state.shutdown.clone()))
+    Ok(event_stream(reader, after, filter, state.shutdown.clone()))
 }

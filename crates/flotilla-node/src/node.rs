@@ -1,13 +1,17 @@
 //! Starting a node and stopping it cleanly.
 //!
 //! Start order: data directory, bus (which takes the directory's lock, so two nodes
-//! never share one), store, connectors under the supervisor, the reactor, the
-//! dispatcher (its subscriptions loaded from the store, its control server), the HTTP
-//! server (with the dispatcher's routes), the admin socket. Shutdown reverses the flow
-//! of messages: stop intake (the connectors), stop the dispatcher (the batch in hand is
-//! matched and acknowledged, event streams end), let the reactor finish the batch in
-//! hand and acknowledge it, stop the servers, then flush and close the bus and the store. Nothing accepted is lost: what
-//! was published is durable, and what was not acknowledged is delivered again next time.
+//! never share one), store, connectors under the supervisor, the reactor, the services
+//! the configuration asks for (each applies its migrations, loads its state, binds its
+//! listeners), the HTTP server (with the services' routes), the admin socket.
+//!
+//! Shutdown is one tree of three stages, cancelled in the order messages flow
+//! ([`Stages`]): **intake** (the connectors: each gets its grace period and may still
+//! emit), then **processing** (the reactor and every service drain what is on the bus
+//! now, finish the batch in hand and acknowledge it), then **servers** (HTTP, the admin
+//! socket; event streams end), then the bus is flushed and closed, then the store.
+//! Nothing accepted is lost: what was published is durable, and what was not
+//! acknowledged is delivered again next time.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +20,7 @@ use std::time::{Instant, SystemTime};
 use anyhow::Context;
 use flotilla_bus::{Bus, BusError, EmbeddedBus};
 use flotilla_connector::{ConnectorContext, ConnectorState, StatusBoard};
-use flotilla_wikimedia_dispatcher::{ControlLimits, Dispatcher, DispatcherSettings};
+use flotilla_service::{RunningService, ServiceContext};
 use flotilla_store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -28,18 +32,32 @@ use crate::reactor::{self, ReactorCounters};
 use crate::status::StatusSource;
 use crate::supervisor;
 
+/// The shutdown tree: one token per stage, cancelled in this order by
+/// [`RunningNode::stop`], each only after the previous stage's tasks have ended.
+#[derive(Clone, Default)]
+struct Stages {
+    /// Connectors (each gets a child token).
+    intake: CancellationToken,
+    /// The reactor and the services (each service gets a child token).
+    processing: CancellationToken,
+    /// The HTTP server and the admin socket.
+    servers: CancellationToken,
+}
+
 /// A node that is running.
 pub struct RunningNode {
     pub node_name: String,
     pub data_dir: PathBuf,
     pub http_addr: std::net::SocketAddr,
-    /// Where the dispatcher's control server listens (`None`: dispatcher disabled).
-    pub control_addr: Option<std::net::SocketAddr>,
+    /// What the running services listen on, by what it is for (`control`, …).
+    pub listeners: Vec<(&'static str, std::net::SocketAddr)>,
     pub status: StatusSource,
-    shutdown: CancellationToken,
+    /// Cancelled to ask the node to stop ([`RunningNode::run_until_signal`] returns).
+    stop_requested: CancellationToken,
+    stages: Stages,
     connectors: Vec<JoinHandle<()>>,
     reactor: JoinHandle<anyhow::Result<()>>,
-    dispatcher: Option<Dispatcher>,
+    services: Arc<[Arc<dyn RunningService>]>,
     servers: Vec<JoinHandle<()>>,
     bus: Arc<dyn Bus>,
     store: Arc<Store>,
@@ -76,7 +94,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         Err(e) => return Err(e).context("cannot open the bus"),
     };
     let store = Arc::new(Store::open(&config.store_url).await.context("cannot open the store")?);
-    let shutdown = CancellationToken::new();
+    let stages = Stages::default();
     let board = StatusBoard::default();
 
     let mut connectors = Vec::new();
@@ -95,7 +113,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
             bus.clone(),
             store.clone(),
             board.clone(),
-            shutdown.child_token(),
+            stages.intake.child_token(),
             config.data_dir.clone(),
         );
         connectors.push(tokio::spawn(supervisor::supervise(
@@ -108,7 +126,6 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
 
     let counters = Arc::new(ReactorCounters::default());
     let effects = Arc::new(NodeEffects::new(bus.clone(), store.clone()));
-    let reactor_shutdown = CancellationToken::new();
     let reactor = tokio::spawn(
         reactor::Reactor {
             bus: bus.clone(),
@@ -118,38 +135,33 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
             idle_warning: config.reactor.idle_warning,
             counters: counters.clone(),
         }
-        .run(reactor_shutdown.clone()),
+        .run(stages.processing.clone()),
     );
-    // The reactor stops after the connectors, so their last messages are processed.
-    let stop_reactor = {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            shutdown.cancelled().await;
-            reactor_shutdown.cancel();
-        })
-    };
 
-    let dispatcher = if config.dispatcher.enabled {
-        let control = tokio::net::TcpListener::bind(config.control_listen).await.with_context(|| {
-            format!("cannot listen for the dispatcher's control protocol on {}", config.control_listen)
-        })?;
-        let settings = DispatcherSettings {
-            source_queue: config.dispatcher.source_queue.clone(),
-            redis_url: config.redis_url.clone(),
-            control: ControlLimits {
-                max_connections: config.dispatcher.max_connections,
-                max_connections_per_ip: config.dispatcher.max_connections_per_ip,
-                idle_timeout: config.dispatcher.idle_timeout,
-                ..ControlLimits::default()
-            },
-            max_definitions: config.dispatcher.max_definitions,
-            admin_token: config.admin_token.as_ref().map(|t| t.0.clone()),
+    let mut services: Vec<Arc<dyn RunningService>> = Vec::with_capacity(config.services.len());
+    for plan in config.services {
+        let ctx = ServiceContext {
+            node_name: config.node_name.clone(),
+            data_dir: config.data_dir.clone(),
+            bus: bus.clone(),
+            store: store.clone(),
+            shutdown: stages.processing.child_token(),
         };
-        Some(Dispatcher::start(settings, bus.clone(), Some(store.clone()), control).await?)
-    } else {
-        None
-    };
-    let control_addr = dispatcher.as_ref().map(Dispatcher::control_addr);
+        match plan.service.start(ctx).await {
+            Ok(service) => services.push(service),
+            Err(error) => {
+                // Leave nothing running behind the error.
+                stages.intake.cancel();
+                stages.processing.cancel();
+                for service in &services {
+                    service.stop().await;
+                }
+                return Err(error.context(format!("cannot start the {} service", plan.name)));
+            }
+        }
+    }
+    let services: Arc<[Arc<dyn RunningService>]> = services.into();
+    let listeners: Vec<_> = services.iter().flat_map(|s| s.listeners()).collect();
 
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
@@ -164,17 +176,20 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         board: board.clone(),
         bus: bus.clone(),
         reactor: counters,
+        services: services.clone(),
     };
-    let mut servers = vec![stop_reactor];
+    let mut servers = Vec::new();
     let mut app = crate::http::router(crate::http::HttpState {
         status: status.clone(),
         admin_token: config.admin_token.as_ref().map(|t| Arc::from(t.0.as_str())),
-        shutdown: shutdown.clone(),
+        shutdown: stages.servers.clone(),
     });
-    if let Some(dispatcher) = &dispatcher {
-        app = dispatcher.router().merge(app);
+    for service in services.iter() {
+        if let Some(router) = service.router() {
+            app = router.merge(app);
+        }
     }
-    let http_shutdown = shutdown.clone();
+    let http_shutdown = stages.servers.clone();
     servers.push(tokio::spawn(async move {
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
@@ -189,12 +204,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let admin_listener = tokio::net::UnixListener::bind(&socket)
         .with_context(|| format!("cannot create the admin socket {}", socket.display()))?;
     restrict_to_owner(&socket);
-    servers.push(tokio::spawn(admin::serve(admin_listener, bus.clone(), status.clone(), shutdown.clone())));
+    servers.push(tokio::spawn(admin::serve(admin_listener, bus.clone(), status.clone(), stages.servers.clone())));
 
+    let listed = listeners.iter().map(|(what, addr)| format!("{what}={addr}")).collect::<Vec<_>>().join(" ");
     tracing::info!(
         node = %config.node_name,
         http = %http_addr,
-        control = %control_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
+        listeners = %listed,
+        services = %services.iter().map(|s| s.name()).collect::<Vec<_>>().join(","),
         data_dir = %config.data_dir.display(),
         connectors = config.connectors.len(),
         rules = config.rules.len(),
@@ -205,12 +222,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         node_name: config.node_name,
         data_dir: config.data_dir,
         http_addr,
-        control_addr,
+        listeners,
         status,
-        shutdown,
+        stop_requested: CancellationToken::new(),
+        stages,
         connectors,
         reactor,
-        dispatcher,
+        services,
         servers,
         bus,
         store,
@@ -226,9 +244,15 @@ fn restrict_to_owner(path: &std::path::Path) {
 }
 
 impl RunningNode {
-    /// The token whose cancellation stops the node.
+    /// A token whose cancellation asks the node to stop: [`run_until_signal`](Self::run_until_signal)
+    /// then shuts down as a signal would.
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
+        self.stop_requested.clone()
+    }
+
+    /// Where the running service listens for `what` (`control`, …).
+    pub fn listener(&self, what: &str) -> Option<std::net::SocketAddr> {
+        self.listeners.iter().find(|(name, _)| *name == what).map(|(_, addr)| *addr)
     }
 
     /// Waits for SIGINT or SIGTERM (or the shutdown token), then shuts down cleanly.
@@ -236,31 +260,38 @@ impl RunningNode {
         tokio::select! {
             _ = self.signals.interrupt.recv() => tracing::info!("SIGINT received; shutting down."),
             _ = self.signals.terminate.recv() => tracing::info!("SIGTERM received; shutting down."),
-            _ = self.shutdown.cancelled() => {}
+            _ = self.stop_requested.cancelled() => {}
         }
         self.stop().await
     }
 
-    /// Stops intake, finishes in-flight work, flushes, and returns.
+    /// Stops the stages in order (intake, processing, servers), flushes, and returns.
     pub async fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
+        self.stop_requested.cancel();
+        // 1. Intake: connectors stop (within their grace period); what they emitted is
+        //    durable on the bus.
+        self.stages.intake.cancel();
         for task in self.connectors {
             let _ = task.await;
         }
-        // After the connectors (their last changes are on the bus) and before the
-        // servers (its event streams must end for the HTTP server to finish) and the bus.
-        if let Some(dispatcher) = self.dispatcher {
-            dispatcher.stop().await;
+        // 2. Processing: the reactor and the services drain what is on the bus now,
+        //    finish the batch in hand and acknowledge it.
+        self.stages.processing.cancel();
+        for service in self.services.iter() {
+            service.stop().await;
         }
         match self.reactor.await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::error!(error = %format!("{error:#}"), "The reactor stopped with an error."),
             Err(error) => tracing::error!(%error, "The reactor task failed."),
         }
+        // 3. Servers: HTTP (its event streams end) and the admin socket.
+        self.stages.servers.cancel();
         for task in self.servers {
             let _ = task.await;
         }
         let _ = std::fs::remove_file(admin::socket_path(&self.data_dir));
+        // 4. The bus, then the store.
         self.bus.close().await.context("flushing the bus")?;
         self.store.close().await;
         tracing::info!(node = %self.node_name, "Flotilla node stopped cleanly.");

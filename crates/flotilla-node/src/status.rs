@@ -6,6 +6,7 @@ use std::time::{Instant, SystemTime};
 
 use flotilla_bus::{Bus, BusCounters, QueueStats};
 use flotilla_connector::{ConnectorStatus, StatusBoard};
+use flotilla_service::RunningService;
 use serde::{Deserialize, Serialize};
 
 use crate::reactor::ReactorCounters;
@@ -26,6 +27,9 @@ pub struct NodeStatus {
     pub queues: Vec<QueueView>,
     pub bus: BusView,
     pub reactor: ReactorView,
+    /// Each running service's own status, by service name (only services that run).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub services: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A connector as shown (a copy of [`ConnectorStatus`] that can be read back).
@@ -145,6 +149,7 @@ pub struct StatusSource {
     pub board: StatusBoard,
     pub bus: Arc<dyn Bus>,
     pub reactor: Arc<ReactorCounters>,
+    pub services: Arc<[Arc<dyn RunningService>]>,
 }
 
 impl StatusSource {
@@ -172,6 +177,7 @@ impl StatusSource {
                 rejected: r.rejected.load(Ordering::Relaxed),
                 last_message_at: (last > 0).then_some(last),
             },
+            services: self.services.iter().map(|s| (s.name().to_string(), s.status())).collect(),
         }
     }
 }

@@ -20,9 +20,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use flotilla_wikimedia_dispatcher::client::{ControlClient as Connection, ServerError};
 use serde_json::{Map, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 use super::{Failure, Outcome};
 
@@ -73,47 +72,6 @@ pub struct Args {
     format: Option<String>,
 }
 
-/// A control-protocol connection.
-struct Connection {
-    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
-}
-
-/// The server answered with an error line.
-struct ServerError(String);
-
-impl Connection {
-    async fn open(host: &str, port: u16) -> anyhow::Result<Connection> {
-        let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect((host, port)))
-            .await
-            .map_err(|_| anyhow::anyhow!("connecting to the dispatcher at {host}:{port} timed out"))?
-            .with_context(|| format!("cannot reach the dispatcher at {host}:{port}"))?;
-        let (read, writer) = stream.into_split();
-        Ok(Connection { reader: BufReader::new(read), writer })
-    }
-
-    /// Sends one line; returns the reply, or the error line as [`ServerError`].
-    async fn ask(&mut self, line: &str) -> anyhow::Result<Result<String, ServerError>> {
-        self.writer.write_all(format!("{line}\n").as_bytes()).await.context("sending to the dispatcher")?;
-        let mut reply = String::new();
-        let read = tokio::time::timeout(Duration::from_secs(60), self.reader.read_line(&mut reply))
-            .await
-            .map_err(|_| anyhow::anyhow!("the dispatcher did not answer within 60 s"))?
-            .context("reading the dispatcher's answer")?;
-        if read == 0 {
-            anyhow::bail!("the dispatcher closed the connection");
-        }
-        let reply = reply.trim_end_matches(['\n', '\r']).to_string();
-        Ok(if is_error_line(&reply) { Err(ServerError(reply)) } else { Ok(reply) })
-    }
-}
-
-/// `E` and three digits, then `:`.
-fn is_error_line(line: &str) -> bool {
-    let bytes = line.as_bytes();
-    bytes.len() >= 5 && bytes[0] == b'E' && bytes[1..4].iter().all(u8::is_ascii_digit) && bytes[4] == b':'
-}
-
 fn usage(message: &str) -> Failure {
     Failure::Invalid(format!("error: {message}"))
 }
@@ -154,7 +112,8 @@ pub async fn run(args: Args) -> Outcome {
     if args.subscribe.is_none() {
         token(&args)?;
     }
-    let mut connection = Connection::open(&args.host, args.port).await.map_err(Failure::Runtime)?;
+    let mut connection =
+        Connection::connect(&args.host, args.port, Duration::from_secs(10)).await.map_err(Failure::Runtime)?;
     match perform(&args, document, &mut connection).await.map_err(Failure::Runtime)? {
         Ok(lines) => {
             for line in lines {
@@ -218,23 +177,4 @@ async fn perform(
         }
     }
     Ok(Ok(lines))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_lines() {
-        for (line, expect) in [
-            ("E005: Invalid token or name", true),
-            ("E013: Line too long", true),
-            ("TOKEN: ABC", false),
-            ("3", false),
-            ("Eabc: x", false),
-            ("E01", false),
-        ] {
-            assert_eq!(is_error_line(line), expect, "{line}");
-        }
-    }
 }

@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 use flotilla_config::Diagnostic;
 use flotilla_connector::ConnectorType;
 use flotilla_node::config::{Config, LoadOptions, load_config, short_hostname};
+use flotilla_service::ServiceType;
 
 /// Runs a fleet of bots: connectors feed a durable bus, the reactor's rules decide
 /// where messages go, users subscribe to what they care about.
@@ -71,6 +72,12 @@ impl From<anyhow::Error> for Failure {
 
 pub type Outcome = Result<(), Failure>;
 
+/// Every service type this binary knows. A service runs only when the configuration
+/// asks for it (see each service's `build`).
+pub fn services() -> Vec<ServiceType> {
+    vec![flotilla_wikimedia_dispatcher::SERVICE_TYPE]
+}
+
 /// Every connector type this binary knows.
 pub fn registry() -> Vec<ConnectorType> {
     let mut types = flotilla_monitors::connector_types();
@@ -82,8 +89,15 @@ pub fn registry() -> Vec<ConnectorType> {
 /// Loads the configuration or reports every problem as an `Invalid` failure.
 pub fn load(arg: &ConfigArg) -> Result<Config, Failure> {
     let registry = registry();
+    let services = services();
     let env = |name: &str| std::env::var(name).ok();
-    let options = LoadOptions { path: arg.path.as_deref(), registry: &registry, env: &env, hostname: short_hostname() };
+    let options = LoadOptions {
+        path: arg.path.as_deref(),
+        registry: &registry,
+        services: &services,
+        env: &env,
+        hostname: short_hostname(),
+    };
     load_config(&options).map_err(|diagnostics| Failure::Invalid(render_diagnostics(&diagnostics)))
 }
 

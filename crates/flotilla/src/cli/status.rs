@@ -72,5 +72,6 @@ async fn offline_status(config: &flotilla_node::Config) -> anyhow::Result<NodeSt
         queues,
         bus: Default::default(),
         reactor: Default::default(),
+        services: Default::default(),
     })
 }

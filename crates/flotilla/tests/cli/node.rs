@@ -163,3 +163,42 @@ fn the_events_stream_filters_with_a_condition_and_needs_the_admin_token() {
     assert!(!lines.iter().any(|l| l.contains("\"OK\"")), "filtered out: {lines:?}");
     assert!(lines.iter().any(|l| l.starts_with("id: 1")), "the event id is the sequence number: {lines:?}");
 }
+
+/// Services start only when configured: with a pulse monitor alone the dispatcher binds
+/// no control port and creates no queue or consumer group; a `dispatcher:` section
+/// starts it (its queue, group and status appear).
+#[test]
+fn a_service_that_is_not_configured_does_not_start() {
+    let ws = Workspace::new(PULSE);
+    let node = ws.start();
+    assert_eq!(node.control, "off");
+    assert!(ws.run(&["send", "-q", "reactor", "--field", "a=1"]).status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status: serde_json::Value = serde_json::from_str(&stdout(&ws.run(&["status", "--json"]))).unwrap();
+        let copied = status["queues"].as_array().unwrap().iter().any(|q| q["queue"] == "copied");
+        if copied {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "the reactor did not copy the message: {status}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = status.to_string();
+    assert!(!text.contains("dispatch.redis") && !text.contains("\"dispatcher\""), "{status:#}");
+    assert!(status.get("services").is_none(), "{status:#}");
+    let (exit, _) = node.stop(libc::SIGTERM);
+    assert!(exit.success());
+
+    let ws =
+        Workspace::new(&format!("{PULSE}dispatcher:\n  max_definitions: 10\nredis:\n  url: redis://127.0.0.1:1/0\n"));
+    let node = ws.start();
+    assert_ne!(node.control, "off");
+    let (status, body) = http_get(&node.http, "/api/v1/status");
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["services"]["dispatcher"]["subscriptions"], 0, "{json:#}");
+    let groups = json["queues"].to_string();
+    assert!(groups.contains("dispatcher"), "the matcher's group on the source queue: {json:#}");
+    let (exit, _) = node.stop(libc::SIGTERM);
+    assert!(exit.success());
+}

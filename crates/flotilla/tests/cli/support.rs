@@ -60,7 +60,7 @@ impl Workspace {
 pub struct NodeProcess {
     pub child: Child,
     pub http: String,
-    /// The dispatcher's control address (`off` when disabled).
+    /// The dispatcher's control address (`off` when it does not run).
     pub control: String,
     /// Log lines (JSON) the node printed after it was ready. Kept so the thread reading
     /// the node's stderr keeps draining it (a full pipe would block the node).
@@ -96,7 +96,9 @@ impl NodeProcess {
                     if line.contains("Flotilla node is ready.") {
                         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
                         let http = value["fields"]["http"].as_str().unwrap().to_string();
-                        let control = value["fields"]["control"].as_str().unwrap_or("off").to_string();
+                        let listeners = value["fields"]["listeners"].as_str().unwrap_or_default();
+                        let control =
+                            listeners.split(' ').find_map(|l| l.strip_prefix("control=")).unwrap_or("off").to_string();
                         return NodeProcess { child, http, control, log: rx };
                     }
                     seen.push(line);

@@ -543,7 +543,13 @@ async fn a_node_shows_each_connection_in_status_and_the_http_api() {
     let path = dir.path().join("flotilla.yaml");
     std::fs::write(&path, config).unwrap();
     let registry = flotilla_irc::connector_types();
-    let options = LoadOptions { path: Some(&path), registry: &registry, env: &|_| None, hostname: "testhost".into() };
+    let options = LoadOptions {
+        path: Some(&path),
+        registry: &registry,
+        services: &[],
+        env: &|_| None,
+        hostname: "testhost".into(),
+    };
     let config = load_config(&options).unwrap_or_else(|e| panic!("{e:?}"));
     let data_dir = config.data_dir.clone();
     let node = flotilla_node::node::start(config).await.unwrap();
@@ -597,7 +603,13 @@ fn the_example_configuration_is_valid() {
     use flotilla_node::config::{LoadOptions, load_config};
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/irc.yaml");
     let registry = flotilla_irc::connector_types();
-    let options = LoadOptions { path: Some(&path), registry: &registry, env: &|_| None, hostname: "testhost".into() };
+    let options = LoadOptions {
+        path: Some(&path),
+        registry: &registry,
+        services: &[],
+        env: &|_| None,
+        hostname: "testhost".into(),
+    };
     let config = load_config(&options).unwrap_or_else(|e| panic!("examples/irc.yaml: {e:?}"));
     assert_eq!(config.connectors.len(), 1);
     assert_eq!(config.connectors[0].kind, "irc");

@@ -63,3 +63,8 @@ pub use subscription::{
 };
 pub use token::{Token, TokenHash};
 pub use wiki::{Wiki, Wikis};
+
+/// The connector type of the live recent-changes source (EventStreams).
+pub const STREAM_CONNECTOR_TYPE: &str = "wikimedia";
+/// The connector type that replays recorded changes from a file.
+pub const FILE_CONNECTOR_TYPE: &str = "wikimedia-file";

@@ -26,26 +26,25 @@
 //! its sequence number in the queue), so a client that reconnects misses nothing. It
 //! ends when the node shuts down.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use flotilla_bus::{Bus, ReadFrom, Reader};
+use flotilla_bus::{Bus, ReadFrom};
 use flotilla_wikimedia_core::definition::{DocumentFormat, parse_document, write_document};
 use flotilla_wikimedia_core::protocol::ErrorReply;
 use flotilla_wikimedia_core::subscription::{InsertError, SubscribeError};
 use flotilla_wikimedia_core::{OutputFormat, SubscriptionBackend, SubscriptionId, SubscriptionName, Wikis};
 use serde_json::json;
-use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
+
+use flotilla_service::http::{ApiError, bearer, bearer_is, event_stream, last_event_id};
 
 use crate::matcher::subscription_queue;
 use crate::state::Shared;
@@ -59,33 +58,6 @@ pub struct ApiState {
     pub admin_token: Option<Arc<str>>,
     /// Ends open event streams when the node stops.
     pub shutdown: CancellationToken,
-}
-
-/// An error answer: a status and a message safe to show.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into() }
-    }
-
-    fn unauthorized() -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "invalid token or name")
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-        }
-        response
-    }
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -103,17 +75,6 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-/// Whether the request carries `expected` as its Bearer token (compared in constant time).
-pub fn bearer_is(headers: &HeaderMap, expected: &str) -> bool {
-    bearer(headers).is_some_and(|given| expected.as_bytes().ct_eq(given.as_bytes()).into())
-}
-
 impl ApiState {
     fn is_admin(&self, headers: &HeaderMap) -> bool {
         self.admin_token.as_deref().is_some_and(|admin| bearer_is(headers, admin))
@@ -122,7 +83,7 @@ impl ApiState {
     /// The subscription `name` if the bearer token may act on it.
     fn authorize(&self, headers: &HeaderMap, name: &str) -> ApiResult<SubscriptionId> {
         let Some(token) = bearer(headers) else {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing 'Authorization: Bearer <token>'"));
+            return Err(ApiError::unauthorized("missing 'Authorization: Bearer <token>'"));
         };
         let subscriptions = self.shared.read();
         if self.is_admin(headers) {
@@ -130,17 +91,12 @@ impl ApiState {
                 .find(name)
                 .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no subscription named '{name}'")));
         }
-        subscriptions.authenticate(name, token).ok_or_else(ApiError::unauthorized)
+        subscriptions.authenticate(name, token).ok_or_else(|| ApiError::unauthorized("invalid token or name"))
     }
 }
 
 async fn counters(State(state): State<ApiState>) -> Json<serde_json::Value> {
-    let info = state.shared.read().info();
-    let mut value = state.shared.counters.snapshot();
-    value["subscriptions"] = json!(info.subscriptions);
-    value["watched_wikis"] = json!(info.wikis);
-    value["control_connections"] = json!(info.connections);
-    Json(value)
+    Json(state.shared.status())
 }
 
 fn json_body(body: &Bytes) -> ApiResult<serde_json::Value> {
@@ -248,7 +204,11 @@ async fn definitions(
 }
 
 /// The document in a request body: XML when the content type says so, JSON otherwise.
-fn document(state: &ApiState, headers: &HeaderMap, body: &Bytes) -> ApiResult<Vec<flotilla_wikimedia_core::Definition>> {
+fn document(
+    state: &ApiState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<Vec<flotilla_wikimedia_core::Definition>> {
     let xml = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -327,61 +287,6 @@ async fn set_format(
     if set { Ok(Json(json!({ "format": format.name() }))) } else { Err(no_such()) }
 }
 
-/// Which messages of a queue an event stream shows.
-pub type EventFilter = Box<dyn Fn(&[u8]) -> bool + Send>;
-
-/// Where an event stream is in its queue.
-struct Tail {
-    reader: Box<dyn Reader>,
-    /// Skip events up to this sequence number (a `Last-Event-ID`).
-    after: Option<u64>,
-    filter: Option<EventFilter>,
-    ready: VecDeque<Event>,
-    shutdown: CancellationToken,
-}
-
-/// A server-sent event stream of a queue's messages, read with `reader` (which does not
-/// consume): each message is one event whose id is its sequence number, so a client
-/// resumes with `Last-Event-ID` (pass it as `after`). Used by the subscription event
-/// stream here and by the node's `/api/v1/events`.
-pub fn event_stream(
-    reader: Box<dyn Reader>,
-    after: Option<u64>,
-    filter: Option<EventFilter>,
-    shutdown: CancellationToken,
-) -> Response {
-    let tail = Tail { reader, after, filter, ready: VecDeque::new(), shutdown };
-    let stream = futures_util::stream::unfold(tail, |mut tail| async move {
-        loop {
-            if let Some(event) = tail.ready.pop_front() {
-                return Some((Ok::<Event, std::convert::Infallible>(event), tail));
-            }
-            let fetched = tokio::select! {
-                fetched = tail.reader.fetch(256, Duration::from_secs(5)) => fetched,
-                _ = tail.shutdown.cancelled() => return None,
-            };
-            let deliveries = match fetched {
-                Ok(deliveries) => deliveries,
-                Err(error) => {
-                    tracing::warn!(%error, "An event stream could not read its queue; ending it.");
-                    return None;
-                }
-            };
-            for delivery in deliveries {
-                if tail.after.is_some_and(|after| delivery.seq <= after) {
-                    continue;
-                }
-                if tail.filter.as_ref().is_some_and(|keep| !keep(&delivery.payload)) {
-                    continue;
-                }
-                let text = String::from_utf8_lossy(&delivery.payload);
-                tail.ready.push_back(Event::default().id(delivery.seq.to_string()).data(text));
-            }
-        }
-    });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
-}
-
 async fn events(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -389,7 +294,7 @@ async fn events(
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     state.authorize(&headers, &name)?;
-    let after = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let after = last_event_id(&headers);
     let from = match query.get("from").map(String::as_str) {
         _ if after.is_some() => ReadFrom::Start,
         Some("start") => ReadFrom::Start,

@@ -12,6 +12,7 @@
 //!  HTTP API ─────────────┴──▶ Subscriptions (in memory, RwLock) ──▶ store (write-behind, in order)
 //! ```
 //!
+//! - [`client`]: a client of the control protocol (the CLI's and the tests').
 //! - [`persist`]: subscriptions in the SQL store, loaded at start with `restore_all`.
 //! - [`state`]: the shared subscriptions and the ordered write-behind of their changes.
 //! - [`control`]: the TCP control server with its caps and limits.
@@ -21,20 +22,24 @@
 //!   nothing while Redis is down.
 //! - [`http`]: the subscription API and the per-subscription event stream.
 //!
-//! [`Dispatcher::start`] wires it all; the node merges [`Dispatcher::router`] into its
-//! HTTP server and calls [`Dispatcher::stop`] after its connectors have stopped and
-//! before its bus closes.
+//! - [`service`]: the node service (its configuration sections, when it runs).
+//!
+//! [`Dispatcher::start`] wires it all. The binary registers [`SERVICE_TYPE`]; the node
+//! then merges [`Dispatcher::router`] into its HTTP server and stops the dispatcher
+//! after its connectors have stopped and before its bus closes.
 //!
 //! Architecture Invariant: the protocol, matching and formats stay in
 //! `flotilla-wikimedia-core`; this crate only moves bytes between them and the bus, the store,
 //! Redis and sockets.
 
+pub mod client;
 pub mod control;
 pub mod fanout;
 pub mod http;
 pub mod matcher;
 pub mod persist;
 pub mod redis_delivery;
+pub mod service;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -42,14 +47,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use flotilla_bus::Bus;
-use flotilla_wikimedia_core::{Subscriptions, Wikis};
 use flotilla_store::Store;
+use flotilla_wikimedia_core::{Subscriptions, Wikis};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use control::ControlLimits;
 pub use matcher::{DELIVERY_QUEUE, subscription_queue};
+pub use service::SERVICE_TYPE;
 pub use state::Shared;
 
 /// How the dispatcher is set up.
@@ -84,12 +90,14 @@ pub struct Dispatcher {
     control_addr: SocketAddr,
     api: http::ApiState,
     shutdown: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
+    /// Taken by [`Dispatcher::stop`].
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Dispatcher {
     /// Loads the stored subscriptions (`store`; `None` keeps them in memory only) and
-    /// starts the control server on `control`, the matcher and the Redis worker.
+    /// starts the control server on `control`, the matcher and the Redis worker. Its
+    /// tasks end when `shutdown` is cancelled (then [`Dispatcher::stop`] waits for them).
     ///
     /// # Errors
     /// The store could not be read.
@@ -98,6 +106,7 @@ impl Dispatcher {
         bus: Arc<dyn Bus>,
         store: Option<Arc<Store>>,
         control: TcpListener,
+        shutdown: CancellationToken,
     ) -> anyhow::Result<Dispatcher> {
         let wikis = Wikis::embedded();
         let mut subscriptions = Subscriptions::new(wikis).with_max_definitions(settings.max_definitions);
@@ -116,7 +125,6 @@ impl Dispatcher {
             );
         }
         let shared = Arc::new(Shared::new(subscriptions, persisted));
-        let shutdown = CancellationToken::new();
         let control_addr = control.local_addr().context("reading the control server's address")?;
         let mut tasks = vec![
             tokio::spawn(control::serve(control, shared.clone(), settings.control, shutdown.clone())),
@@ -140,7 +148,7 @@ impl Dispatcher {
         };
         tracing::info!(control = %control_addr, source = %settings.source_queue,
             redis = settings.redis_url.as_deref().map(redact).as_deref().unwrap_or("off"), "Dispatcher started.");
-        Ok(Dispatcher { shared, control_addr, api, shutdown, tasks })
+        Ok(Dispatcher { shared, control_addr, api, shutdown, tasks: std::sync::Mutex::new(tasks) })
     }
 
     /// Where the control server listens.
@@ -160,9 +168,10 @@ impl Dispatcher {
 
     /// Stops accepting, finishes the batches in hand, saves what is unsaved, ends event
     /// streams, and returns when every task has ended.
-    pub async fn stop(self) {
+    pub async fn stop(&self) {
         self.shutdown.cancel();
-        for task in self.tasks {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for task in tasks {
             if let Err(error) = task.await {
                 tracing::error!(%error, "A dispatcher task failed.");
             }

@@ -10,9 +10,9 @@
 
 use std::collections::BTreeMap;
 
+use flotilla_store::{Store, StoreError};
 use flotilla_wikimedia_core::definition::DefinitionFields;
 use flotilla_wikimedia_core::{Definition, Mutation, OutputFormat, Restored, SubscriptionName, TokenHash, Wikis};
-use flotilla_store::{Store, StoreError};
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};

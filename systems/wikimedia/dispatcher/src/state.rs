@@ -63,6 +63,16 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Counters and sizes, as `GET /api/v1/dispatcher` and `/api/v1/status` show them.
+    pub fn status(&self) -> serde_json::Value {
+        let info = flotilla_wikimedia_core::SubscriptionBackend::info(&*self.read());
+        let mut value = self.counters.snapshot();
+        value["subscriptions"] = serde_json::json!(info.subscriptions);
+        value["watched_wikis"] = serde_json::json!(info.wikis);
+        value["control_connections"] = serde_json::json!(info.connections);
+        value
+    }
+
     /// State around `subscriptions`; `store` receives the records (`None`: memory only,
     /// for tests and benchmarks).
     pub fn new(subscriptions: Subscriptions, store: Option<SubscriptionStore>) -> Shared {

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use crate::change::change_message;
 
 pub(crate) const CONNECTOR_TYPE: ConnectorType = ConnectorType {
-    name: "wikimedia-file",
+    name: flotilla_wikimedia_core::FILE_CONNECTOR_TYPE,
     description: "replays a file of Wikimedia recent-change events (JSON lines) at a chosen rate",
     build,
 };

@@ -38,7 +38,7 @@ use crate::change::change_message;
 use crate::sse::{SseEvent, SseParser};
 
 pub(crate) const CONNECTOR_TYPE: ConnectorType = ConnectorType {
-    name: "wikimedia",
+    name: flotilla_wikimedia_core::STREAM_CONNECTOR_TYPE,
     description: "Wikimedia recent changes from EventStreams (server-sent events), resumed with Last-Event-ID",
     build,
 };

@@ -204,8 +204,7 @@ async fn idle_connections_are_closed() {
 impl Client {
     /// Sends `line`; a refused connection answers E021 before any command.
     async fn line_or_ask(&mut self, line: &str) -> String {
-        use tokio::io::AsyncWriteExt;
-        let _ = self.writer.write_all(format!("{line}\n").as_bytes()).await;
+        let _ = self.0.write(format!("{line}\n").as_bytes()).await;
         self.line().await.unwrap_or_default()
     }
 }

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use flotilla_bus::{Bus, EmbeddedBus, EmbeddedOptions, ReadFrom};
-use flotilla_wikimedia_dispatcher::{ControlLimits, Dispatcher, DispatcherSettings};
 use flotilla_store::Store;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use flotilla_wikimedia_dispatcher::client::ControlClient;
+use flotilla_wikimedia_dispatcher::{ControlLimits, Dispatcher, DispatcherSettings};
 use tokio::net::TcpStream;
 
 pub struct Harness {
@@ -50,9 +50,15 @@ impl Harness {
 
     async fn launch(&mut self) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let dispatcher = Dispatcher::start(self.settings.clone(), self.bus.clone(), Some(self.store.clone()), listener)
-            .await
-            .unwrap();
+        let dispatcher = Dispatcher::start(
+            self.settings.clone(),
+            self.bus.clone(),
+            Some(self.store.clone()),
+            listener,
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .unwrap();
         self.dispatcher = Some(dispatcher);
     }
 
@@ -116,11 +122,9 @@ impl Harness {
     }
 }
 
-/// A control-protocol client.
-pub struct Client {
-    pub reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    pub writer: tokio::net::tcp::OwnedWriteHalf,
-}
+/// A control-protocol client for tests: the crate's [`ControlClient`], failing the
+/// test on connection errors and waiting at most 10 s for a reply.
+pub struct Client(pub ControlClient);
 
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
@@ -128,26 +132,25 @@ impl Client {
     }
 
     pub fn from_stream(stream: TcpStream) -> Client {
-        let (read, writer) = stream.into_split();
-        Client { reader: BufReader::new(read), writer }
+        Client(ControlClient::from_stream(stream).with_reply_timeout(Duration::from_secs(10)))
     }
 
     /// Sends raw bytes.
     pub async fn write(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).await.unwrap();
+        self.0.write(bytes).await.unwrap();
     }
 
     /// The next reply line without its `\n`; `None` when the server closed.
     pub async fn line(&mut self) -> Option<String> {
-        let mut line = String::new();
-        let read = tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut line))
-            .await
-            .expect("a reply within 10 s")
-            .ok()?;
-        (read > 0).then(|| line.trim_end_matches('\n').to_string())
+        match self.0.read_line().await {
+            Ok(line) => line,
+            // A reset connection is a closed one; only a missing reply fails the test.
+            Err(error) if error.downcast_ref::<std::io::Error>().is_some() => None,
+            Err(error) => panic!("no reply within 10 s: {error:#}"),
+        }
     }
 
-    /// Sends one line and returns the reply.
+    /// Sends one line and returns the reply (an error line too).
     pub async fn ask(&mut self, line: &str) -> String {
         self.write(format!("{line}\n").as_bytes()).await;
         self.line().await.expect("a reply")

@@ -1,0 +1,181 @@
+//! The dispatcher as a node service: its configuration sections (`dispatcher:`,
+//! `control:`, `redis:`; SPEC §3 and §6), when it runs, and how the node starts and
+//! stops it.
+//!
+//! The dispatcher runs when the configuration asks for it: a `dispatcher:` section (and
+//! not `enabled: false`), or an enabled Wikimedia source connector (`wikimedia`,
+//! `wikimedia-file`) with no `dispatcher: {enabled: false}`. Otherwise it binds no
+//! port and creates no queue or consumer group. `control:` and `redis:` are its
+//! settings; they are checked whenever present, so `flotilla check` reports their
+//! mistakes even while the dispatcher is off.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use flotilla_config::{Diagnostic, Located, Node, decode_at};
+use flotilla_service::{RunningService, Service, ServiceConfig, ServiceContext, ServiceType};
+use flotilla_wikimedia_core::{FILE_CONNECTOR_TYPE, STREAM_CONNECTOR_TYPE};
+use serde::Deserialize;
+
+use crate::{Dispatcher, DispatcherSettings};
+
+/// The registry entry for the binary.
+pub const SERVICE_TYPE: ServiceType = ServiceType {
+    name: "dispatcher",
+    description: "Wikimedia dispatcher: subscriptions to recent changes, the control protocol, delivery into Redis",
+    sections: &["dispatcher", "control", "redis"],
+    build,
+};
+
+/// Where the control protocol listens unless `control.listen` says otherwise.
+pub const DEFAULT_CONTROL_LISTEN: &str = "127.0.0.1:29438";
+/// Where deliveries go unless `redis.url` says otherwise.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDispatcher {
+    enabled: Option<Located<serde_json::Value>>,
+    source_queue: Option<Located<String>>,
+    max_connections: Option<Located<u64>>,
+    max_connections_per_ip: Option<Located<u64>>,
+    max_definitions: Option<Located<u64>>,
+    idle_timeout: Option<Located<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    listen: Option<Located<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRedis {
+    url: Option<Located<String>>,
+}
+
+/// The dispatcher, configured and ready to start.
+struct DispatcherService {
+    settings: DispatcherSettings,
+    control_listen: SocketAddr,
+}
+
+fn section<T: serde::de::DeserializeOwned + Default>(
+    node: Option<&Node>,
+    key: &str,
+    problems: &mut Vec<Diagnostic>,
+) -> T {
+    let Some(node) = node else { return T::default() };
+    let (value, errors) = decode_at::<T>(node, key);
+    problems.extend(errors);
+    value.unwrap_or_default()
+}
+
+fn build(config: &ServiceConfig<'_>) -> Result<Option<Box<dyn Service>>, Vec<Diagnostic>> {
+    let mut problems = Vec::new();
+    let dispatcher_section = config.section("dispatcher");
+    let raw: RawDispatcher = section(dispatcher_section, "dispatcher", &mut problems);
+    let control: RawControl = section(config.section("control"), "control", &mut problems);
+    let redis: RawRedis = section(config.section("redis"), "redis", &mut problems);
+
+    let mut enabled =
+        dispatcher_section.is_some() || config.has_connector_of_type(&[STREAM_CONNECTOR_TYPE, FILE_CONNECTOR_TYPE]);
+    if let Some(flag) = &raw.enabled {
+        match flag.as_flag("dispatcher.enabled") {
+            Ok(flag) => enabled = flag,
+            Err(problem) => problems.push(problem),
+        }
+    }
+
+    let mut settings = DispatcherSettings { admin_token: config.admin_token.map(str::to_string), ..Default::default() };
+    if let Some(queue) = &raw.source_queue {
+        if flotilla_bus::valid_name(&queue.value) {
+            settings.source_queue = queue.value.clone();
+        } else {
+            problems.push(Diagnostic::at(
+                &queue.location,
+                format!("dispatcher.source_queue: '{}' is not a valid queue name", queue.value),
+            ));
+        }
+    }
+    let mut count = |value: &Option<Located<u64>>, key: &str, target: &mut usize| {
+        if let Some(value) = value {
+            if value.value == 0 {
+                problems.push(Diagnostic::at(&value.location, format!("dispatcher.{key}: must be at least 1")));
+            } else {
+                *target = usize::try_from(value.value).unwrap_or(usize::MAX);
+            }
+        }
+    };
+    count(&raw.max_connections, "max_connections", &mut settings.control.max_connections);
+    count(&raw.max_connections_per_ip, "max_connections_per_ip", &mut settings.control.max_connections_per_ip);
+    count(&raw.max_definitions, "max_definitions", &mut settings.max_definitions);
+    if let Some(timeout) = &raw.idle_timeout {
+        match flotilla_core::parse_duration(&timeout.value) {
+            Ok(timeout) => settings.control.idle_timeout = timeout,
+            Err(e) => problems.push(Diagnostic::at(&timeout.location, format!("dispatcher.idle_timeout: {e}"))),
+        }
+    }
+
+    let mut control_listen: SocketAddr = DEFAULT_CONTROL_LISTEN.parse().expect("the default is an address");
+    if let Some(listen) = &control.listen {
+        match listen.value.parse() {
+            Ok(addr) => control_listen = addr,
+            Err(_) => problems.push(Diagnostic::at(
+                &listen.location,
+                format!("control.listen: '{}' is not an address:port such as {DEFAULT_CONTROL_LISTEN}", listen.value),
+            )),
+        }
+    }
+
+    let redis_url = redis.url.as_ref().map_or(DEFAULT_REDIS_URL, |url| url.value.as_str());
+    if let Err(problem) = crate::redis_delivery::check_url(redis_url) {
+        let location = redis.url.as_ref().map(|url| url.location.clone());
+        problems.push(Diagnostic { location, message: format!("redis.url: {problem}") });
+    }
+    settings.redis_url = Some(redis_url.to_string());
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    if !enabled {
+        return Ok(None);
+    }
+    Ok(Some(Box::new(DispatcherService { settings, control_listen })))
+}
+
+#[async_trait::async_trait]
+impl Service for DispatcherService {
+    async fn start(self: Box<Self>, ctx: ServiceContext) -> anyhow::Result<Arc<dyn RunningService>> {
+        let control = tokio::net::TcpListener::bind(self.control_listen).await.with_context(|| {
+            format!("cannot listen for the dispatcher's control protocol on {}", self.control_listen)
+        })?;
+        let dispatcher = Dispatcher::start(self.settings, ctx.bus, Some(ctx.store), control, ctx.shutdown).await?;
+        Ok(Arc::new(dispatcher))
+    }
+}
+
+#[async_trait::async_trait]
+impl RunningService for Dispatcher {
+    fn name(&self) -> &'static str {
+        SERVICE_TYPE.name
+    }
+
+    fn router(&self) -> Option<axum::Router> {
+        Some(Dispatcher::router(self))
+    }
+
+    fn listeners(&self) -> Vec<(&'static str, SocketAddr)> {
+        vec![("control", self.control_addr())]
+    }
+
+    fn status(&self) -> serde_json::Value {
+        self.shared().status()
+    }
+
+    async fn stop(&self) {
+        Dispatcher::stop(self).await;
+    }
+}
