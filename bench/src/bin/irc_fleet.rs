@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flotilla_bus::{Bus, EmbeddedBus, EmbeddedOptions, ReadFrom};
-use flotilla_connector::{Connector, ConnectorContext, ConnectorState, StatusBoard};
+use flotilla_connector::{Connector, ConnectorState, NodeServices, StatusBoard};
 use flotilla_core::Message;
 use flotilla_irc::config::IrcSettings;
 use flotilla_irc::plan::{ChannelSpec, plan};
@@ -170,18 +170,15 @@ impl Node {
 
     fn run(&self, name: &str, settings: IrcSettings, shutdown: &CancellationToken) -> tokio::task::JoinHandle<()> {
         self.board.register(name, "irc", ConnectorState::Starting);
-        let ctx = ConnectorContext::new(
-            name,
-            "irc",
-            "bench",
-            "bench",
-            "reactor",
-            self.bus.clone(),
-            self.store.clone(),
-            self.board.clone(),
-            shutdown.clone(),
-            std::env::temp_dir(),
-        );
+        let services = NodeServices {
+            hostname: "bench".into(),
+            node_name: "bench".into(),
+            bus: self.bus.clone(),
+            store: self.store.clone(),
+            status: self.board.clone(),
+            data_dir: std::env::temp_dir(),
+        };
+        let ctx = services.connector(name, "irc", "reactor", shutdown.clone());
         let connector = flotilla_irc::IrcConnector::new(settings);
         tokio::spawn(async move {
             if let Err(e) = connector.run(&ctx).await {

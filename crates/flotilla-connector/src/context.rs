@@ -39,35 +39,43 @@ pub struct ConnectorContext {
     data_dir: PathBuf,
 }
 
-impl ConnectorContext {
-    /// Wires a context; the node does this for each connector.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        name: &str,
-        kind: &str,
-        hostname: &str,
-        node_name: &str,
-        queue: &str,
-        bus: Arc<dyn Bus>,
-        store: Arc<Store>,
-        status: StatusBoard,
-        shutdown: CancellationToken,
-        data_dir: PathBuf,
-    ) -> ConnectorContext {
+/// What every connector of one node shares: names, the bus, the store, the status
+/// board and the data directory. The node builds one and asks it for each
+/// connector's [`ConnectorContext`]; tests do the same with their throwaway bus and
+/// store.
+#[derive(Clone)]
+pub struct NodeServices {
+    /// Short host name of this machine.
+    pub hostname: String,
+    /// `node.name`.
+    pub node_name: String,
+    pub bus: Arc<dyn Bus>,
+    pub store: Arc<Store>,
+    pub status: StatusBoard,
+    /// `node.data_dir`; each connector gets `connectors/<name>` in it.
+    pub data_dir: PathBuf,
+}
+
+impl NodeServices {
+    /// The context of connector `name` of type `kind`, emitting into `queue`, stopped
+    /// by `shutdown`.
+    pub fn connector(&self, name: &str, kind: &str, queue: &str, shutdown: CancellationToken) -> ConnectorContext {
         ConnectorContext {
             name: name.to_string(),
             kind: kind.to_string(),
-            hostname: hostname.to_string(),
-            node_name: node_name.to_string(),
+            hostname: self.hostname.clone(),
+            node_name: self.node_name.clone(),
             queue: queue.to_string(),
-            bus,
-            store,
-            status,
+            bus: self.bus.clone(),
+            store: self.store.clone(),
+            status: self.status.clone(),
             shutdown,
-            data_dir,
+            data_dir: self.data_dir.clone(),
         }
     }
+}
 
+impl ConnectorContext {
     /// The connector's name.
     pub fn name(&self) -> &str {
         &self.name

@@ -24,7 +24,7 @@ mod rules_files;
 mod status;
 
 pub use backoff::Backoff;
-pub use context::{ConnectorContext, EmitError, outbox_queue};
+pub use context::{ConnectorContext, EmitError, NodeServices, outbox_queue};
 pub use rules_files::{FileRulesLoader, RulesFile};
 pub use status::{ConnectorState, ConnectorStatus, StatusBoard};
 

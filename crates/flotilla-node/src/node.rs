@@ -19,7 +19,7 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 use flotilla_bus::{Bus, BusError, EmbeddedBus};
-use flotilla_connector::{ConnectorContext, ConnectorState, StatusBoard};
+use flotilla_connector::{ConnectorState, NodeServices, StatusBoard};
 use flotilla_service::{RunningService, ServiceContext};
 use flotilla_store::Store;
 use tokio::task::JoinHandle;
@@ -96,6 +96,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let store = Arc::new(Store::open(&config.store_url).await.context("cannot open the store")?);
     let stages = Stages::default();
     let board = StatusBoard::default();
+    let shared = NodeServices {
+        hostname: config.hostname.clone(),
+        node_name: config.node_name.clone(),
+        bus: bus.clone(),
+        store: store.clone(),
+        status: board.clone(),
+        data_dir: config.data_dir.clone(),
+    };
 
     let mut connectors = Vec::new();
     for plan in &config.connectors {
@@ -104,18 +112,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
             continue;
         }
         board.register(&plan.name, &plan.kind, ConnectorState::Starting);
-        let ctx = ConnectorContext::new(
-            &plan.name,
-            &plan.kind,
-            &config.hostname,
-            &config.node_name,
-            &plan.queue,
-            bus.clone(),
-            store.clone(),
-            board.clone(),
-            stages.intake.child_token(),
-            config.data_dir.clone(),
-        );
+        let ctx = shared.connector(&plan.name, &plan.kind, &plan.queue, stages.intake.child_token());
         connectors.push(tokio::spawn(supervisor::supervise(
             plan.connector.clone(),
             ctx,

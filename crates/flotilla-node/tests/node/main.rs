@@ -2,17 +2,16 @@
 //! hanging connectors are restarted with backoff, sunk after too many failures, and
 //! never disturb a healthy neighbour.
 
+use flotilla_test_support::TestNode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use flotilla_bus::{Bus, EmbeddedBus, EmbeddedOptions, ReadFrom};
-use flotilla_connector::{Connector, ConnectorContext, ConnectorState, StatusBoard};
+use flotilla_bus::ReadFrom;
+use flotilla_connector::{Connector, ConnectorContext, ConnectorState};
 use flotilla_core::Message;
 use flotilla_node::config::RestartPolicy;
 use flotilla_node::supervisor::supervise;
-use flotilla_store::Store;
-use tokio_util::sync::CancellationToken;
 
 enum Behaviour {
     Fail,
@@ -47,21 +46,18 @@ impl Connector for TestConnector {
     }
 }
 
-struct Harness {
-    _dir: tempfile::TempDir,
-    bus: Arc<dyn Bus>,
-    store: Arc<Store>,
-    board: StatusBoard,
-    shutdown: CancellationToken,
+struct Harness(TestNode);
+
+impl std::ops::Deref for Harness {
+    type Target = TestNode;
+    fn deref(&self) -> &TestNode {
+        &self.0
+    }
 }
 
 impl Harness {
     async fn new() -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let bus: Arc<dyn Bus> =
-            Arc::new(EmbeddedBus::open(&dir.path().join("bus"), EmbeddedOptions::default()).unwrap());
-        let store = Arc::new(Store::open(&format!("sqlite://{}/s.db", dir.path().display())).await.unwrap());
-        Harness { _dir: dir, bus, store, board: StatusBoard::default(), shutdown: CancellationToken::new() }
+        Harness(TestNode::new().await)
     }
 
     fn spawn(
@@ -71,20 +67,8 @@ impl Harness {
         policy: RestartPolicy,
     ) -> (Arc<TestConnector>, tokio::task::JoinHandle<()>) {
         let connector = Arc::new(TestConnector { behaviour, runs: AtomicU32::new(0) });
-        self.board.register(name, "test", ConnectorState::Starting);
-        let ctx = ConnectorContext::new(
-            name,
-            "test",
-            "host",
-            "node",
-            &format!("q-{name}"),
-            self.bus.clone(),
-            self.store.clone(),
-            self.board.clone(),
-            self.shutdown.child_token(),
-            std::env::temp_dir(),
-        );
-        let handle = tokio::spawn(supervise(connector.clone(), ctx, policy, self.board.clone()));
+        let ctx = self.0.context(name, "test", &format!("q-{name}"));
+        let handle = tokio::spawn(supervise(connector.clone(), ctx, policy, self.0.board.clone()));
         (connector, handle)
     }
 }
@@ -132,7 +116,7 @@ async fn failing_and_panicking_connectors_are_restarted_and_sunk_while_a_healthy
     let first: serde_json::Value = serde_json::from_slice(&messages[0].payload).unwrap();
     assert_eq!(
         (first["key"].as_str(), first["plugin"].as_str(), first["hostname"].as_str()),
-        (Some("healthy"), Some("test"), Some("host"))
+        (Some("healthy"), Some("test"), Some(flotilla_test_support::TEST_HOST))
     );
     assert!(first["id"].is_string() && first["lastupdate"].is_number());
 }

@@ -3,47 +3,17 @@
 //! inserting, and `redis-cli BRPOP` receiving the pipe-format lines in order.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+use flotilla_test_support::RedisServer;
 
 use crate::support::*;
 
-/// A throwaway redis-server on a free port, killed by its own PID when dropped.
-struct Redis {
-    port: u16,
-    child: Child,
-}
-
-impl Redis {
-    fn start(dir: &Path) -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no", "--dir"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/peers ensure redis installs it)");
-        let redis = Redis { port, child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while redis.cli(&["PING"]).trim() != "PONG" {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        redis
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli").args(["-p", &self.port.to_string(), "--raw"]).args(args).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `redis-cli` against the test's server (the independent client that reads what the
+/// node delivered).
+fn redis_cli(redis: &RedisServer, args: &[&str]) -> String {
+    let out = Command::new("redis-cli").args(["-p", &redis.port.to_string(), "--raw"]).args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn compact(json: &str) -> String {
@@ -70,7 +40,7 @@ fn cli(node: &NodeProcess, args: &[&str]) -> std::process::Output {
 #[test]
 fn replayed_changes_reach_redis_through_dispatcher_cli_subscriptions() {
     let redis_dir = tempfile::tempdir().unwrap();
-    let redis = Redis::start(redis_dir.path());
+    let redis = RedisServer::start(redis_dir.path());
     // The recorded events plus generated ones on the same wiki, so the loop is long
     // enough to check order.
     let mut lines = recorded_lines();
@@ -160,7 +130,7 @@ fn replayed_changes_reach_redis_through_dispatcher_cli_subscriptions() {
 
     let mut received = Vec::new();
     for _ in 0..(expected.len() + 5) {
-        let out = redis.cli(&["BRPOP", "mybot", "10"]);
+        let out = redis_cli(&redis, &["BRPOP", "mybot", "10"]);
         let mut parts = out.lines();
         assert_eq!(parts.next(), Some("mybot"), "BRPOP timed out: {out:?}");
         received.push(parts.collect::<Vec<_>>().join("\n"));

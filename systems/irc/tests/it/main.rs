@@ -534,7 +534,7 @@ async fn a_node_shows_each_connection_in_status_and_the_http_api() {
     let server = Ngircd::start(NgircdOptions::default());
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
-        "node:\n  name: testnode\n  data_dir: {d}/data\nhttp:\n  listen: 127.0.0.1:0\ncontrol:\n  listen: 127.0.0.1:0\n\
+        "node:\n  name: testnode\n  data_dir: {d}/data\nhttp:\n  listen: 127.0.0.1:0\n\
          connectors:\n  ircnet:\n    type: irc\n    server: 127.0.0.1:{port}\n    nick: flot\n    channels: ['#a', '#b']\n    \
          max_channels_per_connection: 1\n    bind: [127.0.0.5, 127.0.0.6]\n    ping_interval: 1s\n",
         d = dir.path().display(),

@@ -5,19 +5,18 @@
 //! connector wrote. Servers and clients are installed when missing (`scripts/peers`).
 #![allow(dead_code)] // Each test uses a different part.
 
+use flotilla_test_support::TestNode;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use flotilla_bus::{Bus, EmbeddedBus, EmbeddedOptions, ReadFrom};
-use flotilla_connector::{Connector, ConnectorContext, ConnectorSection, ConnectorState, StatusBoard};
+use flotilla_bus::ReadFrom;
+use flotilla_connector::{Connector, ConnectorContext, ConnectorSection};
 use flotilla_core::Message;
-use flotilla_store::Store;
 use sqlx::Row;
-use tokio_util::sync::CancellationToken;
 
 pub const QUEUE: &str = "reactor";
 
@@ -307,12 +306,13 @@ impl Drop for Human {
 }
 
 /// A connector context on an embedded bus and a store.
-pub struct Harness {
-    pub dir: tempfile::TempDir,
-    pub bus: Arc<dyn Bus>,
-    pub store: Arc<Store>,
-    pub board: StatusBoard,
-    pub shutdown: CancellationToken,
+pub struct Harness(pub TestNode);
+
+impl std::ops::Deref for Harness {
+    type Target = TestNode;
+    fn deref(&self) -> &TestNode {
+        &self.0
+    }
 }
 
 impl Harness {
@@ -324,26 +324,11 @@ impl Harness {
     }
 
     pub async fn with_store(dir: tempfile::TempDir, url: &str) -> Harness {
-        let bus: Arc<dyn Bus> =
-            Arc::new(EmbeddedBus::open(&dir.path().join("bus"), EmbeddedOptions::default()).unwrap());
-        let store = Arc::new(Store::open(url).await.unwrap());
-        Harness { dir, bus, store, board: StatusBoard::default(), shutdown: CancellationToken::new() }
+        Harness(TestNode::with_store(dir, url).await)
     }
 
     pub fn context(&self, name: &str) -> ConnectorContext {
-        self.board.register(name, "irc", ConnectorState::Starting);
-        ConnectorContext::new(
-            name,
-            "irc",
-            "testhost",
-            "testnode",
-            QUEUE,
-            self.bus.clone(),
-            self.store.clone(),
-            self.board.clone(),
-            self.shutdown.child_token(),
-            self.dir.path().to_path_buf(),
-        )
+        self.0.context(name, "irc", QUEUE)
     }
 
     /// Builds an `irc` connector from YAML and runs it in the background.

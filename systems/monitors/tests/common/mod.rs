@@ -2,50 +2,34 @@
 //! temporary directory), connector sections parsed from YAML text, and bounded waits.
 #![allow(dead_code)] // Each test file uses a different part.
 
-use std::sync::Arc;
+use flotilla_test_support::TestNode;
 use std::time::{Duration, Instant};
 
-use flotilla_bus::{Bus, EmbeddedBus, EmbeddedOptions, ReadFrom};
+use flotilla_bus::ReadFrom;
 use flotilla_config::{Diagnostic, Node};
-use flotilla_connector::{Connector, ConnectorContext, ConnectorSection, ConnectorState, StatusBoard};
+use flotilla_connector::{Connector, ConnectorContext, ConnectorSection};
 use flotilla_core::Message;
-use flotilla_store::Store;
-use tokio_util::sync::CancellationToken;
 
 /// The queue the harness's connectors emit to.
 pub const QUEUE: &str = "reactor";
 
-pub struct Harness {
-    pub dir: tempfile::TempDir,
-    pub bus: Arc<dyn Bus>,
-    pub store: Arc<Store>,
-    pub board: StatusBoard,
-    pub shutdown: CancellationToken,
+/// A [`TestNode`] with the monitors' helpers.
+pub struct Harness(pub TestNode);
+
+impl std::ops::Deref for Harness {
+    type Target = TestNode;
+    fn deref(&self) -> &TestNode {
+        &self.0
+    }
 }
 
 impl Harness {
     pub async fn new() -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let bus: Arc<dyn Bus> =
-            Arc::new(EmbeddedBus::open(&dir.path().join("bus"), EmbeddedOptions::default()).unwrap());
-        let store = Arc::new(Store::open(&format!("sqlite://{}/store.db", dir.path().display())).await.unwrap());
-        Harness { dir, bus, store, board: StatusBoard::default(), shutdown: CancellationToken::new() }
+        Harness(TestNode::new().await)
     }
 
     pub fn context(&self, name: &str, kind: &str) -> ConnectorContext {
-        self.board.register(name, kind, ConnectorState::Starting);
-        ConnectorContext::new(
-            name,
-            kind,
-            "testhost",
-            "testnode",
-            QUEUE,
-            self.bus.clone(),
-            self.store.clone(),
-            self.board.clone(),
-            self.shutdown.child_token(),
-            self.dir.path().to_path_buf(),
-        )
+        self.0.context(name, kind, QUEUE)
     }
 
     /// Runs a connector in the background until the harness shuts down.

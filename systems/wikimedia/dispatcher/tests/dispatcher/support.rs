@@ -3,14 +3,13 @@
 //! line-protocol client, and a fresh Postgres database when a test wants one.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use flotilla_bus::{Bus, EmbeddedBus, EmbeddedOptions, ReadFrom};
 use flotilla_store::Store;
+pub use flotilla_test_support::{PgDatabase, RedisServer};
 use flotilla_wikimedia_dispatcher::client::ControlClient;
 use flotilla_wikimedia_dispatcher::{ControlLimits, Dispatcher, DispatcherSettings};
 use tokio::net::TcpStream;
@@ -165,132 +164,7 @@ impl Client {
     }
 }
 
-/// A throwaway redis-server on a free port, stopped by its own PID when dropped.
-/// Append-only with fsync on every write, so a restart keeps what it acknowledged.
-pub struct RedisServer {
-    pub port: u16,
-    pub dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    pub fn start(dir: &Path) -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = RedisServer { port, dir: dir.to_path_buf(), child: None };
-        server.spawn();
-        server
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn spawn(&mut self) {
-        std::fs::create_dir_all(&self.dir).unwrap();
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", ""])
-            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/peers ensure redis installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut c) = redis::Client::open(self.url()).and_then(|c| c.get_connection())
-                && redis::cmd("PING").query::<String>(&mut c).is_ok()
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Kills the server (SIGKILL) and waits for it to be gone.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again on the same port and directory.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-
-    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
-    }
-
-    /// Pops everything from a list, oldest first, once it holds at least `count`.
-    pub async fn drain(&self, list: &str, count: usize) -> Vec<String> {
-        let mut connection = self.connection().await;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let len: usize = redis::cmd("LLEN").arg(list).query_async(&mut connection).await.unwrap();
-            if len >= count {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{list}: only {len} of {count} arrived");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await; // Anything extra would show now.
-        let mut out = Vec::new();
-        while let Some(item) =
-            redis::cmd("RPOP").arg(list).query_async::<Option<String>>(&mut connection).await.unwrap()
-        {
-            out.push(item);
-        }
-        out
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// What a subscription in `format` receives for `event`.
 pub fn rendered(event: &str, format: flotilla_wikimedia_core::OutputFormat) -> String {
     flotilla_wikimedia_core::render(&flotilla_wikimedia_core::parse_change(event.as_bytes()).unwrap(), format)
-}
-
-/// A fresh Postgres database for one test, dropped with [`PgDatabase::drop_now`].
-pub struct PgDatabase {
-    admin_url: String,
-    name: String,
-    pub url: String,
-}
-
-impl PgDatabase {
-    pub async fn create() -> PgDatabase {
-        let admin_url = std::env::var("FLOTILLA_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
-        let mut suffix = [0u8; 6];
-        getrandom::fill(&mut suffix).unwrap();
-        let name = format!("flotilla_d_{}", suffix.iter().map(|b| format!("{b:02x}")).collect::<String>());
-        sqlx::any::install_default_drivers();
-        let admin = sqlx::AnyPool::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!("Postgres at {admin_url} is needed for this test (scripts/test starts it): {e}")
-        });
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
-        admin.close().await;
-        let cut = admin_url.rfind('/').expect("a database in the URL");
-        let url = format!("{}/{name}", &admin_url[..cut]);
-        PgDatabase { admin_url, name, url }
-    }
-
-    pub async fn drop_now(self) {
-        let admin = sqlx::AnyPool::connect(&self.admin_url).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
-    }
 }

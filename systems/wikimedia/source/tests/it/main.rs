@@ -6,46 +6,33 @@ mod file;
 mod server;
 mod stream;
 
-use std::sync::Arc;
+use flotilla_test_support::TestNode;
 use std::time::{Duration, Instant};
 
-use flotilla_bus::{Bus, EmbeddedBus, EmbeddedOptions, ReadFrom};
-use flotilla_connector::{Connector, ConnectorContext, ConnectorState, StatusBoard};
-use flotilla_store::Store;
+use flotilla_bus::ReadFrom;
+use flotilla_connector::{Connector, ConnectorContext, ConnectorState};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 /// A bus and a store in a temporary directory, as a node would give a connector.
-pub struct Harness {
-    pub dir: tempfile::TempDir,
-    pub bus: Arc<dyn Bus>,
-    pub store: Arc<Store>,
-    pub board: StatusBoard,
+pub struct Harness(pub TestNode);
+
+impl std::ops::Deref for Harness {
+    type Target = TestNode;
+    fn deref(&self) -> &TestNode {
+        &self.0
+    }
 }
 
 impl Harness {
     pub async fn new() -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let bus: Arc<dyn Bus> =
-            Arc::new(EmbeddedBus::open(&dir.path().join("bus"), EmbeddedOptions::default()).unwrap());
-        let store = Arc::new(Store::open(&format!("sqlite://{}/store.db", dir.path().display())).await.unwrap());
-        Harness { dir, bus, store, board: StatusBoard::default() }
+        Harness(TestNode::new().await)
     }
 
     pub fn context(&self, name: &str, kind: &str, shutdown: CancellationToken) -> ConnectorContext {
+        let ctx = self.0.context_with_shutdown(name, kind, "reactor", shutdown);
         self.board.register(name, kind, ConnectorState::Running);
-        ConnectorContext::new(
-            name,
-            kind,
-            "testhost",
-            "testnode",
-            "reactor",
-            self.bus.clone(),
-            self.store.clone(),
-            self.board.clone(),
-            shutdown,
-            self.dir.path().to_path_buf(),
-        )
+        ctx
     }
 
     /// Runs a connector in the background; cancel the token to stop it.

@@ -1,0 +1,219 @@
+//! What Flotilla's test harnesses share, so each crate's tests build on one copy:
+//!
+//! - [`TestNode`]: an embedded bus and a SQLite (or given) store in a temporary
+//!   directory, a status board and a shutdown token, and [`TestNode::context`] for a
+//!   connector context wired as the node wires one.
+//! - [`PgDatabase`]: a fresh database on the Postgres of `FLOTILLA_TEST_POSTGRES`
+//!   (`scripts/test` sets it), dropped at the end of the test.
+//! - [`RedisServer`]: a throwaway `redis-server` on a free port, append-only with an
+//!   fsync per write, that a test can kill and restart.
+//!
+//! Every wait here is bounded and every address is loopback.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flotilla_bus::{Bus, EmbeddedBus, EmbeddedOptions};
+use flotilla_connector::{ConnectorContext, ConnectorState, NodeServices, StatusBoard};
+use flotilla_store::Store;
+use tokio_util::sync::CancellationToken;
+
+/// The host name test contexts report.
+pub const TEST_HOST: &str = "testhost";
+/// The node name test contexts report.
+pub const TEST_NODE: &str = "testnode";
+
+/// A bus and a store in a temporary directory, as a node would give its connectors.
+pub struct TestNode {
+    pub dir: tempfile::TempDir,
+    pub bus: Arc<dyn Bus>,
+    pub store: Arc<Store>,
+    pub board: StatusBoard,
+    /// The parent of every context's shutdown token.
+    pub shutdown: CancellationToken,
+}
+
+impl TestNode {
+    /// With a SQLite store in the temporary directory.
+    pub async fn new() -> TestNode {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/store.db", dir.path().display());
+        TestNode::with_store(dir, &url).await
+    }
+
+    /// With the store at `url` (a [`PgDatabase`]'s, say).
+    pub async fn with_store(dir: tempfile::TempDir, url: &str) -> TestNode {
+        let bus: Arc<dyn Bus> =
+            Arc::new(EmbeddedBus::open(&dir.path().join("bus"), EmbeddedOptions::default()).unwrap());
+        let store = Arc::new(Store::open(url).await.unwrap_or_else(|e| panic!("opening the store at {url}: {e}")));
+        TestNode { dir, bus, store, board: StatusBoard::default(), shutdown: CancellationToken::new() }
+    }
+
+    /// What the node shares with every connector.
+    pub fn services(&self) -> NodeServices {
+        NodeServices {
+            hostname: TEST_HOST.to_string(),
+            node_name: TEST_NODE.to_string(),
+            bus: self.bus.clone(),
+            store: self.store.clone(),
+            status: self.board.clone(),
+            data_dir: self.dir.path().to_path_buf(),
+        }
+    }
+
+    /// The context of connector `name` of type `kind`, emitting into `queue`, registered
+    /// on the status board as starting and stopped by [`TestNode::shutdown`].
+    pub fn context(&self, name: &str, kind: &str, queue: &str) -> ConnectorContext {
+        self.context_with_shutdown(name, kind, queue, self.shutdown.child_token())
+    }
+
+    /// The same, stopped by a token of the test's own.
+    pub fn context_with_shutdown(
+        &self,
+        name: &str,
+        kind: &str,
+        queue: &str,
+        shutdown: CancellationToken,
+    ) -> ConnectorContext {
+        self.board.register(name, kind, ConnectorState::Starting);
+        self.services().connector(name, kind, queue, shutdown)
+    }
+}
+
+/// A fresh Postgres database for one test, dropped with [`PgDatabase::drop_now`].
+pub struct PgDatabase {
+    admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    /// Creates `flotilla_t_<random>` on the server of `FLOTILLA_TEST_POSTGRES`.
+    pub async fn create() -> PgDatabase {
+        let admin_url = std::env::var("FLOTILLA_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+        let mut suffix = [0u8; 6];
+        getrandom::fill(&mut suffix).unwrap();
+        let name = format!("flotilla_t_{}", suffix.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        PgDatabase::admin(&admin_url, &format!("CREATE DATABASE {name}")).await;
+        let cut = admin_url.rfind('/').expect("a database in the URL");
+        let url = format!("{}/{name}", &admin_url[..cut]);
+        PgDatabase { admin_url, name, url }
+    }
+
+    async fn admin(admin_url: &str, statement: &str) {
+        sqlx::any::install_default_drivers();
+        let admin = sqlx::AnyPool::connect(admin_url).await.unwrap_or_else(|e| {
+            panic!("Postgres at {admin_url} is needed for this test (scripts/test starts it): {e}")
+        });
+        sqlx::query(sqlx::AssertSqlSafe(statement.to_string())).execute(&admin).await.unwrap();
+        admin.close().await;
+    }
+
+    /// Drops the database (closing any connection still open to it).
+    pub async fn drop_now(self) {
+        PgDatabase::admin(&self.admin_url, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).await;
+    }
+}
+
+/// A free TCP port on loopback (bound and released; fine for test servers).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A throwaway redis-server on a free port, stopped by its own PID when dropped.
+/// Append-only with fsync on every write, so a restart keeps what it acknowledged.
+pub struct RedisServer {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts one keeping its files in `dir`; returns once it answers PING.
+    pub fn start(dir: &Path) -> RedisServer {
+        let mut server = RedisServer { port: free_port(), dir: dir.to_path_buf(), child: None };
+        server.spawn();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn spawn(&mut self) {
+        std::fs::create_dir_all(&self.dir).unwrap();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/peers ensure redis installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut c) = redis::Client::open(self.url()).and_then(|c| c.get_connection())
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+    }
+
+    /// Pops everything from a list, oldest first, once it holds at least `count`.
+    pub async fn drain(&self, list: &str, count: usize) -> Vec<String> {
+        let mut connection = self.connection().await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let len: usize = redis::cmd("LLEN").arg(list).query_async(&mut connection).await.unwrap();
+            if len >= count {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{list}: only {len} of {count} arrived");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await; // Anything extra would show now.
+        let mut out = Vec::new();
+        while let Some(item) =
+            redis::cmd("RPOP").arg(list).query_async::<Option<String>>(&mut connection).await.unwrap()
+        {
+            out.push(item);
+        }
+        out
+    }
+
+    /// A blocking connection, for tests that are not async.
+    pub fn blocking_connection(&self) -> redis::Connection {
+        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
