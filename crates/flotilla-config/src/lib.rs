@@ -69,6 +69,8 @@
 //! unreported) and locations are lost. Share fields by nesting a struct under a key, and
 //! dispatch on a `type` key with a [`Node`] field and [`decode_at`], as above.
 
+#![forbid(unsafe_code)]
+
 mod capture;
 mod de;
 mod env;

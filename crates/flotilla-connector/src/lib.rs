@@ -18,6 +18,8 @@
 //!
 //! Architecture Invariant: connectors depend on this crate, never on the node.
 
+#![forbid(unsafe_code)]
+
 mod backoff;
 mod context;
 mod rules_files;

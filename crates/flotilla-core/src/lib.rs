@@ -5,6 +5,8 @@
 //! was not handed. Callers pass "now" in; the only ambient input is the random seed of
 //! the id generator.
 
+#![forbid(unsafe_code)]
+
 pub mod condition;
 pub mod duration;
 pub mod message;

@@ -24,6 +24,8 @@
 //! Architecture Invariant: services depend on this crate, never on the node and never
 //! on each other.
 
+#![forbid(unsafe_code)]
+
 pub mod http;
 
 use std::net::SocketAddr;

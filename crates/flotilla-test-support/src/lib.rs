@@ -10,6 +10,8 @@
 //!
 //! Every wait here is bounded and every address is loopback.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

@@ -2,6 +2,8 @@
 //! this file only sets up logging and turns results into exit codes (0 success, 1
 //! usage or validation error, 2 runtime failure).
 
+#![forbid(unsafe_code)]
+
 mod cli;
 
 use std::process::ExitCode;

@@ -22,6 +22,8 @@
 //! Architecture Invariant: no connection task ever waits on the database; only the
 //! logger talks to the store, and only through the bus.
 
+#![forbid(unsafe_code)]
+
 pub mod bucket;
 pub mod config;
 pub mod connection;

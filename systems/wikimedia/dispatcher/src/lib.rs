@@ -32,6 +32,8 @@
 //! `flotilla-wikimedia-core`; this crate only moves bytes between them and the bus, the store,
 //! Redis and sockets.
 
+#![forbid(unsafe_code)]
+
 pub mod client;
 pub mod control;
 pub mod fanout;

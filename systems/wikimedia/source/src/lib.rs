@@ -13,6 +13,8 @@
 //!
 //! TLS is rustls with the aws-lc-rs provider, the only one in the build.
 
+#![forbid(unsafe_code)]
+
 pub mod change;
 pub mod file;
 pub mod sample;
