@@ -121,18 +121,23 @@ async fn failing_and_panicking_connectors_are_restarted_and_sunk_while_a_healthy
     assert!(first["id"].is_string() && first["lastupdate"].is_number());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On tokio's paused clock (after the store is open): the backoff waits take no real
+/// time, and the elapsed time they add up to is exact.
+#[tokio::test]
 async fn backoff_grows_between_restarts() {
     let h = Harness::new().await;
+    tokio::time::pause();
     let policy = RestartPolicy {
         min_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(400),
         max_restarts: 6,
     };
     let (failing, _) = h.spawn("failing", Behaviour::Fail, policy);
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     wait_until("sunk", || h.board.get("failing").unwrap().state == ConnectorState::Sunk).await;
-    // Five waits drawn from [c/2, c] with c = 20, 40, 80, 160, 320 ms: at least 310 ms.
-    assert!(started.elapsed() >= Duration::from_millis(310), "{:?}", started.elapsed());
+    // Five waits drawn from [c/2, c] with c = 20, 40, 80, 160, 320 ms: at least 310 ms,
+    // at most 620 ms (and one 5 ms poll).
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(310) && elapsed <= Duration::from_millis(625), "{elapsed:?}");
     assert_eq!(failing.runs.load(Ordering::SeqCst), 6);
 }
