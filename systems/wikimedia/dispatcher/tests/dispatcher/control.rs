@@ -196,8 +196,13 @@ async fn idle_connections_are_closed() {
     let harness = Harness::start(None, limits).await;
     let mut c = harness.client().await;
     assert!(c.ask("info").await.starts_with("I have "));
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // On tokio's paused clock the idle timeout passes without real waiting, and the
+    // client's own 10 s reply timeout comes later.
+    tokio::time::pause();
+    let idle_since = tokio::time::Instant::now();
     assert_eq!(c.line().await, None, "closed after the idle timeout");
+    assert!(idle_since.elapsed() >= Duration::from_millis(250), "closed too early: {:?}", idle_since.elapsed());
+    tokio::time::resume();
     harness.stop().await;
 }
 
