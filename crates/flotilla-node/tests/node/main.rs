@@ -1,6 +1,8 @@
 //! The supervisor with connectors that misbehave on purpose: failing, panicking and
 //! hanging connectors are restarted with backoff, sunk after too many failures, and
-//! never disturb a healthy neighbour.
+//! never disturb a healthy neighbour. `shutdown.rs`: a whole node stopping in stages.
+
+mod shutdown;
 
 use flotilla_test_support::TestNode;
 use std::sync::Arc;
