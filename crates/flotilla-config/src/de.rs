@@ -44,7 +44,7 @@ use serde::de::{
 
 use crate::location::{Diagnostic, sort_diagnostics};
 use crate::node::{Node, NodeKind, push_index, push_key};
-use crate::scalar::{Resolved, parse_bool, parse_float, parse_int, resolve};
+use crate::scalar::{Resolved, parse_bool, parse_bool_word, parse_float, parse_int, resolve};
 
 /// How many passes [`decode`] makes at most. Every pass hides one more broken node or
 /// stands in for one more missing key, so this bounds the work on a configuration with
@@ -461,11 +461,13 @@ impl<'n, 'p> NodeDe<'n, 'p> {
         if written { self.settle(result) } else { self.silence(result) }
     }
 
-    /// A boolean, or `None` after recording a mismatch.
+    /// A boolean, or `None` after recording a mismatch. Besides YAML's `true`/`false`,
+    /// a key typed as a boolean takes `1`/`0` (wubot's Perl files write those) and
+    /// `yes`/`no` (SPEC §3).
     fn boolean(&self) -> Option<bool> {
-        let value = self.text().and_then(parse_bool);
+        let value = self.text().and_then(|text| parse_bool(text).or_else(|| parse_bool_word(text)));
         if value.is_none() {
-            self.mismatch("true or false");
+            self.mismatch("true or false (or 1/0, yes/no)");
         }
         value
     }

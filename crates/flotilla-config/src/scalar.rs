@@ -45,6 +45,17 @@ pub(crate) fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
+/// The other spellings a key typed as a boolean accepts (SPEC §3): wubot's `1`/`0` and
+/// `yes`/`no`. Only where a boolean is expected: elsewhere `1` stays a number and `yes`
+/// a string.
+pub(crate) fn parse_bool_word(text: &str) -> Option<bool> {
+    match text {
+        "1" | "yes" | "Yes" | "YES" => Some(true),
+        "0" | "no" | "No" | "NO" => Some(false),
+        _ => None,
+    }
+}
+
 /// Core-schema integers: `[-+]?[0-9]+`, `0o[0-7]+`, `0x[0-9a-fA-F]+`. `None` when the
 /// text is not an integer or does not fit an `i128` (such text is then tried as a float).
 pub(crate) fn parse_int(text: &str) -> Option<i128> {

@@ -659,7 +659,7 @@ rules:
          c.yaml:5:3: unknown key 'colour' in node (expected one of: name, data_dir, workers)\n\
          c.yaml:7:12: unknown value 'embdded' for 'bus.backend' (expected 'embedded', 'redis' or 'nats')\n\
          c.yaml:11:5: missing required key 'name' in rules[1]\n\
-         c.yaml:13:16: expected true or false for 'rules[1].last_rule', found \"maybe\"\n\
+         c.yaml:13:16: expected true or false (or 1/0, yes/no) for 'rules[1].last_rule', found \"maybe\"\n\
          c.yaml:17:9: unknown key 'conditon' in rules[2].rules[0] (expected one of: name, condition, plugin, rules, last_rule); did you mean 'condition'?\n\
          c.yaml:18:9: missing required key 'name' in rules[2].rules[1]"
     );
@@ -711,7 +711,7 @@ fn every_missing_key_is_reported() {
         "ERR c.yaml:1:9: expected a string for 'server', found a list\n\
          c.yaml:4:11: expected a list for 'channels', found \"x\"\n\
          c.yaml:6:3: missing required key 'ca' in tls\n\
-         c.yaml:6:11: expected true or false for 'tls.verify', found \"maybe\"",
+         c.yaml:6:11: expected true or false (or 1/0, yes/no) for 'tls.verify', found \"maybe\"",
     );
 }
 
@@ -747,11 +747,11 @@ fn decodes_primitives_leniently_but_strictly_typed() {
         "Prims { port: Some(80), offset: None, ratio: Some(0.5), flag: Some(false), text: Some(\"true\"), letter: None, nothing: None }"
     );
     assert_eq!(
-        ok("port: 70000\noffset: 1.5\nratio: abc\nflag: yes\ntext: {a: 1}\nletter: xy\nnothing: 3\n"),
+        ok("port: 70000\noffset: 1.5\nratio: abc\nflag: maybe\ntext: {a: 1}\nletter: xy\nnothing: 3\n"),
         "ERR c.yaml:1:7: expected a number for 'port', found \"70000\" (a whole number from 0 to 65535)\n\
          c.yaml:2:9: expected a number for 'offset', found \"1.5\" (a whole number from -2147483648 to 2147483647)\n\
          c.yaml:3:8: expected a number for 'ratio', found \"abc\"\n\
-         c.yaml:4:7: expected true or false for 'flag', found \"yes\"\n\
+         c.yaml:4:7: expected true or false (or 1/0, yes/no) for 'flag', found \"maybe\"\n\
          c.yaml:5:7: expected a string for 'text', found a map\n\
          c.yaml:6:9: expected a single character for 'letter', found \"xy\"\n\
          c.yaml:7:10: expected nothing (an empty value) for 'nothing', found \"3\""
@@ -887,13 +887,13 @@ fn maps_sequences_tuples_and_newtypes() {
 
 #[test]
 fn errors_in_lists_of_structs_name_the_index() {
-    let node = must_parse("c.yaml", "rules:\n- name: a\n- name: b\n  condition: [x]\n- {name: c, last_rule: 1}\n");
+    let node = must_parse("c.yaml", "rules:\n- name: a\n- name: b\n  condition: [x]\n- {name: c, last_rule: 2}\n");
     let (rules, errors) = decode_at::<Vec<Rule>>(node.get("rules").expect("rules"), "rules");
     assert!(rules.is_none());
     assert_eq!(
         render_errors(&errors),
         "ERR c.yaml:4:14: expected a string for 'rules[1].condition', found a list\n\
-         c.yaml:5:24: expected true or false for 'rules[2].last_rule', found \"1\""
+         c.yaml:5:24: expected true or false (or 1/0, yes/no) for 'rules[2].last_rule', found \"2\""
     );
     #[derive(Debug, Deserialize)]
     #[allow(dead_code)]
@@ -1183,4 +1183,29 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
                 .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
         ]
     })
+}
+
+/// SPEC §3: wherever a key is a boolean, wubot's `1`/`0` and `yes`/`no` are accepted
+/// besides `true`/`false`; elsewhere `1` stays a number and `yes` a string.
+#[test]
+fn booleans_take_wubots_spellings() {
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Flags {
+        a: bool,
+        b: bool,
+        c: bool,
+        d: bool,
+        e: Option<bool>,
+        n: u8,
+        s: String,
+    }
+    check_decode::<Flags>(
+        "a: 1\nb: 0\nc: yes\nd: no\ne: true\nn: 1\ns: yes\n",
+        r#"Flags { a: true, b: false, c: true, d: false, e: Some(true), n: 1, s: "yes" }"#,
+    );
+    check_decode::<Flags>(
+        "a: '1'\nb: NO\nc: Yes\nd: 'false'\nn: 0\ns: no\n",
+        r#"Flags { a: true, b: false, c: true, d: false, e: None, n: 0, s: "no" }"#,
+    );
 }

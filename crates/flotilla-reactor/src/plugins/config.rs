@@ -90,15 +90,17 @@ impl<'a> PluginConfig<'a> {
         value
     }
 
-    /// A yes/no value: `true`/`false`, or wubot's `1`/`0`.
+    /// A yes/no value: `true`/`false`, wubot's `1`/`0`, or `yes`/`no` (SPEC §3).
     pub(crate) fn flag(&mut self, key: &'static str) -> bool {
         match self.value(key) {
             None => false,
             Some(Value::Bool(b)) => *b,
             Some(Value::Number(n)) if n.as_u64() == Some(0) => false,
             Some(Value::Number(n)) if n.as_u64() == Some(1) => true,
+            Some(Value::String(s)) if matches!(s.as_str(), "yes" | "Yes" | "YES") => true,
+            Some(Value::String(s)) if matches!(s.as_str(), "no" | "No" | "NO") => false,
             Some(other) => {
-                self.wrong_type(key, "true or false", other);
+                self.wrong_type(key, "true or false (or 1/0, yes/no)", other);
                 false
             }
         }

@@ -65,8 +65,12 @@ fn every_error_is_reported_with_its_path() {
             ],
         ),
         (
-            json!([{"name": "a", "plugin": "SetField", "config": {"field": "x", "value": 1, "no_override": "yes"}}]),
-            vec![(None, "rules[0].config.no_override", "'no_override' must be true or false, not a string")],
+            json!([{"name": "a", "plugin": "SetField", "config": {"field": "x", "value": 1, "no_override": "maybe"}}]),
+            vec![(
+                None,
+                "rules[0].config.no_override",
+                "'no_override' must be true or false (or 1/0, yes/no), not a string",
+            )],
         ),
         (
             json!([{"name": "a", "plugin": "SetField", "config": ["field", "x"]}]),

@@ -91,3 +91,22 @@ fn a_data_dir_that_cannot_be_used_is_a_clear_runtime_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("cannot create the data directory"), "{}", stderr(&out));
 }
+
+/// wubot's own rule files write Perl's booleans (`last_rule: 1`); `check` and `rules
+/// test` take them (SPEC §3), and they mean what `true` means.
+#[test]
+fn wubot_style_booleans_are_accepted_by_check_and_rules_test() {
+    let ws = Workspace::new(&RULES.replace("last_rule: true", "last_rule: 1"));
+    let out = ws.run(&["check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ws.run(&["rules", "test", "--json", "--message", r#"{"status":"CRITICAL"}"#]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let message: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert!(message.get("seen_by_second_rule").is_none(), "last_rule: 1 stops later rules: {message}");
+
+    let ws = Workspace::new(&RULES.replace("last_rule: true", "last_rule: 0"));
+    let out = ws.run(&["rules", "test", "--json", "--message", r#"{"status":"CRITICAL"}"#]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let message: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(message["seen_by_second_rule"], 1, "last_rule: 0 does not stop: {message}");
+}
