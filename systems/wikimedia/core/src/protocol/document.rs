@@ -38,7 +38,9 @@ pub(crate) enum Progress {
 pub(crate) struct PendingDocument {
     op: DocumentOp,
     format: DocumentFormat,
-    subscription: SubscriptionId,
+    /// The subscription it is for, or the reply already decided (`E020` before `auth`):
+    /// the document is then read to its end and dropped, and that is the one reply.
+    target: Result<SubscriptionId, ErrorReply>,
     limit: usize,
     text: String,
     started: bool,
@@ -54,13 +56,13 @@ impl PendingDocument {
     pub(crate) fn new(
         op: DocumentOp,
         format: DocumentFormat,
-        subscription: SubscriptionId,
+        target: Result<SubscriptionId, ErrorReply>,
         limit: usize,
     ) -> PendingDocument {
         PendingDocument {
             op,
             format,
-            subscription,
+            target,
             limit,
             text: String::new(),
             started: false,
@@ -74,9 +76,15 @@ impl PendingDocument {
         self.op
     }
 
-    /// The subscription the command was given for.
-    pub(crate) fn subscription(&self) -> SubscriptionId {
-        self.subscription
+    /// The subscription the command was given for, or the reply already decided.
+    pub(crate) fn target(&self) -> Result<SubscriptionId, ErrorReply> {
+        self.target.clone()
+    }
+
+    /// The reply a document gets when a line rejects it: the reply already decided, if
+    /// any (one reply per command), else the rejection.
+    pub(crate) fn rejection(&self, error: ErrorReply) -> ErrorReply {
+        self.target.clone().err().unwrap_or(error)
     }
 
     /// Takes the next line (without its line ending).

@@ -3,9 +3,9 @@
 //! All or nothing: a document with any bad definition, or one that would pass the
 //! per-subscription cap, adds none.
 
-use crate::definition::{Definition, DocumentFormat};
+use crate::definition::Definition;
 use crate::protocol::document::{DocumentOp, PendingDocument};
-use crate::protocol::{ErrorReply, Output, Reply, Session, Words, require_auth};
+use crate::protocol::{ErrorReply, Output, Reply, Session, Words, document_target};
 use crate::subscription::{InsertError, SubscriptionBackend, SubscriptionId};
 
 pub(super) struct Insert {
@@ -23,17 +23,13 @@ impl Insert {
     where
         B: SubscriptionBackend + ?Sized,
     {
-        let Some(id) = require_auth(session, out) else {
+        let Some((format, target)) =
+            document_target(session, self.format.as_deref(), ErrorReply::MissingInsertParameter, out)
+        else {
             return;
         };
-        let Some(format) = self.format else {
-            return out.reply(ErrorReply::MissingInsertParameter);
-        };
-        let Some(format) = DocumentFormat::parse(&format) else {
-            return out.reply(ErrorReply::UnknownDataFormat);
-        };
         let limit = session.limits.max_document_bytes;
-        let pending = PendingDocument::new(DocumentOp::Insert, format, id, limit);
+        let pending = PendingDocument::new(DocumentOp::Insert, format, target, limit);
         session.start_document(pending, &self.first, backend, out);
     }
 }

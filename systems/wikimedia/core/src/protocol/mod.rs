@@ -53,6 +53,10 @@
 //! - A document's first non-blank line must start one (`<` for xml); otherwise the error
 //!   comes at once and the line is consumed, instead of every later line being swallowed
 //!   while waiting for `</items>`.
+//! - The document belongs to its command whatever the reply (SPEC §6.2): before `auth`,
+//!   `insert xml` and `remove json` read their document to its end and then answer
+//!   `E020` once, so a client that writes a command and its document together reads one
+//!   reply per command (the original answered each document line as a command).
 
 pub mod frame;
 
@@ -70,7 +74,7 @@ mod unsubscribe;
 
 use std::fmt;
 
-use crate::definition::{DefinitionError, DocumentError};
+use crate::definition::{DefinitionError, DocumentError, DocumentFormat};
 use crate::subscription::{Info, Mutation, SubscriptionBackend, SubscriptionId};
 use crate::token::Token;
 
@@ -377,8 +381,8 @@ impl Session {
             match pending.push_line(line) {
                 Progress::More => {}
                 Progress::Rejected(error) => {
+                    out.reply(pending.rejection(error));
                     self.pending = None;
-                    out.reply(error);
                 }
                 Progress::Complete => {
                     if let Some(pending) = self.pending.take() {
@@ -420,7 +424,7 @@ impl Session {
         }
         match pending.push_line(first.as_bytes()) {
             Progress::More => self.pending = Some(pending),
-            Progress::Rejected(error) => out.reply(error),
+            Progress::Rejected(error) => out.reply(pending.rejection(error)),
             Progress::Complete => self.finish_document(pending, backend, out),
         }
     }
@@ -430,7 +434,11 @@ impl Session {
         B: SubscriptionBackend + ?Sized,
     {
         let op = pending.op();
-        let subscription = pending.subscription();
+        let subscription = match pending.target() {
+            Ok(subscription) => subscription,
+            // Refused before the document began (E020): read to its end, one reply.
+            Err(refusal) => return out.reply(refusal),
+        };
         let definitions = match pending.finish(backend.wikis()) {
             Ok(definitions) => definitions,
             Err(error) => return out.reply(error),
@@ -546,6 +554,29 @@ impl<'l> Iterator for Words<'l> {
 
 fn is_blank(c: char) -> bool {
     c == ' ' || c == '\t'
+}
+
+/// Where an `insert`/`remove` document goes: the authenticated subscription, or (before
+/// `auth`) `E020`, which is answered once the document has been read to its end (SPEC
+/// §6.2: one reply per command). `None` (after replying) when the document cannot be
+/// read at all: its format word is missing or unknown.
+fn document_target(
+    session: &Session,
+    format: Option<&str>,
+    missing: ErrorReply,
+    out: &mut Output,
+) -> Option<(DocumentFormat, Result<SubscriptionId, ErrorReply>)> {
+    let target = session.authenticated.ok_or(ErrorReply::NotAuthenticated);
+    let refusal = |error: ErrorReply| target.clone().err().unwrap_or(error);
+    let Some(format) = format else {
+        out.reply(refusal(missing));
+        return None;
+    };
+    let Some(format) = DocumentFormat::parse(format) else {
+        out.reply(refusal(ErrorReply::UnknownDataFormat));
+        return None;
+    };
+    Some((format, target))
 }
 
 /// The authenticated subscription, or `E020`.

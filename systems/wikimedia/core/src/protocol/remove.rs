@@ -2,9 +2,9 @@
 //! authenticated subscription has and answers how many were removed. Definitions it does
 //! not have are skipped.
 
-use crate::definition::{Definition, DocumentFormat};
+use crate::definition::Definition;
 use crate::protocol::document::{DocumentOp, PendingDocument};
-use crate::protocol::{ErrorReply, Output, Reply, Session, Words, require_auth};
+use crate::protocol::{ErrorReply, Output, Reply, Session, Words, document_target};
 use crate::subscription::{SubscriptionBackend, SubscriptionId};
 
 pub(super) struct Remove {
@@ -22,17 +22,13 @@ impl Remove {
     where
         B: SubscriptionBackend + ?Sized,
     {
-        let Some(id) = require_auth(session, out) else {
+        let Some((format, target)) =
+            document_target(session, self.format.as_deref(), ErrorReply::MissingDeleteParameter, out)
+        else {
             return;
         };
-        let Some(format) = self.format else {
-            return out.reply(ErrorReply::MissingDeleteParameter);
-        };
-        let Some(format) = DocumentFormat::parse(&format) else {
-            return out.reply(ErrorReply::UnknownDataFormat);
-        };
         let limit = session.limits.max_document_bytes;
-        let pending = PendingDocument::new(DocumentOp::Remove, format, id, limit);
+        let pending = PendingDocument::new(DocumentOp::Remove, format, target, limit);
         session.start_document(pending, &self.first, backend, out);
     }
 }

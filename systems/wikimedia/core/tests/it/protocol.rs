@@ -188,9 +188,23 @@ fn auth_and_commands_that_need_it() {
         ! created alpha pipe
         < TOKEN: $T1
         # Everything that acts on a subscription needs auth first, even with bad arguments.
-        > insert xml
-        < E020: Authentication was not completed
         > insert
+        < E020: Authentication was not completed
+        # The document after `insert`/`remove` belongs to its command whatever the reply
+        # (SPEC §6.2): it is read to its end, then the one reply is E020.
+        > insert xml
+        > <items>
+        >   <item page="Main Page">enwiki</item>
+        > </items>
+        < E020: Authentication was not completed
+        > insert json [{"wiki": "enwiki"},
+        >   {"wiki": "dewiki"}]
+        < E020: Authentication was not completed
+        > remove xml <items/>
+        < E020: Authentication was not completed
+        # As after auth, a line that cannot start the document ends it.
+        > insert xml
+        > info
         < E020: Authentication was not completed
         > remove yaml
         < E020: Authentication was not completed
