@@ -76,6 +76,40 @@ pub fn open_bus(config: &Config) -> Result<EmbeddedBus, BusError> {
     EmbeddedBus::open(&config.data_dir.join("bus"), config.bus.clone())
 }
 
+/// How long a starting node waits for a short-lived command (`flotilla send`, `tail`,
+/// `status` with no node running) to release the bus.
+const COMMAND_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens the bus; when another process holds it, tells a running node (its admin socket
+/// answers: refused at once) from a short-lived command that wrote to the bus directly
+/// (waited for, up to [`COMMAND_LOCK_WAIT`], with a message).
+async fn open_bus_waiting_for_commands(config: &Config) -> anyhow::Result<EmbeddedBus> {
+    let deadline = tokio::time::Instant::now() + COMMAND_LOCK_WAIT;
+    let mut said = false;
+    loop {
+        match open_bus(config) {
+            Ok(bus) => return Ok(bus),
+            Err(BusError::Locked { holder, .. }) => {
+                let socket = admin::socket_path(&config.data_dir);
+                let node_answers = tokio::net::UnixStream::connect(&socket).await.is_ok();
+                if node_answers || tokio::time::Instant::now() >= deadline {
+                    anyhow::bail!(
+                        "another node is already running with data directory {}{holder}",
+                        config.data_dir.display()
+                    );
+                }
+                if !said {
+                    tracing::info!(data_dir = %config.data_dir.display(), holder = %holder.trim(),
+                        "Another process holds the bus (a command such as `flotilla send`); waiting up to 10 s for it.");
+                    said = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e).context("cannot open the bus"),
+        }
+    }
+}
+
 /// Starts everything the configuration describes.
 pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let started = Instant::now();
@@ -86,13 +120,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     };
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
-    let bus: Arc<dyn Bus> = match open_bus(&config) {
-        Ok(bus) => Arc::new(bus),
-        Err(BusError::Locked { holder, .. }) => {
-            anyhow::bail!("another node is already running with data directory {}{holder}", config.data_dir.display())
-        }
-        Err(e) => return Err(e).context("cannot open the bus"),
-    };
+    let bus: Arc<dyn Bus> = Arc::new(open_bus_waiting_for_commands(&config).await?);
     let store = Arc::new(Store::open(&config.store_url).await.context("cannot open the store")?);
     let stages = Stages::default();
     let board = StatusBoard::default();

@@ -202,3 +202,28 @@ fn a_service_that_is_not_configured_does_not_start() {
     let (exit, _) = node.stop(libc::SIGTERM);
     assert!(exit.success());
 }
+
+/// A node started while a short-lived command holds the bus (as `flotilla send` does
+/// when no node runs) waits for it, saying so, instead of failing; a second node is
+/// still refused at once (see above).
+#[test]
+fn a_node_waits_for_a_command_that_holds_the_bus() {
+    let ws = Workspace::new(PULSE);
+    assert!(ws.run(&["send", "-q", "reactor", "--field", "a=1"]).status.success());
+    // Hold the bus from this process for a second, as a command would.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let bus = flotilla_bus::EmbeddedBus::open(&ws.data_dir().join("bus"), Default::default()).unwrap();
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        runtime.block_on(async move { flotilla_bus::Bus::close(&bus).await.unwrap() });
+    });
+    let node = ws.start();
+    holder.join().unwrap();
+    assert!(
+        node.startup_log.iter().any(|l| l.contains("Another process holds the bus")),
+        "the node said why it waited: {:?}",
+        node.startup_log
+    );
+    let (status, _) = node.stop(libc::SIGTERM);
+    assert!(status.success());
+}

@@ -62,6 +62,8 @@ pub struct NodeProcess {
     pub http: String,
     /// The dispatcher's control address (`off` when it does not run).
     pub control: String,
+    /// Log lines (JSON) the node printed before it was ready.
+    pub startup_log: Vec<String>,
     /// Log lines (JSON) the node printed after it was ready. Kept so the thread reading
     /// the node's stderr keeps draining it (a full pipe would block the node).
     pub log: mpsc::Receiver<String>,
@@ -99,7 +101,7 @@ impl NodeProcess {
                         let listeners = value["fields"]["listeners"].as_str().unwrap_or_default();
                         let control =
                             listeners.split(' ').find_map(|l| l.strip_prefix("control=")).unwrap_or("off").to_string();
-                        return NodeProcess { child, http, control, log: rx };
+                        return NodeProcess { child, http, control, startup_log: seen, log: rx };
                     }
                     seen.push(line);
                 }
