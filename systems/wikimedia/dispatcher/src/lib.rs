@@ -42,8 +42,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use flotilla_bus::Bus;
-use flotilla_wikimedia_core::{Subscriptions, Wikis};
 use flotilla_store::Store;
+use flotilla_wikimedia_core::{Subscriptions, Wikis};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -103,6 +103,7 @@ impl Dispatcher {
         let mut subscriptions = Subscriptions::new(wikis).with_max_definitions(settings.max_definitions);
         let persisted = store.map(persist::SubscriptionStore::new);
         if let Some(persisted) = &persisted {
+            persisted.migrate().await.context("creating the dispatcher's tables")?;
             let loaded = persisted.load_all(wikis).await.context("loading the dispatcher's subscriptions")?;
             for problem in &loaded.skipped {
                 tracing::warn!(problem = %problem, "Skipped a stored subscription row.");
