@@ -1,12 +1,30 @@
 //! Flotilla's SQL store: one [`Store`] over SQLite (the default,
-//! `sqlite://<data_dir>/flotilla.db`) and Postgres, through sqlx's `Any` driver, with
-//! migrations embedded in the binary (one directory per dialect under `migrations/`).
+//! `sqlite://<data_dir>/flotilla.db`) and Postgres, through sqlx's `Any` driver. The
+//! store is the only way to the database: no other crate sees a pool or a driver type.
 //!
 //! What lives here: small durable state ([`Store::get_state`]/[`Store::put_state`]),
 //! rows the reactor's `SQL` plugin inserts into tables it creates on demand
-//! ([`Store::insert_row`]), and the tables of the dispatcher and the IRC logger. Bulk
-//! rows take faster roads beside the pool: `COPY` on Postgres ([`Store::copy_in`]) and
-//! a prepared-statement writer thread on SQLite ([`Store::sqlite_bulk`]).
+//! ([`Store::insert_row`]), and a small statement API for components with tables of
+//! their own: [`Store::execute`], [`Store::fetch_all`] and [`Store::begin`] (a
+//! [`Transaction`]), binding [`Param`]s and returning [`Row`]s of [`SqlValue`]s, SQL in
+//! the store's [`Dialect`]. Bulk rows take faster roads beside the pool: `COPY` on
+//! Postgres ([`Store::copy_in`]) and a prepared-statement writer thread on SQLite
+//! ([`Store::sqlite_bulk`]).
+//!
+//! **Migrations are per component** ([`migrate`]). The store applies only its own
+//! (`migrations/{sqlite,postgres}/`: the state table) when it opens. A component with
+//! tables ships its SQL files in its own folder, describes them as a static
+//! [`Migrations`] built with `include_str!`, and calls [`Store::migrate`] before it
+//! touches them: the IRC logger (`flotilla_irc::MIGRATIONS`) before its first batch,
+//! the dispatcher (`flotilla_wikimedia_dispatcher::persist::MIGRATIONS`) in its
+//! `start`. Migrating is idempotent and one query when nothing is pending; databases
+//! made by the old single migrator (`_sqlx_migrations`) are taken over as they are.
+//!
+//! **Errors**: every operation fails with [`StoreError`]; its message says what failed
+//! and where, its source is the cause, and [`StoreError::kind`] says whether the
+//! database refused (retrying cannot help), was unavailable (retry later), or the
+//! caller asked for something invalid. Print it with its causes (`{:#}` through anyhow,
+//! or [`StoreError::chain`]).
 //!
 //! Times are stored as integers (Unix seconds or milliseconds) and ids as text: the
 //! `Any` driver cannot decode Postgres `timestamptz` or `uuid`.
