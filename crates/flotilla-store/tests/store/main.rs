@@ -286,6 +286,16 @@ async fn a_transaction_commits_together_or_not_at_all() {
             .map(|r| r.int(0).unwrap())
             .collect();
         assert_eq!(ids, vec![1, 2]);
+        // Expressions read as what they compute.
+        let sql = match store.dialect() {
+            Dialect::Sqlite => "SELECT COUNT(*), 1.5, NULL, 'x' FROM tx_t",
+            Dialect::Postgres => "SELECT COUNT(*), CAST(1.5 AS DOUBLE PRECISION), NULL, 'x' FROM tx_t",
+        };
+        let rows = store.fetch_all(sql, &[]).await.unwrap();
+        assert_eq!(rows[0].values()[0], SqlValue::Int(2));
+        assert_eq!(rows[0].values()[1], SqlValue::Float(1.5));
+        assert_eq!(rows[0].values()[2], SqlValue::Null);
+        assert_eq!(rows[0].values()[3], SqlValue::Text("x".into()));
         store.close().await;
     })
     .await;
