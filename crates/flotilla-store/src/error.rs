@@ -104,6 +104,11 @@ impl StoreError {
         move |e| StoreError::Query { context, source: DatabaseError(e) }
     }
 
+    /// `sql` failed: the context is the statement's first words.
+    pub(crate) fn statement(sql: &str, e: sqlx::Error) -> StoreError {
+        StoreError::Query { context: crate::sql::context(sql), source: DatabaseError(e) }
+    }
+
     pub(crate) fn decode(
         context: impl Into<String>,
     ) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> StoreError {

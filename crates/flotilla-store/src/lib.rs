@@ -226,10 +226,10 @@ impl Store {
                 Connection::begin(connection).await.map_err(StoreError::query("starting a COPY transaction"))?;
             let mut rows = 0;
             for (statement, data) in copies {
-                let failed = || StoreError::query(sql::context(statement));
-                let mut copy = tx.copy_in_raw(statement).await.map_err(failed())?;
-                copy.send(*data).await.map_err(failed())?;
-                rows += copy.finish().await.map_err(failed())?;
+                let failed = |e| StoreError::statement(statement, e);
+                let mut copy = tx.copy_in_raw(statement).await.map_err(failed)?;
+                copy.send(*data).await.map_err(failed)?;
+                rows += copy.finish().await.map_err(failed)?;
             }
             tx.commit().await.map_err(StoreError::query("committing a COPY transaction"))?;
             Ok(rows)
@@ -256,13 +256,13 @@ impl Store {
     /// Runs one statement (SQL in this store's [`Dialect`]) through the pool; returns
     /// the rows it affected.
     pub async fn execute(&self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
-        let done = sql::query(sql, params).execute(&self.pool).await.map_err(StoreError::query(sql::context(sql)))?;
+        let done = sql::query(sql, params).execute(&self.pool).await.map_err(|e| StoreError::statement(sql, e))?;
         Ok(done.rows_affected())
     }
 
     /// Runs one query through the pool; returns every row.
     pub async fn fetch_all(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
-        let rows = sql::query(sql, params).fetch_all(&self.pool).await.map_err(StoreError::query(sql::context(sql)))?;
+        let rows = sql::query(sql, params).fetch_all(&self.pool).await.map_err(|e| StoreError::statement(sql, e))?;
         rows.iter().map(Row::from_any).collect()
     }
 

@@ -152,13 +152,13 @@ pub struct Transaction {
 impl Transaction {
     /// Runs one statement; returns the rows it affected.
     pub async fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
-        let done = query(sql, params).execute(&mut *self.inner).await.map_err(StoreError::query(context(sql)))?;
+        let done = query(sql, params).execute(&mut *self.inner).await.map_err(|e| StoreError::statement(sql, e))?;
         Ok(done.rows_affected())
     }
 
     /// Runs one query; returns every row.
     pub async fn fetch_all(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
-        let rows = query(sql, params).fetch_all(&mut *self.inner).await.map_err(StoreError::query(context(sql)))?;
+        let rows = query(sql, params).fetch_all(&mut *self.inner).await.map_err(|e| StoreError::statement(sql, e))?;
         rows.iter().map(Row::from_any).collect()
     }
 
