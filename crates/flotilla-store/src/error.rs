@@ -92,6 +92,8 @@ impl StoreError {
         match self {
             StoreError::Url { .. } | StoreError::Identifier(_) | StoreError::Decode { .. } => ErrorKind::Invalid,
             StoreError::Unsupported(_) => ErrorKind::Invalid,
+            // Whatever the reason (a server down, a wrong password, a full disk), a store
+            // that does not open is one to try again once someone has looked.
             StoreError::Connect { .. } | StoreError::Directory { .. } => ErrorKind::Unavailable,
             StoreError::Migrate { source, .. } => source.kind(),
             StoreError::Query { source, .. } => source.kind(),
