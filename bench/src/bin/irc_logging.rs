@@ -20,7 +20,7 @@ use flotilla_irc::logger::{self, LoggerControl, SqlWriter, log_queue};
 use flotilla_irc::record::{IrcRow, LogRow};
 use flotilla_irc::status::StatusTable;
 use flotilla_store::{Dialect, Store};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::AssertSqlSafe;
 
 /// Chat-like rows: 50 channels, 500 nicks, 40–120 characters of text.
 fn rows(count: usize) -> Vec<IrcRow> {
@@ -51,11 +51,11 @@ fn rows(count: usize) -> Vec<IrcRow> {
 }
 
 async fn count(store: &Store) -> i64 {
-    sqlx::query("SELECT COUNT(*) FROM irclog").fetch_one(store.pool()).await.unwrap().try_get::<i64, _>(0).unwrap()
+    store.fetch_all("SELECT COUNT(*) FROM irclog", &[]).await.unwrap()[0].int(0).unwrap()
 }
 
 async fn clear(store: &Store) {
-    sqlx::query("DELETE FROM irclog").execute(store.pool()).await.unwrap();
+    store.execute("DELETE FROM irclog", &[]).await.unwrap();
 }
 
 /// The logger: from the bus queue into the store, until the queue is empty.
@@ -107,18 +107,17 @@ async fn naive_run(store: &Store, rows: &[IrcRow]) -> f64 {
     );
     let started = Instant::now();
     for row in rows {
-        sqlx::query(AssertSqlSafe(sql.clone()))
-            .bind(row.target.as_str())
-            .bind(row.message.as_str())
-            .bind(row.host.as_deref())
-            .bind(row.source.as_str())
-            .bind(row.user.as_deref())
-            .bind(row.networkname.as_str())
-            .bind(row.irc_message_type.as_str())
-            .bind(row.received_at)
-            .execute(store.pool())
-            .await
-            .unwrap();
+        let params = [
+            (&row.target).into(),
+            (&row.message).into(),
+            row.host.as_deref().into(),
+            (&row.source).into(),
+            row.user.as_deref().into(),
+            (&row.networkname).into(),
+            (&row.irc_message_type).into(),
+            row.received_at.into(),
+        ];
+        store.execute(&sql, &params).await.unwrap();
     }
     rows.len() as f64 / started.elapsed().as_secs_f64()
 }
@@ -152,6 +151,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = Arc::new(Store::open(&format!("sqlite://{}/bench.db", dir.path().display())).await.unwrap());
     assert_eq!(sqlite.dialect(), Dialect::Sqlite);
+    sqlite.migrate(&flotilla_irc::MIGRATIONS).await.unwrap();
     bench("SQLite", sqlite.clone(), &all, baseline).await;
     sqlite.close().await;
 
@@ -172,6 +172,7 @@ async fn main() {
     sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
     let url = format!("{}/{name}", &admin_url[..admin_url.rfind('/').unwrap()]);
     let pg = Arc::new(Store::open(&url).await.unwrap());
+    pg.migrate(&flotilla_irc::MIGRATIONS).await.unwrap();
     bench("Postgres", pg.clone(), &all, baseline).await;
     pg.close().await;
     tokio::time::sleep(Duration::from_millis(100)).await;

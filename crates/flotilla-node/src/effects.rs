@@ -68,8 +68,16 @@ impl Pending {
     }
 }
 
-fn failed(e: impl std::fmt::Display) -> EffectError {
-    EffectError::Failed(e.to_string())
+/// A store error with its causes (its message says only what failed), `: `-separated.
+fn failed(e: impl std::error::Error) -> EffectError {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    EffectError::Failed(text)
 }
 
 #[async_trait::async_trait]

@@ -1,12 +1,30 @@
 //! Flotilla's SQL store: one [`Store`] over SQLite (the default,
-//! `sqlite://<data_dir>/flotilla.db`) and Postgres, through sqlx's `Any` driver, with
-//! migrations embedded in the binary (one directory per dialect under `migrations/`).
+//! `sqlite://<data_dir>/flotilla.db`) and Postgres, through sqlx's `Any` driver. The
+//! store is the only way to the database: no other crate sees a pool or a driver type.
 //!
 //! What lives here: small durable state ([`Store::get_state`]/[`Store::put_state`]),
 //! rows the reactor's `SQL` plugin inserts into tables it creates on demand
-//! ([`Store::insert_row`]), and the tables of the dispatcher and the IRC logger. Bulk
-//! rows take faster roads beside the pool: `COPY` on Postgres ([`Store::copy_in`]) and
-//! a prepared-statement writer thread on SQLite ([`Store::sqlite_bulk`]).
+//! ([`Store::insert_row`]), and a small statement API for components with tables of
+//! their own: [`Store::execute`], [`Store::fetch_all`] and [`Store::begin`] (a
+//! [`Transaction`]), binding [`Param`]s and returning [`Row`]s of [`SqlValue`]s, SQL in
+//! the store's [`Dialect`]. Bulk rows take faster roads beside the pool: `COPY` on
+//! Postgres ([`Store::copy_in`]) and a prepared-statement writer thread on SQLite
+//! ([`Store::sqlite_bulk`]).
+//!
+//! **Migrations are per component** ([`migrate`]). The store applies only its own
+//! (`migrations/{sqlite,postgres}/`: the state table) when it opens. A component with
+//! tables ships its SQL files in its own folder, describes them as a static
+//! [`Migrations`] built with `include_str!`, and calls [`Store::migrate`] before it
+//! touches them: the IRC logger (`flotilla_irc::MIGRATIONS`) before its first batch,
+//! the dispatcher (`flotilla_wikimedia_dispatcher::persist::MIGRATIONS`) in its
+//! `start`. Migrating is idempotent and one query when nothing is pending; databases
+//! made by the old single migrator (`_sqlx_migrations`) are taken over as they are.
+//!
+//! **Errors**: every operation fails with [`StoreError`]; its message says what failed
+//! and where, its source is the cause, and [`StoreError::kind`] says whether the
+//! database refused (retrying cannot help), was unavailable (retry later), or the
+//! caller asked for something invalid. Print it with its causes (`{:#}` through anyhow,
+//! or [`StoreError::chain`]).
 //!
 //! Times are stored as integers (Unix seconds or milliseconds) and ids as text: the
 //! `Any` driver cannot decode Postgres `timestamptz` or `uuid`.
@@ -18,13 +36,19 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 pub mod copy_rows;
+mod error;
+pub mod migrate;
+mod sql;
 pub mod sqlite_bulk;
 
 pub use copy_rows::CopyRows;
+pub use error::{DatabaseError, ErrorKind, SqliteFailure, StoreError};
+pub use migrate::{Migration, Migrations};
 use serde_json::{Map, Value};
-pub use sqlite_bulk::{BulkError, BulkTx, BulkValue, SqliteBulk};
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, AssertSqlSafe, Row};
+pub use sql::{Param, Row, SqlValue, Transaction};
+pub use sqlite_bulk::{BulkTx, BulkValue, SqliteBulk};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, AssertSqlSafe};
 
 /// Which database a store talks to; SQL text differs in placeholders and types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,28 +80,6 @@ impl Dialect {
             Dialect::Postgres => "DOUBLE PRECISION",
         }
     }
-}
-
-/// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("invalid store URL '{url}': {reason}")]
-    Url { url: String, reason: String },
-    #[error("cannot open the store at {url}: {detail}")]
-    Connect { url: String, detail: String },
-    #[error("migrating the store failed: {0}")]
-    Migrate(String),
-    #[error(
-        "invalid SQL identifier '{0}': use letters, digits and _ (not starting with a digit), at most 63 characters"
-    )]
-    Identifier(String),
-    #[error("{context}: {detail}")]
-    Query { context: String, detail: String },
-}
-
-fn query_error(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StoreError {
-    let context = context.into();
-    move |e| StoreError::Query { context, detail: e.to_string() }
 }
 
 /// A connection pool to the configured database.
@@ -132,9 +134,10 @@ impl Store {
                 && let Some(parent) = Path::new(path).parent()
                 && !parent.as_os_str().is_empty()
             {
-                std::fs::create_dir_all(parent).map_err(|e| StoreError::Connect {
+                std::fs::create_dir_all(parent).map_err(|source| StoreError::Directory {
                     url: display.clone(),
-                    detail: format!("cannot create directory {}: {e}", parent.display()),
+                    directory: parent.display().to_string(),
+                    source,
                 })?;
             }
             let query = if query.contains("mode=") { query.to_string() } else { format!("mode=rwc&{query}") };
@@ -152,7 +155,7 @@ impl Store {
             use sqlx::Connection;
             let probe = sqlx::AnyConnection::connect(&connect_url)
                 .await
-                .map_err(|e| StoreError::Connect { url: display.clone(), detail: e.to_string() })?;
+                .map_err(|e| StoreError::Connect { url: display.clone(), source: DatabaseError(e) })?;
             let _ = probe.close().await;
         }
         let options = AnyPoolOptions::new()
@@ -180,7 +183,7 @@ impl Store {
         let pool = options
             .connect(&connect_url)
             .await
-            .map_err(|e| StoreError::Connect { url: display.clone(), detail: e.to_string() })?;
+            .map_err(|e| StoreError::Connect { url: display.clone(), source: DatabaseError(e) })?;
         let store = Store {
             pool,
             dialect,
@@ -190,16 +193,8 @@ impl Store {
             copier: tokio::sync::Mutex::default(),
             bulk: bulk_path.map(SqliteBulk::start),
         };
-        store.migrate().await?;
+        store.migrate_store().await?;
         Ok(store)
-    }
-
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let migrator = match self.dialect {
-            Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite"),
-            Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
-        };
-        migrator.run(&self.pool).await.map_err(|e| StoreError::Migrate(e.to_string()))
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -212,25 +207,31 @@ impl Store {
     /// COPY is several times faster than INSERT for bulk rows, and sqlx offers it only
     /// on a plain Postgres connection, so the store keeps one for it, opened on first
     /// use and dropped after any error (it may be mid-COPY); the next call reopens it.
-    pub async fn copy_in(&self, copies: &[(&str, &[u8])]) -> Result<u64, sqlx::Error> {
+    pub async fn copy_in(&self, copies: &[(&str, &[u8])]) -> Result<u64, StoreError> {
         use sqlx::Connection;
         if self.dialect != Dialect::Postgres {
-            return Err(sqlx::Error::Configuration("COPY needs a Postgres store".into()));
+            return Err(StoreError::Unsupported("COPY needs a Postgres store"));
         }
         let mut slot = self.copier.lock().await;
         let connection = match &mut *slot {
             Some(connection) => connection,
-            None => slot.insert(sqlx::postgres::PgConnection::connect(&self.connect_url).await?),
+            None => slot.insert(
+                sqlx::postgres::PgConnection::connect(&self.connect_url)
+                    .await
+                    .map_err(StoreError::query("connecting for COPY"))?,
+            ),
         };
         let copied = async {
-            let mut tx = Connection::begin(connection).await?;
+            let mut tx =
+                Connection::begin(connection).await.map_err(StoreError::query("starting a COPY transaction"))?;
             let mut rows = 0;
             for (statement, data) in copies {
-                let mut copy = tx.copy_in_raw(statement).await?;
-                copy.send(*data).await?;
-                rows += copy.finish().await?;
+                let failed = |e| StoreError::statement(statement, e);
+                let mut copy = tx.copy_in_raw(statement).await.map_err(failed)?;
+                copy.send(*data).await.map_err(failed)?;
+                rows += copy.finish().await.map_err(failed)?;
             }
-            tx.commit().await?;
+            tx.commit().await.map_err(StoreError::query("committing a COPY transaction"))?;
             Ok(rows)
         }
         .await;
@@ -242,20 +243,33 @@ impl Store {
 
     /// SQLite file only: runs `work`'s inserts in one transaction on the store's bulk
     /// writer ([`sqlite_bulk`]), several times faster than INSERTs through the pool.
-    pub async fn sqlite_bulk<F>(&self, work: F) -> Result<u64, BulkError>
+    pub async fn sqlite_bulk<F>(&self, work: F) -> Result<u64, StoreError>
     where
-        F: FnOnce(&mut BulkTx<'_>) -> Result<u64, BulkError> + Send + 'static,
+        F: FnOnce(&mut BulkTx<'_>) -> Result<u64, StoreError> + Send + 'static,
     {
         match &self.bulk {
             Some(bulk) => bulk.transaction(work).await,
-            None => Err(BulkError::Failed("bulk inserts need a SQLite database file".into())),
+            None => Err(StoreError::Unsupported("bulk inserts need a SQLite database file")),
         }
     }
 
-    /// The pool, for components with their own tables (their SQL must respect
-    /// [`Store::dialect`]).
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
+    /// Runs one statement (SQL in this store's [`Dialect`]) through the pool; returns
+    /// the rows it affected.
+    pub async fn execute(&self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        let done = sql::query(sql, params).execute(&self.pool).await.map_err(|e| StoreError::statement(sql, e))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Runs one query through the pool; returns every row.
+    pub async fn fetch_all(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
+        let rows = sql::query(sql, params).fetch_all(&self.pool).await.map_err(|e| StoreError::statement(sql, e))?;
+        rows.iter().map(Row::from_any).collect()
+    }
+
+    /// Starts a transaction on a connection of the pool.
+    pub async fn begin(&self) -> Result<Transaction, StoreError> {
+        let inner = self.pool.begin().await.map_err(StoreError::query("starting a transaction"))?;
+        Ok(Transaction { inner })
     }
 
     /// The URL with its password hidden.
@@ -270,17 +284,15 @@ impl Store {
             self.dialect.placeholder(1),
             self.dialect.placeholder(2)
         );
-        let row: Option<AnyRow> = sqlx::query(AssertSqlSafe(sql))
-            .bind(namespace)
-            .bind(key)
+        let rows = sql::query(&sql, &[namespace.into(), key.into()])
             .fetch_optional(&self.pool)
             .await
-            .map_err(query_error(format!("reading state {namespace}/{key}")))?;
-        let Some(row) = row else { return Ok(None) };
-        let text: String = row.try_get(0).map_err(query_error("decoding state"))?;
-        serde_json::from_str(&text)
+            .map_err(StoreError::query(format!("reading state {namespace}/{key}")))?;
+        let Some(row) = rows else { return Ok(None) };
+        let row = Row::from_any(&row)?;
+        serde_json::from_str(row.text(0)?)
             .map(Some)
-            .map_err(|e| StoreError::Query { context: format!("state {namespace}/{key}"), detail: e.to_string() })
+            .map_err(|e| StoreError::decode(format!("state {namespace}/{key}"))(e.into()))
     }
 
     /// Stores a JSON value, replacing any previous one.
@@ -295,14 +307,11 @@ impl Store {
             p(4)
         );
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(namespace)
-            .bind(key)
-            .bind(value.to_string())
-            .bind(now as i64)
+        let value = value.to_string();
+        sql::query(&sql, &[namespace.into(), key.into(), Param::Text(&value), Param::Int(now as i64)])
             .execute(&self.pool)
             .await
-            .map_err(query_error(format!("writing state {namespace}/{key}")))?;
+            .map_err(StoreError::query(format!("writing state {namespace}/{key}")))?;
         Ok(())
     }
 
@@ -320,7 +329,7 @@ impl Store {
             sqlx::query(AssertSqlSafe(sql))
                 .execute(&self.pool)
                 .await
-                .map_err(query_error(format!("inserting into {table}")))?;
+                .map_err(StoreError::query(format!("inserting into {table}")))?;
             return Ok(());
         }
         let columns: Vec<String> = row.keys().map(|c| format!("\"{c}\"")).collect();
@@ -339,7 +348,7 @@ impl Store {
                 other => query.bind(other.to_string()),
             };
         }
-        query.execute(&self.pool).await.map_err(query_error(format!("inserting into {table}")))?;
+        query.execute(&self.pool).await.map_err(StoreError::query(format!("inserting into {table}")))?;
         Ok(())
     }
 
@@ -358,7 +367,7 @@ impl Store {
         sqlx::query(AssertSqlSafe(create))
             .execute(&self.pool)
             .await
-            .map_err(query_error(format!("creating table {table}")))?;
+            .map_err(StoreError::query(format!("creating table {table}")))?;
         let mut existing = self.columns_of(table).await?;
         for (column, value) in missing {
             if existing.contains(column.as_str()) {
@@ -375,7 +384,7 @@ impl Store {
                 // Another writer may have added it a moment ago.
                 existing = self.columns_of(table).await?;
                 if !existing.contains(column.as_str()) {
-                    return Err(query_error(format!("adding column {column} to {table}"))(e));
+                    return Err(StoreError::query(format!("adding column {column} to {table}"))(e));
                 }
             }
             existing.insert(column.clone());
@@ -387,7 +396,7 @@ impl Store {
     /// The column names of a table.
     pub async fn columns_of(&self, table: &str) -> Result<HashSet<String>, StoreError> {
         check_identifier(table)?;
-        let rows: Vec<AnyRow> = match self.dialect {
+        let rows: Vec<sqlx::any::AnyRow> = match self.dialect {
             Dialect::Sqlite => {
                 sqlx::query(AssertSqlSafe(format!("SELECT name FROM pragma_table_info('{table}')")))
                     .fetch_all(&self.pool)
@@ -403,8 +412,8 @@ impl Store {
                 .await
             }
         }
-        .map_err(query_error(format!("listing columns of {table}")))?;
-        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(query_error("decoding column names"))).collect()
+        .map_err(StoreError::query(format!("listing columns of {table}")))?;
+        rows.iter().map(|r| Row::from_any(r)?.text(0).map(str::to_string)).collect()
     }
 
     /// Closes the pool, waiting for connections to finish.

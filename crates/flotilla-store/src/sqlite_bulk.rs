@@ -31,6 +31,8 @@ use std::ptr;
 
 use libsqlite3_sys as ffi;
 
+use crate::{ErrorKind, SqliteFailure, StoreError};
+
 /// A value to bind.
 #[derive(Debug, Clone, Copy)]
 pub enum BulkValue<'a> {
@@ -45,16 +47,15 @@ impl<'a> From<Option<&'a str>> for BulkValue<'a> {
     }
 }
 
-/// Why a bulk write failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BulkError {
-    /// The database refused the data (a constraint, a type, a value too big): writing
-    /// the same rows again fails again.
-    #[error("the database refused the data: {0}")]
-    Refused(String),
-    /// The database could not take it now (busy, I/O, disk full, cannot open): retry.
-    #[error("{0}")]
-    Failed(String),
+/// A failure of the bulk writer, with where it happened.
+fn failed(context: impl Into<String>) -> impl FnOnce(SqliteFailure) -> StoreError {
+    let context = context.into();
+    move |source| StoreError::Bulk { context, source }
+}
+
+/// A failure that is not SQLite's own (the writer thread, a path or SQL text).
+fn not_sqlite(message: impl Into<String>) -> SqliteFailure {
+    SqliteFailure { code: 0, message: message.into() }
 }
 
 /// The inserts of one transaction.
@@ -64,7 +65,11 @@ pub struct BulkTx<'c> {
 
 impl BulkTx<'_> {
     /// Runs `sql` (an INSERT with one `?` per value) once with `values`.
-    pub fn insert(&mut self, sql: &str, values: &[BulkValue<'_>]) -> Result<(), BulkError> {
+    pub fn insert(&mut self, sql: &str, values: &[BulkValue<'_>]) -> Result<(), StoreError> {
+        self.insert_row(sql, values).map_err(|source| StoreError::Bulk { context: crate::sql::context(sql), source })
+    }
+
+    fn insert_row(&mut self, sql: &str, values: &[BulkValue<'_>]) -> Result<(), SqliteFailure> {
         let statement = self.connection.prepared(sql)?;
         let db = self.connection.db;
         // SAFETY: `statement` was prepared on `db`, which is open, and both are used on
@@ -106,16 +111,13 @@ impl BulkTx<'_> {
 ///
 /// # Safety
 /// `db` must be an open connection used on this thread.
-unsafe fn classify(db: *mut ffi::sqlite3, rc: c_int) -> BulkError {
+/// Its [`ErrorKind`](crate::ErrorKind) follows from the code: see
+/// [`SqliteFailure::kind`].
+unsafe fn classify(db: *mut ffi::sqlite3, rc: c_int) -> SqliteFailure {
     // SAFETY: the caller's promise; sqlite3_errmsg returns a NUL-terminated string owned
     // by the connection, copied here before anything else touches it.
     let message = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db)) }.to_string_lossy().into_owned();
-    match rc & 0xff {
-        ffi::SQLITE_CONSTRAINT | ffi::SQLITE_MISMATCH | ffi::SQLITE_TOOBIG | ffi::SQLITE_RANGE => {
-            BulkError::Refused(message)
-        }
-        _ => BulkError::Failed(message),
-    }
+    SqliteFailure { code: rc, message }
 }
 
 /// An open connection and its prepared statements.
@@ -125,8 +127,9 @@ struct Connection {
 }
 
 impl Connection {
-    fn open(path: &str) -> Result<Connection, BulkError> {
-        let c_path = CString::new(path).map_err(|_| BulkError::Failed(format!("'{path}' contains a NUL byte")))?;
+    fn open(path: &str) -> Result<Connection, StoreError> {
+        let opening = || failed(format!("opening {path} for bulk writes"));
+        let c_path = CString::new(path).map_err(|_| opening()(not_sqlite("the path contains a NUL byte")))?;
         let mut db = ptr::null_mut();
         let flags = ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_CREATE | ffi::SQLITE_OPEN_NOMUTEX;
         // SAFETY: a valid C string and an out-pointer; on failure SQLite may still hand
@@ -140,7 +143,7 @@ impl Connection {
                 // SAFETY: db is a handle SQLite returned on this thread.
                 unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db)) }.to_string_lossy().into_owned()
             };
-            return Err(BulkError::Failed(format!("cannot open {path}: {detail}")));
+            return Err(opening()(SqliteFailure { code: rc, message: detail }));
         }
         // WAL and the busy timeout as in the store's pool, FULL (see the module), a big
         // page cache (the IRC log's four indexes outgrow the default 2 MB at once), and
@@ -154,14 +157,14 @@ impl Connection {
             &backstop,
             "PRAGMA mmap_size=268435456",
         ] {
-            connection.execute(pragma)?;
+            connection.execute(pragma).map_err(opening())?;
         }
         Ok(connection)
     }
 
     /// Copies what the WAL holds back into the database file, without waiting for or
     /// blocking the writer (SQLite's `PASSIVE` mode).
-    fn checkpoint(&mut self) -> Result<(), BulkError> {
+    fn checkpoint(&mut self) -> Result<(), SqliteFailure> {
         let (mut log_frames, mut copied) = (0, 0);
         // SAFETY: an open handle on this thread; a null schema name means every
         // attached database; the out-pointers are valid for the call.
@@ -182,8 +185,8 @@ impl Connection {
         }
     }
 
-    fn execute(&mut self, sql: &str) -> Result<(), BulkError> {
-        let c_sql = CString::new(sql).map_err(|_| BulkError::Failed("SQL with a NUL byte".into()))?;
+    fn execute(&mut self, sql: &str) -> Result<(), SqliteFailure> {
+        let c_sql = CString::new(sql).map_err(|_| not_sqlite("SQL with a NUL byte"))?;
         // SAFETY: an open handle on this thread, a valid C string, no callback.
         let rc = unsafe { ffi::sqlite3_exec(self.db, c_sql.as_ptr(), None, ptr::null_mut(), ptr::null_mut()) };
         if rc == ffi::SQLITE_OK {
@@ -194,7 +197,7 @@ impl Connection {
         }
     }
 
-    fn prepared(&mut self, sql: &str) -> Result<*mut ffi::sqlite3_stmt, BulkError> {
+    fn prepared(&mut self, sql: &str) -> Result<*mut ffi::sqlite3_stmt, SqliteFailure> {
         if let Some(&statement) = self.statements.get(sql) {
             return Ok(statement);
         }
@@ -205,7 +208,7 @@ impl Connection {
         };
         if rc != ffi::SQLITE_OK || statement.is_null() {
             // A statement that does not prepare names a missing table or column: the
-            // caller's SQL, not the data, so retrying cannot help either way; report it.
+            // caller's SQL, so retrying cannot help (a refusal, SQLITE_ERROR).
             // SAFETY: as above.
             return Err(unsafe { classify(self.db, rc) });
         }
@@ -231,8 +234,8 @@ impl Drop for Connection {
 /// because the checkpointer thread has not kept up.
 const BACKSTOP_CHECKPOINT_PAGES: u32 = 20_000;
 
-type Work = Box<dyn FnOnce(&mut BulkTx<'_>) -> Result<u64, BulkError> + Send>;
-type Job = (Work, tokio::sync::oneshot::Sender<Result<u64, BulkError>>);
+type Work = Box<dyn FnOnce(&mut BulkTx<'_>) -> Result<u64, StoreError> + Send>;
+type Job = (Work, tokio::sync::oneshot::Sender<Result<u64, StoreError>>);
 
 /// The bulk writer of one SQLite file: a thread that owns a connection to it.
 pub struct SqliteBulk {
@@ -258,15 +261,16 @@ impl SqliteBulk {
             let mut connection: Option<Connection> = None;
             for (work, reply) in queue {
                 let result = run_in_transaction(&mut connection, &path, work);
-                match result {
-                    // The connection may be in any state: start afresh next time.
-                    Err(BulkError::Failed(_)) => connection = None,
+                match &result {
                     // Full means a checkpoint is already asked for; gone means there is
                     // no checkpointer (the backstop covers it).
                     Ok(_) => {
                         let _ = commits.try_send(());
                     }
-                    Err(BulkError::Refused(_)) => {}
+                    // Refused data or the caller's mistake leave the connection sound.
+                    Err(error) if error.kind() != ErrorKind::Unavailable => {}
+                    // The connection may be in any state: start afresh next time.
+                    Err(_) => connection = None,
                 }
                 let _ = reply.send(result);
             }
@@ -279,15 +283,16 @@ impl SqliteBulk {
     }
 
     /// Runs `work` in one transaction on the writer thread; returns what it returns.
-    pub async fn transaction<F>(&self, work: F) -> Result<u64, BulkError>
+    pub async fn transaction<F>(&self, work: F) -> Result<u64, StoreError>
     where
-        F: FnOnce(&mut BulkTx<'_>) -> Result<u64, BulkError> + Send + 'static,
+        F: FnOnce(&mut BulkTx<'_>) -> Result<u64, StoreError> + Send + 'static,
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
+        let writing = || failed("writing in bulk");
         self.jobs
             .send((Box::new(work), reply))
-            .map_err(|_| BulkError::Failed("the SQLite bulk writer thread is not running".into()))?;
-        answer.await.map_err(|_| BulkError::Failed("the SQLite bulk writer thread stopped".into()))?
+            .map_err(|_| writing()(not_sqlite("the SQLite bulk writer thread is not running")))?;
+        answer.await.map_err(|_| writing()(not_sqlite("the SQLite bulk writer thread stopped")))?
     }
 }
 
@@ -300,27 +305,27 @@ fn checkpoint_after_commits(path: &str, committed: std::sync::mpsc::Receiver<()>
             Some(open) => Ok(open),
             None => Connection::open(path).map(|open| connection.insert(open)),
         };
-        let result = opened.and_then(Connection::checkpoint);
+        let result = opened.and_then(|open| open.checkpoint().map_err(failed("checkpointing")));
         if let Err(error) = result {
             // Busy or failing now; the next commit asks again, on a fresh connection.
-            tracing::debug!(%error, "SQLite checkpoint did not complete.");
+            tracing::debug!(error = %error.chain(), "SQLite checkpoint did not complete.");
             connection = None;
         }
     }
 }
 
-fn run_in_transaction(connection: &mut Option<Connection>, path: &str, work: Work) -> Result<u64, BulkError> {
+fn run_in_transaction(connection: &mut Option<Connection>, path: &str, work: Work) -> Result<u64, StoreError> {
     let connection = match connection {
         Some(connection) => connection,
         None => connection.insert(Connection::open(path)?),
     };
-    connection.execute("BEGIN IMMEDIATE")?;
+    connection.execute("BEGIN IMMEDIATE").map_err(failed("starting a bulk transaction"))?;
     match work(&mut BulkTx { connection }) {
         Ok(rows) => match connection.execute("COMMIT") {
             Ok(()) => Ok(rows),
             Err(error) => {
                 let _ = connection.execute("ROLLBACK");
-                Err(error)
+                Err(failed("committing a bulk transaction")(error))
             }
         },
         Err(error) => {
@@ -341,7 +346,8 @@ mod tests {
         let bulk = SqliteBulk::start(path.clone());
         bulk.transaction(|tx| {
             let conn = &mut tx.connection;
-            conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, n INTEGER)")?;
+            conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, n INTEGER)")
+                .map_err(failed("creating t"))?;
             Ok(0)
         })
         .await
@@ -367,9 +373,14 @@ mod tests {
             })
             .await
             .unwrap_err();
-        assert!(matches!(&refused, BulkError::Refused(m) if m.contains("NOT NULL")), "{refused:?}");
+        assert_eq!(refused.kind(), ErrorKind::Refused, "{refused:?}");
+        assert!(refused.chain().contains("NOT NULL"), "{}", refused.chain());
+        // A statement that names a missing table fails whatever the data: a refusal too,
+        // with SQLite's words for it.
         let missing = bulk.transaction(|tx| tx.insert("INSERT INTO nope VALUES (?)", &[BulkValue::Int(1)]).map(|_| 1));
-        assert!(matches!(missing.await.unwrap_err(), BulkError::Failed(m) if m.contains("no such table")));
+        let missing = missing.await.unwrap_err();
+        assert_eq!(missing.kind(), ErrorKind::Refused, "{missing:?}");
+        assert!(missing.chain().contains("no such table"), "{}", missing.chain());
 
         assert_eq!(
             names_in(&path).await,
@@ -385,7 +396,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bulk.db").display().to_string();
         let bulk = SqliteBulk::start(path.clone());
-        bulk.transaction(|tx| tx.connection.execute("CREATE TABLE t (name TEXT NOT NULL)").map(|()| 0)).await.unwrap();
+        bulk.transaction(|tx| {
+            tx.connection.execute("CREATE TABLE t (name TEXT NOT NULL)").map(|()| 0).map_err(failed("creating t"))
+        })
+        .await
+        .unwrap();
         let text = "x".repeat(200);
         for _ in 0..20 {
             let text = text.clone();

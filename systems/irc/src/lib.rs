@@ -39,6 +39,16 @@ pub mod tls;
 
 use flotilla_config::Diagnostic;
 use flotilla_connector::{Connector, ConnectorSection, ConnectorType};
+use flotilla_store::{Migration, Migrations};
+
+/// The tables of the IRC log (`irclog`, `fleetlog`), for [`flotilla_store::Store::migrate`];
+/// the [`logger`] applies them before its first batch. Version 1 was version 2 of the
+/// old global migrator.
+pub static MIGRATIONS: Migrations = Migrations {
+    component: "irc",
+    sqlite: &[Migration::new(1, "irc", include_str!("../migrations/sqlite/0001_irc.sql")).legacy(2)],
+    postgres: &[Migration::new(1, "irc", include_str!("../migrations/postgres/0001_irc.sql")).legacy(2)],
+};
 
 pub use config::{IrcSettings, settings_from_section};
 pub use fleet::IrcConnector;

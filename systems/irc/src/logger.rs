@@ -7,6 +7,10 @@
 //! the database is down it retries the same batch with backoff; new lines keep arriving
 //! on the bus meanwhile and wait there, so nothing is lost and no connection ever waits
 //! for the database. A restart replays whatever was not acknowledged (at-least-once).
+//!
+//! Before its first batch the logger creates or updates its tables
+//! ([`crate::MIGRATIONS`] through [`Store::migrate`]), retrying while the database is
+//! down, so a connector never waits for the database to start its bots.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,7 +18,7 @@ use std::time::Duration;
 
 use flotilla_bus::{Bus, BusError, Delivery, DeliveryId};
 use flotilla_connector::Backoff;
-use flotilla_store::{BulkError, BulkValue, CopyRows, Dialect, Store};
+use flotilla_store::{BulkValue, CopyRows, Dialect, ErrorKind, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::record::LogRow;
@@ -62,20 +66,12 @@ pub enum WriteError {
     Failed(String),
 }
 
-impl From<sqlx::Error> for WriteError {
-    fn from(error: sqlx::Error) -> Self {
-        match error {
-            sqlx::Error::Database(refusal) => WriteError::Refused(refusal.to_string()),
-            other => WriteError::Failed(other.to_string()),
-        }
-    }
-}
-
-impl From<BulkError> for WriteError {
-    fn from(error: BulkError) -> Self {
-        match error {
-            BulkError::Refused(message) => WriteError::Refused(message),
-            BulkError::Failed(message) => WriteError::Failed(message),
+impl From<StoreError> for WriteError {
+    /// The store's [`ErrorKind`] decides: only a refusal is the rows' fault.
+    fn from(error: StoreError) -> Self {
+        match error.kind() {
+            ErrorKind::Refused => WriteError::Refused(error.chain()),
+            ErrorKind::Unavailable | ErrorKind::Invalid => WriteError::Failed(error.chain()),
         }
     }
 }
@@ -249,6 +245,32 @@ async fn one_by_one(writer: &mut SqlWriter, store: &Store, rows: &[LogRow], conn
     Ok(())
 }
 
+/// Creates or updates the log tables, retrying with backoff while that fails. Returns
+/// false when told to stop first.
+async fn migrate_until_done(store: &Store, stop: &CancellationToken, status: &StatusTable, connector: &str) -> bool {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    loop {
+        let error = match store.migrate(&crate::MIGRATIONS).await {
+            Ok(()) => return true,
+            Err(error) => error,
+        };
+        let error_text = error.chain();
+        if error.kind() == ErrorKind::Unavailable {
+            tracing::warn!(connector, error = %error_text, "Cannot create the IRC log tables yet; retrying with backoff.");
+        } else {
+            tracing::error!(connector, error = %error_text,
+                "The database refuses the IRC log tables; retrying with backoff. Lines wait on the bus meanwhile.");
+        }
+        status.logger.failures.fetch_add(1, Ordering::Relaxed);
+        *status.logger.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error_text);
+        status.touch();
+        tokio::select! {
+            _ = stop.cancelled() => return false,
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+}
+
 /// When the logger should end.
 #[derive(Clone, Default)]
 pub struct LoggerControl {
@@ -267,6 +289,9 @@ pub async fn run(
     status: Arc<StatusTable>,
     control: LoggerControl,
 ) -> Result<(), BusError> {
+    if !migrate_until_done(&store, &control.stop, &status, &connector).await {
+        return Ok(());
+    }
     let mut consumer = bus.subscribe(&log_queue(&connector), GROUP).await?;
     let mut writer = SqlWriter::new(store.dialect());
     // The next batch, fetched and decoded while the previous one was being written

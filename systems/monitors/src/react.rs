@@ -144,6 +144,18 @@ fn failed(e: impl std::fmt::Display) -> EffectError {
     EffectError::Failed(e.to_string())
 }
 
+/// A store error with its causes (its message says only what failed), `: `-separated.
+fn store_failed(e: impl std::error::Error) -> EffectError {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    EffectError::Failed(text)
+}
+
 /// State of the State and Status plugins lives beside the monitor's cache, under its
 /// own key per namespace and key.
 fn state_key(namespace: &str, key: &str) -> String {
@@ -157,7 +169,7 @@ impl Effects for ContextEffects<'_> {
     }
 
     async fn sql_insert(&self, table: &str, row: &Map<String, Value>) -> Result<(), EffectError> {
-        self.ctx.store().insert_row(table, row).await.map_err(failed)
+        self.ctx.store().insert_row(table, row).await.map_err(store_failed)
     }
 
     async fn send(&self, connector: &str, message: &Message) -> Result<(), EffectError> {
@@ -178,11 +190,11 @@ impl Effects for ContextEffects<'_> {
     }
 
     async fn load_state(&self, namespace: &str, key: &str) -> Result<Option<Value>, EffectError> {
-        self.ctx.load_state(&state_key(namespace, key)).await.map_err(failed)
+        self.ctx.load_state(&state_key(namespace, key)).await.map_err(store_failed)
     }
 
     async fn save_state(&self, namespace: &str, key: &str, value: &Value) -> Result<(), EffectError> {
-        self.ctx.save_state(&state_key(namespace, key), value).await.map_err(failed)
+        self.ctx.save_state(&state_key(namespace, key), value).await.map_err(store_failed)
     }
 
     fn now(&self) -> SystemTime {

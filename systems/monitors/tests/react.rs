@@ -95,10 +95,14 @@ async fn react_rules_run_before_queueing_and_have_real_effects() {
     assert_eq!(copies[0].id(), queued[1].id(), "the copy is the same message");
     assert_eq!(outbox[0].get_str("subject"), Some("kept and copied"));
 
-    let rows: Vec<(String, String, String)> = sqlx::query_as("SELECT CAST(n AS TEXT), subject, key FROM monitor_rows")
-        .fetch_all(h.store.pool())
+    let rows: Vec<(String, String, String)> = h
+        .store
+        .fetch_all("SELECT CAST(n AS TEXT), subject, key FROM monitor_rows", &[])
         .await
-        .unwrap();
+        .unwrap()
+        .iter()
+        .map(|r| (r.text(0).unwrap().to_string(), r.text(1).unwrap().to_string(), r.text(2).unwrap().to_string()))
+        .collect();
     assert_eq!(rows, [("1".to_string(), "kept".to_string(), "Batch-one".to_string())]);
 }
 

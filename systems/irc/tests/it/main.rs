@@ -614,3 +614,51 @@ fn the_example_configuration_is_valid() {
     assert_eq!(config.connectors.len(), 1);
     assert_eq!(config.connectors[0].kind, "irc");
 }
+
+/// The logger creates its own tables before its first batch: on a fresh store (and on
+/// Postgres) rows from the log queue land in `irclog`/`fleetlog` with nothing else
+/// having migrated them, and starting again is no work.
+#[tokio::test]
+async fn the_logger_creates_its_tables_in_a_fresh_store() {
+    use flotilla_irc::logger::{self, LoggerControl, log_queue};
+    use flotilla_irc::record::{FleetRow, IrcRow, LogRow};
+    use flotilla_irc::status::StatusTable;
+
+    async fn check(h: Harness) {
+        let rows = [
+            LogRow::Irc(IrcRow {
+                target: "#a".into(),
+                message: "hello tables".into(),
+                host: None,
+                source: "alice".into(),
+                user: None,
+                networkname: "net".into(),
+                irc_message_type: "PRIVMSG".into(),
+                received_at: 1,
+            }),
+            LogRow::Fleet(FleetRow {
+                channel: Some("#a".into()),
+                message: "JOINED".into(),
+                nick: Some("flot".into()),
+                networkname: "net".into(),
+                detail: None,
+                received_at: 2,
+            }),
+        ];
+        for round in 0..2 {
+            let payloads = rows.iter().map(|r| Bytes::from(r.to_json())).collect();
+            h.bus.publish(&log_queue("fresh"), payloads).await.unwrap();
+            let status = std::sync::Arc::new(StatusTable::new("s".into(), "net".into(), Vec::new()));
+            let control = LoggerControl::default();
+            control.drain.cancel();
+            logger::run(h.bus.clone(), h.store.clone(), "fresh".into(), status, control).await.unwrap();
+            assert_eq!(h.irclog().await.len(), round + 1);
+            assert_eq!(h.fleetlog().await.len(), round + 1);
+        }
+        assert_eq!(h.irclog().await[0], "PRIVMSG #a alice: hello tables");
+        assert_eq!(h.fleetlog().await[0], "JOINED #a");
+    }
+    check(Harness::new().await).await;
+    let pg = Postgres::start();
+    check(Harness::with_store(tempfile::tempdir().unwrap(), &pg.url()).await).await;
+}

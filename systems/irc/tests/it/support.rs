@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use flotilla_bus::ReadFrom;
 use flotilla_connector::{Connector, ConnectorContext, ConnectorSection};
 use flotilla_core::Message;
-use sqlx::Row;
 
 pub const QUEUE: &str = "reactor";
 
@@ -351,30 +350,33 @@ impl Harness {
         }
     }
 
+    /// Makes sure the log tables exist before reading them (a poll may come before
+    /// the logger created them; migrating is idempotent).
+    async fn log_tables(&self) {
+        self.store.migrate(&flotilla_irc::MIGRATIONS).await.unwrap();
+    }
+
     /// `fleetlog` rows as `MESSAGE channel` (channel `-` when none), oldest first.
     pub async fn fleetlog(&self) -> Vec<String> {
-        let rows = sqlx::query("SELECT message, channel FROM fleetlog ORDER BY id")
-            .fetch_all(self.store.pool())
-            .await
-            .unwrap();
+        self.log_tables().await;
+        let rows = self.store.fetch_all("SELECT message, channel FROM fleetlog ORDER BY id", &[]).await.unwrap();
         rows.iter()
             .map(|r| {
-                let message: String = r.try_get(0).unwrap();
-                let channel: Option<String> = r.try_get(1).unwrap();
-                format!("{message} {}", channel.unwrap_or_else(|| "-".into()))
+                let message = r.text(0).unwrap();
+                let channel = r.opt_text(1).unwrap();
+                format!("{message} {}", channel.unwrap_or("-"))
             })
             .collect()
     }
 
     /// `fleetlog` rows with their details: `MESSAGE channel nick: detail`.
     pub async fn fleetlog_detailed(&self) -> Vec<String> {
-        let rows = sqlx::query("SELECT message, channel, nick, detail FROM fleetlog ORDER BY id")
-            .fetch_all(self.store.pool())
-            .await
-            .unwrap();
+        self.log_tables().await;
+        let rows =
+            self.store.fetch_all("SELECT message, channel, nick, detail FROM fleetlog ORDER BY id", &[]).await.unwrap();
         rows.iter()
             .map(|r| {
-                let get = |i: usize| r.try_get::<Option<String>, _>(i).unwrap().unwrap_or_else(|| "-".into());
+                let get = |i: usize| r.opt_text(i).unwrap().unwrap_or("-");
                 format!("{} {} {}: {}", get(0), get(1), get(2), get(3))
             })
             .collect()
@@ -382,13 +384,15 @@ impl Harness {
 
     /// `irclog` rows as `TYPE target source: message`, oldest first.
     pub async fn irclog(&self) -> Vec<String> {
-        let rows = sqlx::query("SELECT irc_message_type, target, source, message FROM irclog ORDER BY id")
-            .fetch_all(self.store.pool())
+        self.log_tables().await;
+        let rows = self
+            .store
+            .fetch_all("SELECT irc_message_type, target, source, message FROM irclog ORDER BY id", &[])
             .await
             .unwrap();
         rows.iter()
             .map(|r| {
-                let get = |i: usize| r.try_get::<String, _>(i).unwrap();
+                let get = |i: usize| r.text(i).unwrap();
                 format!("{} {} {}: {}", get(0), get(1), get(2), get(3))
             })
             .collect()

@@ -114,6 +114,7 @@ impl Dispatcher {
         let mut subscriptions = Subscriptions::new(wikis).with_max_definitions(settings.max_definitions);
         let persisted = store.map(persist::SubscriptionStore::new);
         if let Some(persisted) = &persisted {
+            persisted.migrate().await.context("creating the dispatcher's tables")?;
             let loaded = persisted.load_all(wikis).await.context("loading the dispatcher's subscriptions")?;
             for problem in &loaded.skipped {
                 tracing::warn!(problem = %problem, "Skipped a stored subscription row.");

@@ -1,5 +1,6 @@
 //! Subscriptions in the SQL store (tables `dispatch_subscriptions` and
-//! `dispatch_definitions`, migration `0003_dispatch.sql`, both dialects).
+//! `dispatch_definitions`, created by this crate's [`MIGRATIONS`] from
+//! `migrations/{sqlite,postgres}/`, applied at start).
 //!
 //! The pure core changes its in-memory state and hands back [`Mutation`]s; this module
 //! writes them, in order, each line's records in one transaction ([`SubscriptionStore::apply`]),
@@ -10,12 +11,18 @@
 
 use std::collections::BTreeMap;
 
-use flotilla_store::{Store, StoreError};
+use flotilla_store::{Migration, Migrations, Param, Store, StoreError, Transaction};
 use flotilla_wikimedia_core::definition::DefinitionFields;
 use flotilla_wikimedia_core::{Definition, Mutation, OutputFormat, Restored, SubscriptionName, TokenHash, Wikis};
 use sha2::{Digest, Sha256};
-use sqlx::any::AnyRow;
-use sqlx::{AssertSqlSafe, Row};
+
+/// The dispatcher's tables, for [`Store::migrate`]. Version 1 was version 3 of the old
+/// global migrator.
+pub static MIGRATIONS: Migrations = Migrations {
+    component: "wikimedia-dispatcher",
+    sqlite: &[Migration::new(1, "dispatch", include_str!("../migrations/sqlite/0001_dispatch.sql")).legacy(3)],
+    postgres: &[Migration::new(1, "dispatch", include_str!("../migrations/postgres/0001_dispatch.sql")).legacy(3)],
+};
 
 /// The dispatcher's tables in a store.
 #[derive(Clone)]
@@ -31,8 +38,9 @@ pub struct Loaded {
     pub skipped: Vec<String>,
 }
 
-fn query_error(context: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
-    move |e| StoreError::Query { context: context.to_string(), detail: e.to_string() }
+/// An optional part of a definition: absent is the empty string.
+fn part(value: &Option<String>) -> Param<'_> {
+    Param::Text(value.as_deref().unwrap_or_default())
 }
 
 fn now() -> i64 {
@@ -70,12 +78,13 @@ impl SubscriptionStore {
     /// Writes one line's (or one request's) records, in order, in one transaction.
     ///
     /// # Errors
-    /// [`StoreError::Query`] if the database refused; nothing of the batch is written.
+    /// The database refused or is unavailable ([`StoreError::kind`]); nothing of the
+    /// batch is written.
     pub async fn apply(&self, mutations: &[Mutation]) -> Result<(), StoreError> {
         if mutations.is_empty() {
             return Ok(());
         }
-        let mut tx = self.store.pool().begin().await.map_err(query_error("starting a transaction"))?;
+        let mut tx = self.store.begin().await?;
         for mutation in mutations {
             match mutation {
                 Mutation::Created { name, token_hash, format } => {
@@ -88,25 +97,15 @@ impl SubscriptionStore {
                         self.p(3),
                         self.p(4)
                     );
-                    sqlx::query(AssertSqlSafe(sql))
-                        .bind(name.as_str())
-                        .bind(token_hash.to_hex())
-                        .bind(format.name())
-                        .bind(now())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(query_error("storing a new subscription"))?;
+                    let token_hash = token_hash.to_hex();
+                    tx.execute(&sql, &[name.as_str().into(), (&token_hash).into(), format.name().into(), now().into()])
+                        .await?;
                 }
                 Mutation::Deleted { name } => self.delete_subscription(&mut tx, name).await?,
                 Mutation::FormatSet { name, format } => {
                     let sql =
                         format!("UPDATE dispatch_subscriptions SET format = {} WHERE name = {}", self.p(1), self.p(2));
-                    sqlx::query(AssertSqlSafe(sql))
-                        .bind(format.name())
-                        .bind(name.as_str())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(query_error("storing a subscription's format"))?;
+                    tx.execute(&sql, &[format.name().into(), name.as_str().into()]).await?;
                 }
                 Mutation::DefinitionsAdded { name, definitions } => {
                     let sql = format!(
@@ -127,19 +126,19 @@ impl SubscriptionStore {
                     let at = now();
                     for definition in definitions {
                         let fields = definition.fields();
-                        sqlx::query(AssertSqlSafe(sql.clone()))
-                            .bind(name.as_str())
-                            .bind(definition_key(&fields))
-                            .bind(fields.wiki.clone())
-                            .bind(fields.page.clone().unwrap_or_default())
-                            .bind(fields.page_rx.clone().unwrap_or_default())
-                            .bind(fields.user.clone().unwrap_or_default())
-                            .bind(fields.user_rx.clone().unwrap_or_default())
-                            .bind(fields.flags.join(","))
-                            .bind(at)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(query_error("storing definitions"))?;
+                        let (key, flags) = (definition_key(&fields), fields.flags.join(","));
+                        let params = [
+                            name.as_str().into(),
+                            (&key).into(),
+                            (&fields.wiki).into(),
+                            part(&fields.page),
+                            part(&fields.page_rx),
+                            part(&fields.user),
+                            part(&fields.user_rx),
+                            (&flags).into(),
+                            at.into(),
+                        ];
+                        tx.execute(&sql, &params).await?;
                     }
                 }
                 Mutation::DefinitionsRemoved { name, definitions } => {
@@ -149,71 +148,64 @@ impl SubscriptionStore {
                         self.p(2)
                     );
                     for definition in definitions {
-                        sqlx::query(AssertSqlSafe(sql.clone()))
-                            .bind(name.as_str())
-                            .bind(definition_key(&definition.fields()))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(query_error("removing definitions"))?;
+                        let key = definition_key(&definition.fields());
+                        tx.execute(&sql, &[name.as_str().into(), (&key).into()]).await?;
                     }
                 }
             }
         }
-        tx.commit().await.map_err(query_error("committing subscription changes"))?;
+        tx.commit().await
+    }
+
+    async fn delete_subscription(&self, tx: &mut Transaction, name: &SubscriptionName) -> Result<(), StoreError> {
+        for table_and_column in ["dispatch_definitions WHERE subscription", "dispatch_subscriptions WHERE name"] {
+            let sql = format!("DELETE FROM {table_and_column} = {}", self.p(1));
+            tx.execute(&sql, &[name.as_str().into()]).await?;
+        }
         Ok(())
     }
 
-    async fn delete_subscription(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        name: &SubscriptionName,
-    ) -> Result<(), StoreError> {
-        for table_and_column in ["dispatch_definitions WHERE subscription", "dispatch_subscriptions WHERE name"] {
-            let sql = format!("DELETE FROM {table_and_column} = {}", self.p(1));
-            sqlx::query(AssertSqlSafe(sql))
-                .bind(name.as_str())
-                .execute(&mut **tx)
-                .await
-                .map_err(query_error("deleting a subscription"))?;
-        }
-        Ok(())
+    /// Creates or updates the dispatcher's tables ([`MIGRATIONS`]); cheap when they
+    /// are current.
+    ///
+    /// # Errors
+    /// A migration failed; see [`StoreError::kind`].
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.store.migrate(&MIGRATIONS).await
     }
 
     /// Every stored subscription with its definitions, for `restore_all`.
     ///
     /// # Errors
-    /// [`StoreError::Query`] if the tables cannot be read.
+    /// The tables cannot be read; see [`StoreError::kind`].
     pub async fn load_all(&self, wikis: &Wikis) -> Result<Loaded, StoreError> {
-        let pool = self.store.pool();
-        let rows: Vec<AnyRow> =
-            sqlx::query("SELECT name, token_hash, format FROM dispatch_subscriptions ORDER BY name")
-                .fetch_all(pool)
-                .await
-                .map_err(query_error("reading subscriptions"))?;
+        let rows = self
+            .store
+            .fetch_all("SELECT name, token_hash, format FROM dispatch_subscriptions ORDER BY name", &[])
+            .await?;
         let mut loaded = Loaded::default();
         let mut by_name: BTreeMap<String, Restored> = BTreeMap::new();
         for row in rows {
-            let name: String = row.try_get(0).map_err(query_error("decoding a subscription"))?;
-            let hash: String = row.try_get(1).map_err(query_error("decoding a subscription"))?;
-            let format: String = row.try_get(2).map_err(query_error("decoding a subscription"))?;
-            let (Ok(parsed), Some(token_hash)) = (SubscriptionName::parse(&name), TokenHash::from_hex(&hash)) else {
+            let name = row.text(0)?.to_string();
+            let hash = row.text(1)?;
+            let format = row.text(2)?;
+            let (Ok(parsed), Some(token_hash)) = (SubscriptionName::parse(&name), TokenHash::from_hex(hash)) else {
                 loaded.skipped.push(format!("subscription {name:?}: invalid name or token hash"));
                 continue;
             };
-            let format = OutputFormat::parse(&format).unwrap_or_default();
+            let format = OutputFormat::parse(format).unwrap_or_default();
             by_name.insert(name, Restored { name: parsed, token_hash, format, definitions: Vec::new() });
         }
-        let rows: Vec<AnyRow> = sqlx::query(
-            "SELECT subscription, wiki, page, page_rx, user_name, user_rx, flags FROM dispatch_definitions \
-             ORDER BY subscription, added_at, def_key",
-        )
-        .fetch_all(pool)
-        .await
-        .map_err(query_error("reading definitions"))?;
+        let rows = self
+            .store
+            .fetch_all(
+                "SELECT subscription, wiki, page, page_rx, user_name, user_rx, flags FROM dispatch_definitions \
+                 ORDER BY subscription, added_at, def_key",
+                &[],
+            )
+            .await?;
         for row in rows {
-            let text = |i: usize| -> Result<String, StoreError> {
-                row.try_get(i).map_err(query_error("decoding a definition"))
-            };
+            let text = |i: usize| -> Result<String, StoreError> { row.text(i).map(str::to_string) };
             let subscription = text(0)?;
             let optional = |value: String| Some(value).filter(|v| !v.is_empty());
             let flags = text(6)?;

@@ -114,7 +114,7 @@ impl Shared {
         };
         match store.apply(pending).await {
             Ok(()) => pending.clear(),
-            Err(error) => tracing::error!(%error, records = pending.len(),
+            Err(error) => tracing::error!(error = %error.chain(), records = pending.len(),
                 "Could not save subscription changes; they are applied in memory and will be saved when the store works again."),
         }
         self.counters.unsaved_records.store(pending.len() as u64, Ordering::Relaxed);

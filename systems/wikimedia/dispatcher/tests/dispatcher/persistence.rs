@@ -24,8 +24,8 @@ async fn survives_a_restart(mut harness: Harness) {
     drop((c, gone));
 
     // The token is not in the store, only its hash.
-    let rows: Vec<(String,)> =
-        sqlx::query_as("SELECT token_hash FROM dispatch_subscriptions").fetch_all(harness.store.pool()).await.unwrap();
+    let rows = harness.store.fetch_all("SELECT token_hash FROM dispatch_subscriptions", &[]).await.unwrap();
+    let rows: Vec<(String,)> = rows.iter().map(|r| (r.text(0).unwrap().to_string(),)).collect();
     assert_eq!(rows.len(), 1);
     assert_ne!(rows[0].0, token);
     assert_eq!(rows[0].0.len(), 64);
@@ -71,5 +71,47 @@ async fn the_definition_cap_refuses_the_whole_insert() {
         "E015: Too many definitions (at most 3 per subscription)"
     );
     assert_eq!(c.ask("list").await, r#"[{"wiki":"dewiki"},{"wiki":"enwiki"}]"#);
+    harness.stop().await;
+}
+
+/// A store made before migrations were per component (sqlx's `_sqlx_migrations`, the
+/// dispatcher's tables as its version 3) keeps its subscriptions: the dispatcher's
+/// migration counts as applied and the rows load.
+#[tokio::test]
+async fn subscriptions_of_a_database_from_the_old_migrator_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/store.db", dir.path().display());
+    let token = "ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJKLMN";
+    sqlx::any::install_default_drivers();
+    let old = sqlx::AnyPool::connect(&format!("{url}?mode=rwc")).await.unwrap();
+    let statements = [
+        "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+         installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, \
+         checksum BLOB NOT NULL, execution_time BIGINT NOT NULL)"
+            .to_string(),
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES \
+         (1, 'state', TRUE, x'00', 1), (2, 'irc', TRUE, x'00', 1), (3, 'dispatch', TRUE, x'00', 1)"
+            .to_string(),
+        "CREATE TABLE flotilla_state (namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, \
+         updated_at BIGINT NOT NULL, PRIMARY KEY (namespace, key))"
+            .to_string(),
+        include_str!("../../migrations/sqlite/0001_dispatch.sql").to_string(),
+        format!(
+            "INSERT INTO dispatch_subscriptions VALUES ('veteran', '{}', 'json', 1)",
+            flotilla_wikimedia_core::TokenHash::of(token).to_hex()
+        ),
+        "INSERT INTO dispatch_definitions VALUES ('veteran', 'k1', 'enwiki', 'Main Page', '', '', '', '', 1)"
+            .to_string(),
+    ];
+    for sql in statements {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&old).await.unwrap();
+    }
+    old.close().await;
+
+    let harness = Harness::start_with_store(dir, &url, None, ControlLimits::default()).await;
+    let mut c = harness.client().await;
+    assert_eq!(c.ask(&format!("auth veteran {token}")).await, "OK");
+    let listed = c.ask("list").await;
+    assert!(listed.contains("Main Page") && listed.contains("enwiki"), "{listed}");
     harness.stop().await;
 }
