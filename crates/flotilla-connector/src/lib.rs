@@ -18,12 +18,12 @@
 //!
 //! Architecture Invariant: connectors depend on this crate, never on the node.
 
-mod backoff;
 mod context;
 mod rules_files;
 mod status;
 
-pub use backoff::Backoff;
+/// The workspace's one backoff (it lives in `flotilla-core` so the bus stages share it).
+pub use flotilla_core::Backoff;
 pub use context::{ConnectorContext, EmitError, outbox_queue};
 pub use rules_files::{FileRulesLoader, RulesFile};
 pub use status::{ConnectorState, ConnectorStatus, StatusBoard};
