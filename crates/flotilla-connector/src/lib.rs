@@ -26,10 +26,10 @@ mod effects;
 mod rules_files;
 mod status;
 
-/// The workspace's one backoff (it lives in `flotilla-core` so the bus stages share it).
-pub use flotilla_core::Backoff;
 pub use context::{ConnectorContext, EmitError, outbox_queue};
 pub use effects::BusEffects;
+/// The workspace's one backoff (it lives in `flotilla-core` so the bus stages share it).
+pub use flotilla_core::Backoff;
 pub use rules_files::{FileRulesLoader, RulesFile};
 pub use status::{ConnectorState, ConnectorStatus, StatusBoard};
 

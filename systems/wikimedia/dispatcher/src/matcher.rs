@@ -183,7 +183,8 @@ impl Work for Match {
 
     async fn process(&mut self, batch: &[Delivery], _: &mut (), outputs: &mut Outputs) -> Result<Counts, Self::Error> {
         let matched = match_on_two_tasks(&self.shared, batch, &mut self.scratch).await;
-        let counts = Counts { changes: matched.changes, skipped: matched.skipped, deliveries: matched.entries.len() as u64 };
+        let counts =
+            Counts { changes: matched.changes, skipped: matched.skipped, deliveries: matched.entries.len() as u64 };
         outputs.add(DELIVERY_QUEUE, matched.entries);
         Ok(counts)
     }
