@@ -11,12 +11,16 @@
 //!   consumer that held it goes away.
 //! - A [`Reader`] follows a queue without consuming (what `flotilla tail` uses).
 //!
+//! [`stage::Stage`] is the one consume → work → publish durably → acknowledge loop the
+//! consumers that turn batches into results share, written against [`Bus`] alone.
+//!
 //! Payloads are opaque bytes (Flotilla puts JSON messages in them); the bus never looks
 //! inside. Backends: [`embedded`] (a segment log on local disk, the default, needs
 //! nothing but the binary). Redis Streams and NATS JetStream fit the same trait: their
 //! delivery ids are text, hence [`DeliveryId::Text`].
 
 pub mod embedded;
+pub mod stage;
 
 use std::time::Duration;
 

@@ -160,6 +160,12 @@ impl ConnectorContext {
         Ok(())
     }
 
+    /// Counts messages published for this connector by other means than `emit` (its
+    /// rules' buffered deliveries, [`crate::BusEffects::flush`]).
+    pub(crate) fn count_emitted(&self, count: u64) {
+        self.status.add_emitted(&self.name, count);
+    }
+
     /// The queue holding what rules handed this connector to post (the reactor's
     /// `Send` plugin appends there).
     pub fn outbox_queue(&self) -> String {

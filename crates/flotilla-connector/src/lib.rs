@@ -16,17 +16,22 @@
 //! that decodes its configuration section (reporting every error with its location)
 //! into a ready-to-run connector.
 //!
+//! [`BusEffects`] is the one real `Effects` of the rules engine, shared by the node's
+//! reactor and connectors that run rules of their own (a monitor's `react:`).
+//!
 //! Architecture Invariant: connectors depend on this crate, never on the node.
 
 #![forbid(unsafe_code)]
 
-mod backoff;
 mod context;
+mod effects;
 mod rules_files;
 mod status;
 
-pub use backoff::Backoff;
 pub use context::{ConnectorContext, EmitError, NodeServices, outbox_queue};
+pub use effects::BusEffects;
+/// The workspace's one backoff (it lives in `flotilla-core` so the bus stages share it).
+pub use flotilla_core::Backoff;
 pub use rules_files::{FileRulesLoader, RulesFile};
 pub use status::{ConnectorState, ConnectorStatus, StatusBoard};
 

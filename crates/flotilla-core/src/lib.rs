@@ -1,5 +1,6 @@
 //! Flotilla's pure core: the [`Message`] every component passes around, message ids
-//! ([`Ulid`]), human durations, and (with the reactor) the condition language.
+//! ([`Ulid`]), human durations, retry waits ([`Backoff`]), and (with the reactor) the
+//! condition language.
 //!
 //! Architecture Invariant: nothing in this crate touches a socket, a file or a clock it
 //! was not handed. Callers pass "now" in; the only ambient input is the random seed of
@@ -7,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backoff;
 pub mod condition;
 pub mod duration;
 pub mod message;
@@ -14,6 +16,7 @@ pub mod random;
 pub mod size;
 pub mod ulid;
 
+pub use backoff::Backoff;
 pub use duration::{DurationError, parse_duration};
 pub use message::{Message, MessageError};
 pub use size::{SizeError, parse_size};

@@ -3,7 +3,8 @@
 //! The rule tree itself is pure: every plugin that reaches outside the message (append
 //! to a queue, insert into the store, hand a message to a connector, print, run a
 //! command, remember state across messages, read the clock) does it through
-//! [`Effects`]. The node gives the reactor its real implementation; tests and
+//! [`Effects`]. The node gives the reactor its real implementation (which buffers
+//! deliveries until the caller publishes them; see [`Effects`]); tests and
 //! `flotilla rules test` give it [`RecordingEffects`](crate::RecordingEffects), which
 //! delivers nothing.
 
@@ -15,15 +16,24 @@ use serde_json::{Map, Value};
 
 /// Everything a rule may do outside the message it is working on.
 ///
-/// Methods that deliver return only once the effect is durable (the queue append is
-/// on disk, the row inserted), so a message acknowledged after [`RuleTree::run`]
-/// returned has had all its effects. The reactor processes one message at a time per
-/// rule tree, so State and Status never race with themselves.
+/// Durability is the implementation's to state, and the caller's to honour. The real
+/// implementation (`flotilla_connector::BusEffects`, used by the node's reactor and the
+/// monitors' `react:` rules) **buffers** deliveries: [`Effects::enqueue`] and
+/// [`Effects::send`] return once the message is buffered, not once it is on the bus;
+/// the buffer becomes durable when the caller publishes it (`BusEffects::flush`, or
+/// the reactor's bus stage with the batch's outputs), and the caller acknowledges its
+/// input only after that. Rows ([`Effects::sql_insert`]) and state
+/// ([`Effects::save_state`]) are written before the call returns. So a message
+/// acknowledged after [`RuleTree::run`] returned *and the buffer was published* has
+/// had all its effects; a crash before the publish repeats the message (at-least-once).
+/// The reactor processes one message at a time per rule tree, so State and Status
+/// never race with themselves.
 ///
 /// [`RuleTree::run`]: crate::RuleTree::run
 #[async_trait::async_trait]
 pub trait Effects: Send + Sync {
-    /// Appends the message to a bus queue (MessageQueue). Returns when it is durable.
+    /// Appends the message to a bus queue (MessageQueue). May only buffer it: durable
+    /// once the caller published the buffer (see the trait docs).
     async fn enqueue(&self, queue: &str, message: &Message) -> Result<(), EffectError>;
 
     /// Inserts one row into a table of the store (SQL), creating the table and any
@@ -31,7 +41,8 @@ pub trait Effects: Send + Sync {
     /// lists and objects are stored as JSON text.
     async fn sql_insert(&self, table: &str, row: &Map<String, Value>) -> Result<(), EffectError>;
 
-    /// Hands the message to a connector to post (Send).
+    /// Hands the message to a connector to post (Send), through its outbox queue; may
+    /// only buffer it, like [`Effects::enqueue`].
     async fn send(&self, connector: &str, message: &Message) -> Result<(), EffectError>;
 
     /// Prints one notification line (Console).

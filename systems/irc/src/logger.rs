@@ -1,9 +1,9 @@
 //! Writing `irclog` and `fleetlog` (SPEC §7) from the connector's log queue
 //! (`irclog.<connector>` on the bus) into the store, in batches.
 //!
-//! The logger is a bus consumer (group `store`): it fetches up to [`BATCH`] rows,
-//! inserts them with multi-row INSERTs in one transaction, and acknowledges them only
-//! after the commit. While one batch is being written the next is already fetched. When
+//! The logger is a bus stage ([`flotilla_bus::stage`], group `store`): it fetches up
+//! to [`BATCH`] rows, writes them in one transaction, and acknowledges them only after
+//! the commit. While one batch is being written the next is already fetched. When
 //! the database is down it retries the same batch with backoff; new lines keep arriving
 //! on the bus meanwhile and wait there, so nothing is lost and no connection ever waits
 //! for the database. A restart replays whatever was not acknowledged (at-least-once).
@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use flotilla_bus::{Bus, BusError, Delivery, DeliveryId};
+use flotilla_bus::stage::{Outputs, Stage, Work};
+use flotilla_bus::{Bus, BusError, Delivery};
 use flotilla_connector::Backoff;
 use flotilla_store::{BulkValue, CopyRows, Dialect, ErrorKind, Store, StoreError};
 use tokio_util::sync::CancellationToken;
@@ -175,25 +176,31 @@ fn decode(batch: &[Delivery], connector: &str) -> Arc<[LogRow]> {
         .collect()
 }
 
-/// Writes one batch, retrying with backoff while the database fails. Returns false when
-/// told to stop before it succeeded (the batch stays unacknowledged on the bus).
-async fn write_until_done(
-    writer: &mut SqlWriter,
-    store: &Store,
-    rows: &Arc<[LogRow]>,
-    stop: &CancellationToken,
-    status: &StatusTable,
-    connector: &str,
-) -> bool {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
-    loop {
-        match writer.write(store, rows).await {
+/// The logger's work on a batch: write its rows in one transaction. The stage retries
+/// a failed write on the same batch with backoff (200 ms doubling to 30 s, with
+/// jitter) until it succeeds or the logger is told to stop (then the batch stays
+/// unacknowledged on the bus).
+struct WriteRows {
+    writer: SqlWriter,
+    store: Arc<Store>,
+    status: Arc<StatusTable>,
+    connector: String,
+}
+
+impl Work for WriteRows {
+    type Prepared = Arc<[LogRow]>;
+    type Done = u64;
+    type Error = String;
+
+    async fn process(&mut self, _: &[Delivery], rows: &mut Arc<[LogRow]>, _: &mut Outputs) -> Result<u64, String> {
+        let (status, connector) = (&self.status, self.connector.as_str());
+        match self.writer.write(&self.store, rows).await {
             Ok(()) => {
                 if status.logger.retrying.swap(false, Ordering::Relaxed) {
                     tracing::info!(connector, "The database takes IRC log rows again.");
                     status.touch();
                 }
-                return true;
+                Ok(rows.len() as u64)
             }
             Err(WriteError::Refused(refusal)) => {
                 // The database refused the data, not the connection (a constraint, an
@@ -201,11 +208,12 @@ async fn write_until_done(
                 // bad row can never hold up the log.
                 tracing::warn!(connector, error = %refusal, rows = rows.len(),
                     "The database refused a batch of IRC log rows; writing them one by one.");
-                if one_by_one(writer, store, rows, connector).await.is_ok() {
-                    return true;
+                match one_by_one(&mut self.writer, &self.store, &rows[..], connector).await {
+                    Ok(()) => Ok(rows.len() as u64),
+                    // The database went away meanwhile: retry the batch (rows written one
+                    // by one may then be written twice; the log is at-least-once).
+                    Err(WriteError::Failed(error) | WriteError::Refused(error)) => Err(error),
                 }
-                // The database went away meanwhile: retry the batch (rows written one by
-                // one may then be written twice; the log is at-least-once).
             }
             Err(WriteError::Failed(error)) => {
                 status.logger.failures.fetch_add(1, Ordering::Relaxed);
@@ -215,13 +223,16 @@ async fn write_until_done(
                         "Writing IRC log rows failed; retrying with backoff. Lines wait on the bus meanwhile.");
                 }
                 status.touch();
-                let delay = backoff.next_delay();
-                tokio::select! {
-                    _ = stop.cancelled() => return false,
-                    _ = tokio::time::sleep(delay) => {}
-                }
+                Err(error)
             }
         }
+    }
+
+    fn acknowledged(&mut self, written: u64) {
+        let status = &self.status;
+        status.logger.written.fetch_add(written, Ordering::Relaxed);
+        status.logger.batches.fetch_add(1, Ordering::Relaxed);
+        status.touch();
     }
 }
 
@@ -274,7 +285,8 @@ async fn migrate_until_done(store: &Store, stop: &CancellationToken, status: &St
 /// When the logger should end.
 #[derive(Clone, Default)]
 pub struct LoggerControl {
-    /// Stop now; what is unwritten stays on the bus.
+    /// Stop: finish the batch being written (unless writing it is failing), leave the
+    /// rest on the bus.
     pub stop: CancellationToken,
     /// Finish once the queue is empty.
     pub drain: CancellationToken,
@@ -282,6 +294,10 @@ pub struct LoggerControl {
 
 /// Runs the logger of `connector` until told to stop (or to drain and the queue is
 /// empty).
+///
+/// A bus stage ([`flotilla_bus::stage`]) that prepares ahead: while one batch is being
+/// written, the next is already fetched and decoded on another task (decoding is CPU
+/// work; the database works on its own thread meanwhile).
 pub async fn run(
     bus: Arc<dyn Bus>,
     store: Arc<Store>,
@@ -292,52 +308,13 @@ pub async fn run(
     if !migrate_until_done(&store, &control.stop, &status, &connector).await {
         return Ok(());
     }
-    let mut consumer = bus.subscribe(&log_queue(&connector), GROUP).await?;
-    let mut writer = SqlWriter::new(store.dialect());
-    // The next batch, fetched and decoded while the previous one was being written
-    // (decoding is CPU work; the database works on its own thread meanwhile).
-    let mut next: Option<(Vec<Delivery>, Arc<[LogRow]>)> = None;
-    loop {
-        let (batch, rows) = match next.take() {
-            Some(ready) => ready,
-            None => {
-                let wait = if control.drain.is_cancelled() { Duration::ZERO } else { Duration::from_millis(500) };
-                let batch = tokio::select! {
-                    _ = control.stop.cancelled() => return Ok(()),
-                    fetched = consumer.fetch(BATCH, wait) => fetched?,
-                };
-                let rows = decode(&batch, &connector);
-                (batch, rows)
-            }
-        };
-        if batch.is_empty() {
-            if control.drain.is_cancelled() {
-                return Ok(());
-            }
-            continue;
-        }
-        let ids: Vec<DeliveryId> = batch.iter().map(|d| d.id.clone()).collect();
-        drop(batch);
-        let prefetch = async {
-            if control.stop.is_cancelled() {
-                return Ok((Vec::new(), Arc::from([])));
-            }
-            let fetched = consumer.fetch(BATCH, Duration::ZERO).await?;
-            let rows = decode(&fetched, &connector);
-            Ok::<_, BusError>((fetched, rows))
-        };
-        let (written, fetched) =
-            tokio::join!(write_until_done(&mut writer, &store, &rows, &control.stop, &status, &connector), prefetch);
-        if !written {
-            return Ok(());
-        }
-        consumer.ack(&ids).await?;
-        status.logger.written.fetch_add(rows.len() as u64, Ordering::Relaxed);
-        status.logger.batches.fetch_add(1, Ordering::Relaxed);
-        status.touch();
-        let fetched = fetched?;
-        if !fetched.0.is_empty() {
-            next = Some(fetched);
-        }
-    }
+    let stage = Stage::new("IRC logger", &log_queue(&connector), GROUP, BATCH)
+        .idle_wait(Duration::from_millis(500))
+        .prepare_ahead()
+        .retry(Duration::from_millis(200), Duration::from_secs(30))
+        .drain(control.drain.clone());
+    let name = connector.clone();
+    let decode_rows = move |batch: &[Delivery]| decode(batch, &name);
+    let mut work = WriteRows { writer: SqlWriter::new(store.dialect()), store, status, connector };
+    stage.run(bus, decode_rows, &mut work, &control.stop).await
 }

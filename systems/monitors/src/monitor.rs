@@ -10,7 +10,7 @@ use flotilla_core::Message;
 use flotilla_reactor::RuleConfig;
 use serde_json::{Map, Value};
 
-use crate::react::{ContextEffects, REACT_KEY, ReactRules};
+use crate::react::{REACT_KEY, ReactRules};
 
 /// What one check produced.
 #[derive(Debug, Default)]
@@ -154,7 +154,7 @@ impl<M: Monitor> Connector for MonitorConnector<M> {
             })?),
             None => None,
         };
-        let effects = ContextEffects { ctx };
+        let effects = flotilla_connector::BusEffects::for_connector(ctx);
         let mut cache = match ctx.load_state("cache").await? {
             Some(Value::Object(map)) => map,
             _ => Map::new(),
@@ -182,9 +182,11 @@ impl<M: Monitor> Connector for MonitorConnector<M> {
             };
             if let Some(rules) = &rules {
                 messages = crate::react::react(rules, messages, ctx, &effects).await;
+                // What the rules queued or sent was buffered: durable from here.
+                effects.flush().await?;
             }
-            // Messages first, then the cache: a crash in between repeats a report
-            // rather than losing one.
+            // Effects and messages first, then the cache: a crash in between repeats
+            // a report rather than losing one.
             ctx.emit_all(messages).await?;
             if cache != before {
                 ctx.save_state("cache", &Value::Object(cache.clone())).await?;

@@ -8,22 +8,20 @@
 //! and compiled again when the monitor starts, with the node's name as the host of the
 //! `wubot_rulelog` entries (the name the node's reactor uses too).
 //!
-//! Plugins that reach outside the message act through [`ContextEffects`], which maps
-//! each effect onto the connector's own context: queues and outboxes on the node's bus,
-//! rows and state in its store, console lines on standard output, commands through
-//! [`flotilla_reactor::run_shell_command`].
+//! Plugins that reach outside the message act through the node's one real `Effects`,
+//! [`flotilla_connector::BusEffects::for_connector`]: rows and state in the store (the
+//! state in the connector's own), console lines on standard output, commands through
+//! [`flotilla_reactor::run_shell_command`]. What the rules queue or send is buffered;
+//! the monitor flushes it durably after the rules ran and before it queues the
+//! messages and saves its cache.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
 use flotilla_config::{Diagnostic, Location};
 use flotilla_connector::{ConnectorContext, ConnectorSection, FileRulesLoader};
 use flotilla_core::Message;
 use flotilla_core::message::{LAST_RULE, is_truthy};
-use flotilla_reactor::{
-    CommandOutput, CompileContext, ConsoleLine, EffectError, Effects, RuleConfig, RuleError, RuleTree,
-};
-use serde_json::{Map, Value};
+use flotilla_reactor::{CompileContext, Effects, RuleConfig, RuleError, RuleTree};
 
 /// The key the rules sit under in a monitor's section.
 pub const REACT_KEY: &str = "react";
@@ -133,71 +131,4 @@ pub async fn react(
         }
     }
     queued
-}
-
-/// The effects a monitor's rules may have, carried out through its connector context.
-pub struct ContextEffects<'a> {
-    pub ctx: &'a ConnectorContext,
-}
-
-fn failed(e: impl std::fmt::Display) -> EffectError {
-    EffectError::Failed(e.to_string())
-}
-
-/// A store error with its causes (its message says only what failed), `: `-separated.
-fn store_failed(e: impl std::error::Error) -> EffectError {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(error) = cause {
-        text.push_str(": ");
-        text.push_str(&error.to_string());
-        cause = error.source();
-    }
-    EffectError::Failed(text)
-}
-
-/// State of the State and Status plugins lives beside the monitor's cache, under its
-/// own key per namespace and key.
-fn state_key(namespace: &str, key: &str) -> String {
-    format!("react:{namespace}:{key}")
-}
-
-#[async_trait::async_trait]
-impl Effects for ContextEffects<'_> {
-    async fn enqueue(&self, queue: &str, message: &Message) -> Result<(), EffectError> {
-        self.ctx.emit_to(queue, vec![message.clone()]).await.map_err(failed)
-    }
-
-    async fn sql_insert(&self, table: &str, row: &Map<String, Value>) -> Result<(), EffectError> {
-        self.ctx.store().insert_row(table, row).await.map_err(store_failed)
-    }
-
-    async fn send(&self, connector: &str, message: &Message) -> Result<(), EffectError> {
-        self.ctx.emit_to(&flotilla_connector::outbox_queue(connector), vec![message.clone()]).await.map_err(failed)
-    }
-
-    fn console(&self, line: &ConsoleLine) {
-        println!("{}", line.text);
-    }
-
-    async fn run_command(
-        &self,
-        command: &str,
-        input: &Message,
-        timeout: Duration,
-    ) -> Result<CommandOutput, EffectError> {
-        flotilla_reactor::run_shell_command(command, &input.to_json(), timeout).await
-    }
-
-    async fn load_state(&self, namespace: &str, key: &str) -> Result<Option<Value>, EffectError> {
-        self.ctx.load_state(&state_key(namespace, key)).await.map_err(store_failed)
-    }
-
-    async fn save_state(&self, namespace: &str, key: &str, value: &Value) -> Result<(), EffectError> {
-        self.ctx.save_state(&state_key(namespace, key), value).await.map_err(store_failed)
-    }
-
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
 }

@@ -4,6 +4,7 @@
 
 mod crash;
 mod model;
+mod stage;
 mod support;
 
 use std::time::Duration;

@@ -18,10 +18,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use flotilla_bus::{Bus, BusError, Delivery};
+use flotilla_bus::stage::{DRAIN_GRACE, Outputs, Stage, Work};
+use flotilla_bus::{Bus, Delivery};
 use tokio_util::sync::CancellationToken;
 
-use crate::matcher::{DELIVERY_QUEUE, DeliveryEntry, keep_consuming, next_batch, subscription_queue};
+use crate::matcher::{DELIVERY_QUEUE, DeliveryEntry, subscription_queue};
 use crate::state::Shared;
 
 /// The consumer group the fan-out reads the delivery queue in.
@@ -30,8 +31,33 @@ pub const GROUP: &str = "subscriptions";
 const BATCH: usize = 65_536;
 
 /// Runs the fan-out until `shutdown`; the batch in hand is finished first.
+///
+/// A bus stage ([`flotilla_bus::stage`]), one batch at a time: every `sub.<name>`
+/// queue of a batch is appended at once (their appends share the bus's commits), then
+/// the batch is acknowledged.
 pub async fn run(bus: Arc<dyn Bus>, shared: Arc<Shared>, shutdown: CancellationToken) {
-    keep_consuming("fan-out", DELIVERY_QUEUE, &shutdown, || consume(&bus, &shared, &shutdown)).await
+    let stage = Stage::new("fan-out", DELIVERY_QUEUE, GROUP, BATCH);
+    let _closed = stage.run_draining(bus, |_: &[Delivery]| (), &mut FanOut { shared }, &shutdown, DRAIN_GRACE).await;
+}
+
+/// The fan-out's work on a batch: its entries, by subscription queue.
+struct FanOut {
+    shared: Arc<Shared>,
+}
+
+impl Work for FanOut {
+    type Prepared = ();
+    type Done = u64;
+    type Error = std::convert::Infallible;
+
+    async fn process(&mut self, batch: &[Delivery], _: &mut (), outputs: &mut Outputs) -> Result<u64, Self::Error> {
+        outputs.append(Outputs::from(by_queue(batch)));
+        Ok(outputs.len() as u64)
+    }
+
+    fn acknowledged(&mut self, copied: u64) {
+        self.shared.counters.queued.fetch_add(copied, Ordering::Relaxed);
+    }
 }
 
 /// Groups a batch of delivery-queue entries by their `sub.<name>` queue, in order.
@@ -51,23 +77,6 @@ pub fn by_queue(batch: &[Delivery]) -> BTreeMap<String, Vec<Bytes>> {
         }
     }
     queues
-}
-
-async fn consume(bus: &Arc<dyn Bus>, shared: &Shared, shutdown: &CancellationToken) -> Result<(), BusError> {
-    let mut consumer = bus.subscribe(DELIVERY_QUEUE, GROUP).await?;
-    while let Some(batch) = next_batch(consumer.as_mut(), BATCH, shutdown).await? {
-        let queues = by_queue(&batch);
-        let copied: usize = queues.values().map(Vec::len).sum();
-        // Every queue at once, so their appends share the bus's commits.
-        futures_util::future::try_join_all(
-            queues.into_iter().map(|(queue, payloads)| async move { bus.publish(&queue, payloads).await }),
-        )
-        .await?;
-        let ids: Vec<_> = batch.iter().map(|d| d.id.clone()).collect();
-        consumer.ack(&ids).await?;
-        shared.counters.queued.fetch_add(copied as u64, Ordering::Relaxed);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -11,16 +11,19 @@
 //! messages with `plugin: wikimedia`; everything else on the queue is skipped) and its
 //! `event`, borrowed as raw JSON and read by [`parse_change`] without building a tree.
 //!
+//! The loop is a bus stage ([`flotilla_bus::stage`]) that publishes behind: batch N's
+//! deliveries are made durable while batch N+1 is matched.
+//!
 //! Guarantees: at-least-once and in order. A delivery is durable on the bus before the
 //! change is acknowledged; a crash in between repeats the batch's deliveries (each
 //! subscription still gets a change once per time it is matched).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use bytes::Bytes;
-use flotilla_bus::{Bus, BusError, Delivery};
+use flotilla_bus::stage::{DRAIN_GRACE, Outputs, Stage, Work};
+use flotilla_bus::{Bus, Delivery};
 use flotilla_wikimedia_core::{MatchScratch, parse_change};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -146,115 +149,51 @@ pub async fn match_on_two_tasks(shared: &Arc<Shared>, batch: &[Delivery], scratc
     matched
 }
 
-/// Appends a batch's deliveries to the delivery queue.
-pub async fn publish(bus: &dyn Bus, matched: Matched) -> Result<u64, BusError> {
-    let count = matched.entries.len() as u64;
-    if count > 0 {
-        bus.publish(DELIVERY_QUEUE, matched.entries).await?;
-    }
-    Ok(count)
-}
-
 /// Runs the matcher on `source` until `shutdown`; the batch in hand is finished first.
+///
+/// A bus stage ([`flotilla_bus::stage`]) publishing behind: matching batch N+1
+/// overlaps making batch N's deliveries durable; deliveries stay in order because
+/// batch N+1's publishes start only once batch N's are durable (and batch N is
+/// acknowledged). Bus errors are retried after a pause (the bus may be briefly unable
+/// to write: a full disk); a closed bus ends it.
 pub async fn run(bus: Arc<dyn Bus>, source: String, shared: Arc<Shared>, shutdown: CancellationToken) {
-    keep_consuming("matcher", &source, &shutdown, || consume(&bus, &source, &shared, &shutdown)).await
+    let stage = Stage::new("matcher", &source, GROUP, BATCH).publish_behind();
+    let mut work = Match { shared, scratch: Default::default() };
+    let _closed = stage.run_draining(bus, |_: &[Delivery]| (), &mut work, &shutdown, DRAIN_GRACE).await;
 }
 
-/// The next non-empty batch of up to `max` deliveries, or `None` once `shutdown` fires.
-pub(crate) async fn next_batch(
-    consumer: &mut dyn flotilla_bus::Consumer,
-    max: usize,
-    shutdown: &CancellationToken,
-) -> Result<Option<Vec<Delivery>>, BusError> {
-    loop {
-        let batch = tokio::select! {
-            batch = consumer.fetch(max, Duration::from_secs(1)) => batch?,
-            _ = shutdown.cancelled() => return Ok(None),
-        };
-        if !batch.is_empty() {
-            return Ok(Some(batch));
-        }
-    }
+/// The matcher's work on a batch: match it on two tasks; the entries go to the
+/// delivery queue.
+struct Match {
+    shared: Arc<Shared>,
+    scratch: [MatchScratch; 2],
 }
 
-/// Runs a consuming loop until it returns: bus errors are retried after a pause (the
-/// bus may be briefly unable to write: a full disk); a closed bus ends it.
-pub(crate) async fn keep_consuming<F, Fut>(what: &str, queue: &str, shutdown: &CancellationToken, mut consume: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), BusError>>,
-{
-    loop {
-        match consume().await {
-            Ok(()) | Err(BusError::Closed) => return,
-            Err(error) => {
-                tracing::error!(%error, queue, "The dispatcher's {what} failed; retrying in 1 s.");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.cancelled() => return,
-                }
-            }
-        }
-    }
-}
-
-/// A matched batch whose deliveries are being made durable.
-struct InFlight {
-    publish: tokio::task::JoinHandle<Result<u64, BusError>>,
-    ids: Vec<flotilla_bus::DeliveryId>,
+/// A batch's figures, counted once it is acknowledged.
+struct Counts {
     changes: u64,
     skipped: u64,
+    deliveries: u64,
 }
 
-/// Waits for a batch's deliveries to be durable, then acknowledges it.
-async fn finish(
-    in_flight: Option<InFlight>,
-    consumer: &mut dyn flotilla_bus::Consumer,
-    shared: &Shared,
-) -> Result<(), BusError> {
-    let Some(batch) = in_flight else { return Ok(()) };
-    let delivered =
-        batch.publish.await.map_err(|e| BusError::Backend(format!("the matcher's publishing task failed: {e}")))??;
-    consumer.ack(&batch.ids).await?;
-    shared.counters.changes.fetch_add(batch.changes, Ordering::Relaxed);
-    shared.counters.skipped.fetch_add(batch.skipped, Ordering::Relaxed);
-    shared.counters.deliveries.fetch_add(delivered, Ordering::Relaxed);
-    Ok(())
-}
+impl Work for Match {
+    type Prepared = ();
+    type Done = Counts;
+    type Error = std::convert::Infallible;
 
-/// Matching batch N+1 overlaps making batch N's deliveries durable; deliveries stay in
-/// order because batch N+1's publishes start only once batch N's are durable (and
-/// batch N is acknowledged).
-async fn consume(
-    bus: &Arc<dyn Bus>,
-    source: &str,
-    shared: &Arc<Shared>,
-    shutdown: &CancellationToken,
-) -> Result<(), BusError> {
-    let mut consumer = bus.subscribe(source, GROUP).await?;
-    let mut scratch: [MatchScratch; 2] = Default::default();
-    let mut in_flight: Option<InFlight> = None;
-    loop {
-        // With a batch being published, take only what is there now.
-        let wait = if in_flight.is_some() { Duration::ZERO } else { Duration::from_secs(1) };
-        let batch = tokio::select! {
-            batch = consumer.fetch(BATCH, wait) => batch?,
-            _ = shutdown.cancelled() => return finish(in_flight.take(), consumer.as_mut(), shared).await,
-        };
-        if batch.is_empty() {
-            finish(in_flight.take(), consumer.as_mut(), shared).await?;
-            continue;
-        }
-        let matched = match_on_two_tasks(shared, &batch, &mut scratch).await;
-        let (changes, skipped) = (matched.changes, matched.skipped);
-        finish(in_flight.take(), consumer.as_mut(), shared).await?;
-        let publisher = bus.clone();
-        in_flight = Some(InFlight {
-            publish: tokio::spawn(async move { publish(publisher.as_ref(), matched).await }),
-            ids: batch.iter().map(|d| d.id.clone()).collect(),
-            changes,
-            skipped,
-        });
+    async fn process(&mut self, batch: &[Delivery], _: &mut (), outputs: &mut Outputs) -> Result<Counts, Self::Error> {
+        let matched = match_on_two_tasks(&self.shared, batch, &mut self.scratch).await;
+        let counts =
+            Counts { changes: matched.changes, skipped: matched.skipped, deliveries: matched.entries.len() as u64 };
+        outputs.add(DELIVERY_QUEUE, matched.entries);
+        Ok(counts)
+    }
+
+    fn acknowledged(&mut self, counts: Counts) {
+        let counters = &self.shared.counters;
+        counters.changes.fetch_add(counts.changes, Ordering::Relaxed);
+        counters.skipped.fetch_add(counts.skipped, Ordering::Relaxed);
+        counters.deliveries.fetch_add(counts.deliveries, Ordering::Relaxed);
     }
 }
 

@@ -6,8 +6,9 @@
 //! become one `LPUSH` with several values, which keeps their order), and is
 //! acknowledged on the bus only after Redis has answered. While Redis is down or
 //! refusing, the batch is retried with growing pauses (100 ms doubling to 30 s, with
-//! jitter) and everything behind it waits on the bus, in order; when Redis is back, it
-//! all goes out in the order it was matched. Nothing is lost: an entry leaves the bus
+//! jitter: the retry of the bus stage, [`flotilla_bus::stage`], this worker runs as)
+//! and everything behind it waits on the bus, in order; when Redis is back, it all goes
+//! out in the order it was matched. Nothing is lost: an entry leaves the bus
 //! only once Redis has it. If the connection breaks after Redis ran a batch but before
 //! its answer arrived, the batch is pushed again (at-least-once); `MULTI`/`EXEC` makes a
 //! batch all-or-nothing, so there is never half a batch.
@@ -19,7 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use flotilla_bus::{Bus, BusError, Delivery};
+use flotilla_bus::stage::{Outputs, Stage, Work};
+use flotilla_bus::{Bus, Delivery};
 use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
@@ -45,6 +47,11 @@ pub fn check_url(url: &str) -> Result<(), String> {
 }
 
 /// Runs the delivery worker until `shutdown`.
+///
+/// A bus stage ([`flotilla_bus::stage`]), one batch at a time, publishing nothing: its
+/// work is the push, and the stage retries a failed push on the same batch with the
+/// workspace's one backoff (100 ms doubling to 30 s, with jitter) until Redis takes
+/// it or the worker is told to stop (then the batch stays on the bus).
 pub async fn run(bus: Arc<dyn Bus>, url: String, shared: Arc<Shared>, shutdown: CancellationToken) {
     let client = match redis::Client::open(url.as_str()) {
         Ok(client) => client,
@@ -53,19 +60,11 @@ pub async fn run(bus: Arc<dyn Bus>, url: String, shared: Arc<Shared>, shutdown: 
             return;
         }
     };
-    let mut worker = Worker { client, connection: None, shared, down_since: None, pause: MIN_PAUSE };
-    loop {
-        match worker.consume(bus.as_ref(), &shutdown).await {
-            Ok(()) | Err(BusError::Closed) => return,
-            Err(error) => {
-                tracing::error!(%error, "The Redis delivery worker could not read the bus; retrying in 1 s.");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.cancelled() => return,
-                }
-            }
-        }
-    }
+    let stage = Stage::new("Redis delivery", DELIVERY_QUEUE, GROUP, BATCH).retry(MIN_PAUSE, MAX_PAUSE);
+    let mut worker = Worker { client, connection: None, shared, down_since: None };
+    // Not drained at shutdown: Redis may be the reason deliveries wait, and they wait
+    // durably on the bus for the next start.
+    let _closed = stage.run(bus, pipeline, &mut worker, &shutdown).await;
 }
 
 struct Worker {
@@ -74,46 +73,45 @@ struct Worker {
     shared: Arc<Shared>,
     /// When the current outage began, if Redis is failing.
     down_since: Option<std::time::Instant>,
-    pause: Duration,
+}
+
+impl Work for Worker {
+    /// The batch as one `MULTI`/`EXEC`, built once and pushed until Redis takes it.
+    type Prepared = redis::Pipeline;
+    type Done = u64;
+    type Error = redis::RedisError;
+
+    async fn process(
+        &mut self,
+        batch: &[Delivery],
+        pipeline: &mut redis::Pipeline,
+        _: &mut Outputs,
+    ) -> Result<u64, redis::RedisError> {
+        match self.push(pipeline).await {
+            Ok(()) => {
+                if let Some(since) = self.down_since.take() {
+                    tracing::info!(down_for = ?since.elapsed(), "Redis is reachable again; delivering what waited.");
+                }
+                Ok(batch.len() as u64)
+            }
+            Err(error) => {
+                self.shared.counters.redis_failures.fetch_add(1, Ordering::Relaxed);
+                self.connection = None;
+                if self.down_since.is_none() {
+                    self.down_since = Some(std::time::Instant::now());
+                    tracing::warn!(%error, "Cannot deliver to Redis; deliveries wait on the bus and go out in order when it is back.");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn acknowledged(&mut self, pushed: u64) {
+        self.shared.counters.redis_pushed.fetch_add(pushed, Ordering::Relaxed);
+    }
 }
 
 impl Worker {
-    async fn consume(&mut self, bus: &dyn Bus, shutdown: &CancellationToken) -> Result<(), BusError> {
-        let mut consumer = bus.subscribe(DELIVERY_QUEUE, GROUP).await?;
-        while let Some(batch) = crate::matcher::next_batch(consumer.as_mut(), BATCH, shutdown).await? {
-            let pipeline = pipeline(&batch);
-            // Retry this batch until Redis takes it; what follows waits behind it.
-            loop {
-                match self.push(&pipeline).await {
-                    Ok(()) => break,
-                    Err(error) => {
-                        self.shared.counters.redis_failures.fetch_add(1, Ordering::Relaxed);
-                        self.connection = None;
-                        if self.down_since.is_none() {
-                            self.down_since = Some(std::time::Instant::now());
-                            tracing::warn!(%error, "Cannot deliver to Redis; deliveries wait on the bus and go out in order when it is back.");
-                        }
-                        let pause = self.pause.mul_f64(0.5 + 0.5 * jitter());
-                        self.pause = (self.pause * 2).min(MAX_PAUSE);
-                        tokio::select! {
-                            _ = tokio::time::sleep(pause) => {}
-                            // Unacknowledged entries stay on the bus for the next start.
-                            _ = shutdown.cancelled() => return Ok(()),
-                        }
-                    }
-                }
-            }
-            if let Some(since) = self.down_since.take() {
-                tracing::info!(down_for = ?since.elapsed(), "Redis is reachable again; delivering what waited.");
-            }
-            self.pause = MIN_PAUSE;
-            let ids: Vec<_> = batch.iter().map(|d| d.id.clone()).collect();
-            consumer.ack(&ids).await?;
-            self.shared.counters.redis_pushed.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-
     async fn push(&mut self, pipeline: &redis::Pipeline) -> redis::RedisResult<()> {
         if self.connection.is_none() {
             let config = redis::AsyncConnectionConfig::new()
@@ -158,10 +156,4 @@ fn pipeline(batch: &[Delivery]) -> redis::Pipeline {
         pipeline.add_command(command).ignore();
     }
     pipeline
-}
-
-/// A number in [0, 1) that differs between calls, for spreading retries.
-fn jitter() -> f64 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    f64::from(nanos % 1000) / 1000.0
 }

@@ -1,7 +1,11 @@
-//! Exponential backoff with jitter, shared by the supervisor and connectors that
-//! reconnect on their own (IRC): each failure doubles the wait up to a ceiling, and the
-//! actual wait is drawn from the upper half of it, so a fleet restarted together does
-//! not reconnect together.
+//! Exponential backoff with jitter, the one retry policy of the workspace: the
+//! supervisor's restarts, connectors that reconnect on their own (IRC, EventStreams),
+//! and the bus stages' retries (`flotilla_bus::stage`: Redis delivery, the IRC log
+//! writer, a failing bus). Each failure doubles the wait up to a ceiling, and the
+//! actual wait is drawn from the upper half of it with [`crate::random`], so a fleet
+//! restarted together does not reconnect together.
+//!
+//! Pure: it computes waits and never sleeps; the caller sleeps on its own clock.
 
 use std::time::Duration;
 
@@ -29,7 +33,7 @@ impl Backoff {
         self.failures = self.failures.saturating_add(1);
         let ceiling = self.min.saturating_mul(1u32 << exponent.min(31)).min(self.max);
         // Between half and all of the ceiling.
-        ceiling.mul_f64(0.5 + flotilla_core::random::fraction() * 0.5)
+        ceiling.mul_f64(0.5 + crate::random::fraction() * 0.5)
     }
 
     /// Forgets past failures (after a success that lasted).
