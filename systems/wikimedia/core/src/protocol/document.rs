@@ -11,7 +11,8 @@
 use std::borrow::Cow;
 
 use crate::definition::{Definition, DocumentFormat, parse_document};
-use crate::protocol::ErrorReply;
+use crate::protocol::{ErrorReply, Output, Session, Words};
+use crate::subscription::SubscriptionBackend;
 use crate::subscription::SubscriptionId;
 use crate::wiki::Wikis;
 
@@ -20,6 +21,61 @@ use crate::wiki::Wikis;
 pub(crate) enum DocumentOp {
     Insert,
     Remove,
+}
+
+/// `insert xml|json` / `remove xml|json`, with whatever followed the format word on the
+/// command line (the document may start there).
+pub(super) struct DocumentCommand {
+    op: DocumentOp,
+    format: Option<String>,
+    first: String,
+}
+
+impl DocumentCommand {
+    pub(super) fn parse(op: DocumentOp, mut words: Words<'_>) -> DocumentCommand {
+        let format = words.next().map(str::to_string);
+        DocumentCommand { op, format, first: words.rest().to_string() }
+    }
+
+    /// Starts collecting the document (or answers at once when it cannot be read).
+    pub(super) fn apply<B>(self, session: &mut Session, backend: &mut B, out: &mut Output)
+    where
+        B: SubscriptionBackend + ?Sized,
+    {
+        let missing = match self.op {
+            DocumentOp::Insert => ErrorReply::MissingInsertParameter,
+            DocumentOp::Remove => ErrorReply::MissingDeleteParameter,
+        };
+        let Some((format, target)) = document_target(session, self.format.as_deref(), missing, out) else {
+            return;
+        };
+        let limit = session.limits.max_document_bytes;
+        let pending = PendingDocument::new(self.op, format, target, limit);
+        session.start_document(pending, &self.first, backend, out);
+    }
+}
+
+/// Where an `insert`/`remove` document goes: the authenticated subscription, or (before
+/// `auth`) `E020`, which is answered once the document has been read to its end (SPEC
+/// §6.2: one reply per command). `None` (after replying) when the document cannot be
+/// read at all: its format word is missing or unknown.
+fn document_target(
+    session: &Session,
+    format: Option<&str>,
+    missing: ErrorReply,
+    out: &mut Output,
+) -> Option<(DocumentFormat, Result<SubscriptionId, ErrorReply>)> {
+    let target = session.authenticated.ok_or(ErrorReply::NotAuthenticated);
+    let refusal = |error: ErrorReply| target.clone().err().unwrap_or(error);
+    let Some(format) = format else {
+        out.reply(refusal(missing));
+        return None;
+    };
+    let Some(format) = DocumentFormat::parse(format) else {
+        out.reply(refusal(ErrorReply::UnknownDataFormat));
+        return None;
+    };
+    Some((format, target))
 }
 
 /// What a line did to the document.

@@ -74,11 +74,11 @@ mod unsubscribe;
 
 use std::fmt;
 
-use crate::definition::{DefinitionError, DocumentError, DocumentFormat};
+use crate::definition::{DefinitionError, DocumentError};
 use crate::subscription::{Info, Mutation, SubscriptionBackend, SubscriptionId};
 use crate::token::Token;
 
-use self::document::{DocumentOp, PendingDocument, Progress};
+use self::document::{DocumentCommand, DocumentOp, PendingDocument, Progress};
 
 /// Default longest line, in bytes, without its line ending.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -461,8 +461,7 @@ enum Command {
     Subscribe(subscribe::Subscribe),
     Auth(auth::Auth),
     Unsubscribe(unsubscribe::Unsubscribe),
-    Insert(insert::Insert),
-    Remove(remove::Remove),
+    Document(DocumentCommand),
     List(list::List),
     Format(format::Format),
     Info(info::Info),
@@ -480,8 +479,8 @@ impl Command {
             "subscribe" => Command::Subscribe(subscribe::Subscribe::parse(words)?),
             "auth" => Command::Auth(auth::Auth::parse(words)?),
             "unsubscribe" => Command::Unsubscribe(unsubscribe::Unsubscribe::parse(words)?),
-            "insert" => Command::Insert(insert::Insert::parse(words)?),
-            "remove" => Command::Remove(remove::Remove::parse(words)?),
+            "insert" => Command::Document(DocumentCommand::parse(DocumentOp::Insert, words)),
+            "remove" => Command::Document(DocumentCommand::parse(DocumentOp::Remove, words)),
             "list" => Command::List(list::List::parse(words)?),
             "format" => Command::Format(format::Format::parse(words)?),
             "info" => Command::Info(info::Info::parse(words)?),
@@ -499,8 +498,7 @@ impl Command {
             Command::Subscribe(c) => c.apply(backend, out),
             Command::Auth(c) => c.apply(session, backend, out),
             Command::Unsubscribe(c) => c.apply(session, backend, out),
-            Command::Insert(c) => c.apply(session, backend, out),
-            Command::Remove(c) => c.apply(session, backend, out),
+            Command::Document(c) => c.apply(session, backend, out),
             Command::List(c) => c.apply(session, backend, out),
             Command::Format(c) => c.apply(session, backend, out),
             Command::Info(c) => c.apply(backend, out),
@@ -554,29 +552,6 @@ impl<'l> Iterator for Words<'l> {
 
 fn is_blank(c: char) -> bool {
     c == ' ' || c == '\t'
-}
-
-/// Where an `insert`/`remove` document goes: the authenticated subscription, or (before
-/// `auth`) `E020`, which is answered once the document has been read to its end (SPEC
-/// §6.2: one reply per command). `None` (after replying) when the document cannot be
-/// read at all: its format word is missing or unknown.
-fn document_target(
-    session: &Session,
-    format: Option<&str>,
-    missing: ErrorReply,
-    out: &mut Output,
-) -> Option<(DocumentFormat, Result<SubscriptionId, ErrorReply>)> {
-    let target = session.authenticated.ok_or(ErrorReply::NotAuthenticated);
-    let refusal = |error: ErrorReply| target.clone().err().unwrap_or(error);
-    let Some(format) = format else {
-        out.reply(refusal(missing));
-        return None;
-    };
-    let Some(format) = DocumentFormat::parse(format) else {
-        out.reply(refusal(ErrorReply::UnknownDataFormat));
-        return None;
-    };
-    Some((format, target))
 }
 
 /// The authenticated subscription, or `E020`.
