@@ -38,7 +38,7 @@ BENCHES = {
     ),
     "reactor_rules": (
         [],
-        [("20-rule tree (msg/s)", r"\b" + NUMBER + r" msg/s", True)],
+        [("20-rule tree (msg/s)", r"reactor alone:\s+" + NUMBER + r" messages/s", True)],
     ),
     "reactor_pipeline": (
         [],
