@@ -248,5 +248,25 @@ pub fn render_table(status: &NodeStatus) -> String {
         "reactor: {} messages, {} rules fired, {} plugin errors, {} dropped, {} rejected",
         r.messages, r.rules_fired, r.plugin_errors, r.dropped, r.rejected
     );
+    for (name, detail) in &status.services {
+        let _ = writeln!(out, "{name}: {}", service_line(detail));
+    }
     out
+}
+
+/// A service's status on one line for people: `key value` pairs of a flat object
+/// (`subscriptions 3, deliveries 120, …`), anything nested as JSON.
+fn service_line(detail: &serde_json::Value) -> String {
+    match detail {
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .map(|(key, value)| match value {
+                serde_json::Value::String(text) => format!("{key} {text}"),
+                other => format!("{key} {other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        serde_json::Value::Null => "running".to_string(),
+        other => other.to_string(),
+    }
 }

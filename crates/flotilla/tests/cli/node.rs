@@ -199,6 +199,8 @@ fn a_service_that_is_not_configured_does_not_start() {
     assert_eq!(json["services"]["dispatcher"]["subscriptions"], 0, "{json:#}");
     let groups = json["queues"].to_string();
     assert!(groups.contains("dispatcher"), "the matcher's group on the source queue: {json:#}");
+    let table = stdout(&ws.run(&["status"]));
+    assert!(table.lines().any(|l| l.starts_with("dispatcher: ") && l.contains("subscriptions 0")), "{table}");
     let (exit, _) = node.stop(libc::SIGTERM);
     assert!(exit.success());
 }
