@@ -22,6 +22,24 @@ use flotilla_connector::{ConnectorContext, ConnectorState, NodeServices, StatusB
 use flotilla_store::Store;
 use tokio_util::sync::CancellationToken;
 
+/// Declares a test harness type wrapping a [`TestNode`] (reachable through `Deref`), so
+/// a crate's tests can add helpers of their own to it:
+/// `flotilla_test_support::harness!(pub Harness);` then `impl Harness { … }`.
+#[macro_export]
+macro_rules! harness {
+    ($(#[$meta:meta])* $vis:vis $name:ident) => {
+        $(#[$meta])*
+        $vis struct $name(pub $crate::TestNode);
+
+        impl ::std::ops::Deref for $name {
+            type Target = $crate::TestNode;
+            fn deref(&self) -> &$crate::TestNode {
+                &self.0
+            }
+        }
+    };
+}
+
 /// The host name test contexts report.
 pub const TEST_HOST: &str = "testhost";
 /// The node name test contexts report.

@@ -48,14 +48,7 @@ impl Connector for TestConnector {
     }
 }
 
-struct Harness(TestNode);
-
-impl std::ops::Deref for Harness {
-    type Target = TestNode;
-    fn deref(&self) -> &TestNode {
-        &self.0
-    }
-}
+flotilla_test_support::harness!(Harness);
 
 impl Harness {
     async fn new() -> Harness {

@@ -11,8 +11,11 @@ pub struct Args {
 pub fn run(args: Args) -> Outcome {
     let config = load(&args.config)?;
     let source = config.source.as_ref().map_or("built-in defaults".to_string(), |p| p.display().to_string());
+    let services: Vec<&str> = config.services.iter().map(|s| s.name).collect();
+    let services =
+        if services.is_empty() { "no services".to_string() } else { format!("services: {}", services.join(", ")) };
     println!(
-        "{source}: configuration is valid (node {}, {} connector{}, {} rule{})",
+        "{source}: configuration is valid (node {}, {} connector{}, {} rule{}, {services})",
         config.node_name,
         config.connectors.len(),
         if config.connectors.len() == 1 { "" } else { "s" },

@@ -10,7 +10,15 @@ fn a_valid_configuration_passes() {
     );
     let out = ws.run(&["check"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("configuration is valid (node testnode, 1 connector, 1 rule)"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("configuration is valid (node testnode, 1 connector, 1 rule, no services)"),
+        "{}",
+        stdout(&out)
+    );
+    // A service the configuration asks for is named.
+    let ws = Workspace::new("dispatcher:\n  max_definitions: 5\n");
+    let out = ws.run(&["check"]);
+    assert!(stdout(&out).contains("0 rules, services: dispatcher)"), "{}", stdout(&out));
 }
 
 #[test]

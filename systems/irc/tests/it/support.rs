@@ -304,15 +304,10 @@ impl Drop for Human {
     }
 }
 
-/// A connector context on an embedded bus and a store.
-pub struct Harness(pub TestNode);
-
-impl std::ops::Deref for Harness {
-    type Target = TestNode;
-    fn deref(&self) -> &TestNode {
-        &self.0
-    }
-}
+flotilla_test_support::harness!(
+    /// A connector context on an embedded bus and a store.
+    pub Harness
+);
 
 impl Harness {
     /// With a SQLite store in the temporary directory.

@@ -13,15 +13,10 @@ use flotilla_core::Message;
 /// The queue the harness's connectors emit to.
 pub const QUEUE: &str = "reactor";
 
-/// A [`TestNode`] with the monitors' helpers.
-pub struct Harness(pub TestNode);
-
-impl std::ops::Deref for Harness {
-    type Target = TestNode;
-    fn deref(&self) -> &TestNode {
-        &self.0
-    }
-}
+flotilla_test_support::harness!(
+    /// A [`TestNode`] with the monitors' helpers.
+    pub Harness
+);
 
 impl Harness {
     pub async fn new() -> Harness {

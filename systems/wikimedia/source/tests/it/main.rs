@@ -14,15 +14,10 @@ use flotilla_connector::{Connector, ConnectorContext, ConnectorState};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-/// A bus and a store in a temporary directory, as a node would give a connector.
-pub struct Harness(pub TestNode);
-
-impl std::ops::Deref for Harness {
-    type Target = TestNode;
-    fn deref(&self) -> &TestNode {
-        &self.0
-    }
-}
+flotilla_test_support::harness!(
+    /// A bus and a store in a temporary directory, as a node would give a connector.
+    pub Harness
+);
 
 impl Harness {
     pub async fn new() -> Harness {
