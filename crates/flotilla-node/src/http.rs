@@ -16,7 +16,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use flotilla_bus::ReadFrom;
 use flotilla_core::Message;
@@ -35,6 +35,28 @@ pub struct HttpState {
     pub admin_token: Option<Arc<str>>,
     /// Ends long-lived responses (event streams) when the node stops.
     pub shutdown: CancellationToken,
+}
+
+/// SPEC §11: with no `http.admin_token` the API (`/api/…`, the services' routes
+/// included) answers loopback only; a token configured, it answers wherever the
+/// listener does (each route then checks tokens itself).
+pub fn loopback_only_without_token(app: Router, admin_token_set: bool) -> Router {
+    if admin_token_set { app } else { app.layer(axum::middleware::from_fn(refuse_remote_api)) }
+}
+
+async fn refuse_remote_api(
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.uri().path().starts_with("/api/") && !peer.ip().is_loopback() {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "without http.admin_token the API answers requests from loopback only",
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// The node's routes. Serve them with `into_make_service_with_connect_information`
@@ -106,4 +128,29 @@ async fn events(
         message: format!("cannot read the queue: {e}"),
     })?;
     Ok(event_stream(reader, after, filter, state.shutdown.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::extract::connect_info::MockConnectInfo;
+    use tower::ServiceExt;
+
+    async fn status_from(peer: &str, path: &str, admin_token_set: bool) -> StatusCode {
+        let app = Router::new().route("/api/v1/x", get(|| async { "ok" })).route("/healthz", get(|| async { "ok" }));
+        let app = loopback_only_without_token(app, admin_token_set)
+            .layer(MockConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        let request = axum::http::Request::builder().uri(path).body(axum::body::Body::empty()).unwrap();
+        app.oneshot(request).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn without_an_admin_token_the_api_answers_loopback_only() {
+        // 192.0.2.1 is a documentation address: nothing is sent anywhere, the peer is mocked.
+        assert_eq!(status_from("192.0.2.1:5000", "/api/v1/x", false).await, StatusCode::FORBIDDEN);
+        assert_eq!(status_from("127.0.0.1:5000", "/api/v1/x", false).await, StatusCode::OK);
+        assert_eq!(status_from("[::1]:5000", "/api/v1/x", false).await, StatusCode::OK);
+        assert_eq!(status_from("192.0.2.1:5000", "/healthz", false).await, StatusCode::OK);
+        assert_eq!(status_from("192.0.2.1:5000", "/api/v1/x", true).await, StatusCode::OK);
+    }
 }

@@ -214,6 +214,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
             app = router.merge(app);
         }
     }
+    let app = crate::http::loopback_only_without_token(app, config.admin_token.is_some());
     let http_shutdown = stages.servers.clone();
     servers.push(tokio::spawn(async move {
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();

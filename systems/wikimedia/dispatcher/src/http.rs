@@ -16,8 +16,9 @@
 //! Every `/api/v1/subscriptions/N…` route takes `Authorization: Bearer <token>`: the
 //! subscription's own token, or `http.admin_token`. A wrong token and an unknown name
 //! get the same 401, so the API does not reveal which names exist. Creating needs the
-//! admin token when one is configured; without one, creating is as open as the control
-//! protocol's `subscribe` (both listen on loopback by default). Errors are JSON
+//! admin token; without one configured the API is read-only (SPEC §11: creating answers
+//! 403, and the node serves the API to loopback only), and subscriptions are created
+//! with the control protocol's `subscribe`. Errors are JSON
 //! `{"error": "…"}`; document problems carry the control protocol's line
 //! (`E014: Unknown wiki: …`) so both interfaces say the same thing.
 //!
@@ -105,7 +106,16 @@ fn json_body(body: &Bytes) -> ApiResult<serde_json::Value> {
 }
 
 async fn create(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
-    if state.admin_token.is_some() && !state.is_admin(&headers) {
+    // SPEC §11: without `http.admin_token` the API is read-only; subscriptions are
+    // then created with the control protocol's `subscribe` (or `dispatcher-cli`).
+    if state.admin_token.is_none() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "creating a subscription over HTTP needs http.admin_token (without one the API is read-only; \
+             use the control protocol's subscribe)",
+        ));
+    }
+    if !state.is_admin(&headers) {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "creating a subscription needs the admin token"));
     }
     let request = json_body(&body)?;

@@ -185,3 +185,27 @@ async fn the_event_stream_follows_a_subscription_and_resumes_after_last_event_id
     drop((live, resumed, all));
     harness.stop().await;
 }
+
+/// SPEC §11: with no `http.admin_token` the API is read-only: creating a subscription
+/// over HTTP is refused (the control protocol still creates them), while a
+/// subscription's own token still reads it.
+#[tokio::test]
+async fn without_an_admin_token_the_api_creates_nothing() {
+    let mut harness = Harness::start(None, ControlLimits::default()).await;
+    harness.settings.admin_token = None;
+    harness.restart().await;
+    let api = Api::start(&harness).await;
+    let (status, body) = api.call("POST", "/api/v1/subscriptions", None, Some(r#"{"name": "mybot"}"#)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("needs http.admin_token"), "{body}");
+    let (status, _) = api.call("POST", "/api/v1/subscriptions", Some("anything"), Some(r#"{"name": "mybot"}"#)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let mut client = harness.client().await;
+    let token = client.subscribe_and_auth("mybot").await;
+    let (status, body) = api.call("GET", "/api/v1/subscriptions/mybot", Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["name"], "mybot");
+    drop(api);
+    harness.stop().await;
+}
