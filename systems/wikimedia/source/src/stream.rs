@@ -6,7 +6,7 @@
 //! | key | default | meaning |
 //! |---|---|---|
 //! | `url` | `https://stream.wikimedia.org/v2/stream/recentchange` | anything that speaks EventStreams' protocol |
-//! | `user_agent` | `Flotilla/<version> (Wikimedia dispatcher; +<repository>)` | Wikimedia asks every client to say who it is |
+//! | `user_agent` | required for Wikimedia's own servers; elsewhere `Flotilla/<version> (Wikimedia dispatcher; +<repository>)` | Wikimedia's User-Agent policy asks every client for a way to contact whoever runs it |
 //! | `since` | none | on the very first start (no saved position), replay from this ISO 8601 time (`?since=`) |
 //! | `min_backoff`, `max_backoff` | `1s`, `60s` | reconnect delays: doubling, with jitter (half to all of each step) |
 //! | `idle_timeout` | `60s` | a connection silent this long (no event, no keep-alive comment) is dropped and reopened |
@@ -55,7 +55,15 @@ const RECENT_IDS: usize = 4096;
 /// Most changes emitted as one batch.
 const MAX_BATCH: usize = 1024;
 
-/// The default User-Agent: who is asking, with a way to find out more.
+/// Whether `url` is one of Wikimedia's own servers (where `user_agent` is required).
+fn is_wikimedia(url: &str) -> bool {
+    reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase)).is_some_and(|host| {
+        host == "wikimedia.org" || host.ends_with(".wikimedia.org") || host.ends_with(".wikipedia.org")
+    })
+}
+
+/// The default User-Agent for servers other than Wikimedia's: who is asking, with a
+/// way to find out more.
 pub fn default_user_agent() -> String {
     format!("Flotilla/{} (Wikimedia dispatcher; +{})", env!("CARGO_PKG_VERSION"), env!("CARGO_PKG_REPOSITORY"))
 }
@@ -114,11 +122,22 @@ fn build(section: &ConnectorSection<'_>) -> Result<Box<dyn Connector>, Vec<Diagn
             Err(e) => errors.push(diagnostic_at(section, "url", format!("'{}' is not a URL: {e}", url.value))),
         }
     }
-    if let Some(agent) = raw.user_agent {
-        if agent.trim().is_empty() || reqwest::header::HeaderValue::from_str(&agent).is_err() {
-            errors.push(diagnostic_at(section, "user_agent", "must be non-empty printable text"));
+    match raw.user_agent {
+        Some(agent) => {
+            if agent.trim().is_empty() || reqwest::header::HeaderValue::from_str(&agent).is_err() {
+                errors.push(diagnostic_at(section, "user_agent", "must be non-empty printable text"));
+            }
+            settings.user_agent = agent;
         }
-        settings.user_agent = agent;
+        // Wikimedia's User-Agent policy wants a way to reach whoever runs the client;
+        // a server of one's own speaking the same protocol (tests, mirrors) does not.
+        None if is_wikimedia(&settings.url) => errors.push(diagnostic_at(
+            section,
+            "user_agent",
+            "required for Wikimedia's own servers: their User-Agent policy asks for a way to contact \
+             you, e.g. user_agent: 'MyBot/1.0 (https://example.org/mybot; me@example.org)'",
+        )),
+        None => {}
     }
     settings.since = raw.since;
     let mut duration = |value: &Option<Located<String>>, key: &str, target: &mut Duration| {

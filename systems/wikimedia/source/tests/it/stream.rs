@@ -121,3 +121,22 @@ async fn an_unreachable_server_is_retried_with_backoff_until_shutdown() {
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), task).await.expect("stops promptly").unwrap().unwrap();
 }
+
+/// Wikimedia's User-Agent policy: the live feed needs a `user_agent` with a contact, and
+/// the error says so and where; a server of one's own does not.
+#[test]
+fn the_live_feed_needs_a_user_agent() {
+    let build = |text: &str| {
+        let node = flotilla_config::parse_str("c.yaml", text, &|_| None).unwrap();
+        let section = flotilla_connector::ConnectorSection { name: "rc", node: &node, path: "connectors.rc".into() };
+        let types = flotilla_wikimedia_source::connector_types();
+        let live = types.iter().find(|t| t.name == "wikimedia").unwrap();
+        (live.build)(&section).map(|_| ())
+    };
+    let errors = build("since: 2024-01-01T00:00:00Z\n").unwrap_err();
+    let text = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+    assert!(text.contains("connectors.rc.user_agent: required for Wikimedia's own servers"), "{text}");
+    assert!(build("url: https://stream.wikimedia.org/v2/stream/recentchange\n").is_err());
+    assert!(build("user_agent: 'MyBot/1.0 (https://example.org/mybot; me@example.org)'\n").is_ok());
+    assert!(build("url: http://127.0.0.1:9/v2/stream/recentchange\n").is_ok(), "a local server needs none");
+}
