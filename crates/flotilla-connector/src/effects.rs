@@ -54,14 +54,7 @@ enum Origin {
 /// An error with its causes, `: `-separated (a store error's own message says only what
 /// failed; the database's reason is its source).
 fn failed(e: impl std::error::Error) -> EffectError {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(error) = cause {
-        text.push_str(": ");
-        text.push_str(&error.to_string());
-        cause = error.source();
-    }
-    EffectError::Failed(text)
+    EffectError::Failed(flotilla_core::error_chain(&e))
 }
 
 impl BusEffects {

@@ -11,6 +11,7 @@
 pub mod backoff;
 pub mod condition;
 pub mod duration;
+pub mod error;
 pub mod message;
 pub mod random;
 pub mod size;
@@ -18,6 +19,7 @@ pub mod ulid;
 
 pub use backoff::Backoff;
 pub use duration::{DurationError, parse_duration};
+pub use error::error_chain;
 pub use message::{Message, MessageError};
 pub use size::{SizeError, parse_size};
 pub use ulid::Ulid;

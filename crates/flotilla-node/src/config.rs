@@ -509,11 +509,8 @@ fn service_plans(
         .collect();
     let mut plans = Vec::new();
     for service_type in services {
-        let sections = service_type
-            .sections
-            .iter()
-            .filter_map(|key| tree.entry(key).filter(|n| !n.is_null()).map(|node| (*key, node)))
-            .collect();
+        let sections =
+            service_type.sections.iter().filter_map(|key| tree.entry(key).map(|node| (*key, node))).collect();
         let section =
             ServiceConfig { sections, connectors: &configured, admin_token: admin_token.map(|t| t.0.as_str()) };
         match (service_type.build)(&section) {

@@ -99,8 +99,8 @@ async fn open_bus_waiting_for_commands(config: &Config) -> anyhow::Result<Embedd
                     );
                 }
                 if !said {
-                    tracing::info!(data_dir = %config.data_dir.display(), holder = %holder.trim(),
-                        "Another process holds the bus (a command such as `flotilla send`); waiting up to 10 s for it.");
+                    tracing::info!(data_dir = %config.data_dir.display(), holder = %holder.trim(), wait = ?COMMAND_LOCK_WAIT,
+                        "Another process holds the bus (a command such as `flotilla send`); waiting for it.");
                     said = true;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;

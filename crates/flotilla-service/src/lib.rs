@@ -56,7 +56,7 @@ pub type BuildServiceFn = fn(&ServiceConfig<'_>) -> Result<Option<Box<dyn Servic
 
 /// What a service's `build` sees of the configuration.
 pub struct ServiceConfig<'a> {
-    /// The sections this service owns that are present (and not null), by key.
+    /// The sections this service owns that are present, by key.
     pub sections: Vec<(&'a str, &'a Node)>,
     /// Every configured connector (enabled or not), so a service can start when a
     /// connector it serves is configured.
@@ -66,9 +66,18 @@ pub struct ServiceConfig<'a> {
 }
 
 impl ServiceConfig<'_> {
-    /// The section `key`, if present.
+    /// The section `key`, if present (an empty `key:` counts as present).
     pub fn section(&self, key: &str) -> Option<&Node> {
         self.sections.iter().find(|(k, _)| *k == key).map(|(_, node)| *node)
+    }
+
+    /// Decodes the section `key` into `T`, adding every problem to `problems`; an
+    /// absent or empty section, or one with mistakes, gives `T::default()`.
+    pub fn decode<T: serde::de::DeserializeOwned + Default>(&self, key: &str, problems: &mut Vec<Diagnostic>) -> T {
+        let Some(node) = self.section(key).filter(|node| !node.is_null()) else { return T::default() };
+        let (value, errors) = flotilla_config::decode_at::<T>(node, key);
+        problems.extend(errors);
+        value.unwrap_or_default()
     }
 
     /// Whether an enabled connector of one of these types is configured.

@@ -6,7 +6,6 @@
 //! `inserting into wubot_log: error returned from database: …`. Code that prints only
 //! the top message (`to_string()`, `%error` in a log) should print the chain instead.
 
-use std::error::Error as _;
 use std::ffi::c_int;
 
 use libsqlite3_sys as ffi;
@@ -131,14 +130,7 @@ impl StoreError {
     /// The message with every cause after it, `: `-separated (what anyhow's `{:#}`
     /// prints), for logs and status lines that hold one string.
     pub fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut cause = self.source();
-        while let Some(error) = cause {
-            text.push_str(": ");
-            text.push_str(&error.to_string());
-            cause = error.source();
-        }
-        text
+        flotilla_core::error_chain(self)
     }
 }
 

@@ -136,7 +136,7 @@ impl Fetcher {
             errors.push(diagnostic_at(
                 section,
                 "proxy",
-                format!("'{}' is not a proxy URL: {}", proxy.value, chain(&e)),
+                format!("'{}' is not a proxy URL: {}", proxy.value, flotilla_core::error_chain(&e)),
             ));
         }
         let max_bytes = match &raw.max_size {
@@ -187,9 +187,11 @@ impl Fetcher {
             .connect_timeout(self.timeout.min(MAX_CONNECT_TIMEOUT))
             .read_timeout(self.timeout);
         if let Some(proxy) = &self.proxy {
-            builder = builder.proxy(reqwest::Proxy::all(proxy.as_str()).map_err(|e| FetchError::Client(chain(&e)))?);
+            builder = builder.proxy(
+                reqwest::Proxy::all(proxy.as_str()).map_err(|e| FetchError::Client(flotilla_core::error_chain(&e)))?,
+            );
         }
-        let client = builder.build().map_err(|e| FetchError::Client(chain(&e)))?;
+        let client = builder.build().map_err(|e| FetchError::Client(flotilla_core::error_chain(&e)))?;
         Ok(self.client.get_or_init(|| client))
     }
 
@@ -199,7 +201,7 @@ impl Fetcher {
         if let Some((user, pass)) = &self.auth {
             request = request.basic_auth(user, Some(pass));
         }
-        let mut response = request.send().await.map_err(|e| FetchError::Request(chain(&e)))?;
+        let mut response = request.send().await.map_err(|e| FetchError::Request(flotilla_core::error_chain(&e)))?;
         let status = response.status();
         if !status.is_success() {
             return Err(FetchError::Status(status));
@@ -213,7 +215,9 @@ impl Fetcher {
             .and_then(|value| value.to_str().ok())
             .and_then(charset_of);
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| FetchError::Request(chain(&e)))? {
+        while let Some(chunk) =
+            response.chunk().await.map_err(|e| FetchError::Request(flotilla_core::error_chain(&e)))?
+        {
             if body.len() as u64 + chunk.len() as u64 > self.max_bytes {
                 return Err(FetchError::TooLarge(self.max_bytes));
             }
@@ -233,22 +237,6 @@ fn charset_of(content_type: &str) -> Option<String> {
         let (name, value) = param.split_once('=')?;
         name.trim().eq_ignore_ascii_case("charset").then(|| value.trim().trim_matches('"').to_string())
     })
-}
-
-/// An error with its causes (`error sending request: connection refused`): reqwest's
-/// own message alone rarely says what went wrong.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -19,6 +19,11 @@ fn a_valid_configuration_passes() {
     let ws = Workspace::new("dispatcher:\n  max_definitions: 5\n");
     let out = ws.run(&["check"]);
     assert!(stdout(&out).contains("0 rules, services: dispatcher)"), "{}", stdout(&out));
+    // An empty section asks for it too.
+    let out = Workspace::new("dispatcher:\n").run(&["check"]);
+    assert!(stdout(&out).contains("0 rules, services: dispatcher)"), "{}", stdout(&out));
+    let out = Workspace::new("dispatcher:\n  enabled: no\n").run(&["check"]);
+    assert!(stdout(&out).contains("0 rules, no services)"), "{}", stdout(&out));
 }
 
 #[test]

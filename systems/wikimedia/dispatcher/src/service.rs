@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use flotilla_config::{Diagnostic, Located, Node, decode_at};
+use flotilla_config::{Diagnostic, Located};
 use flotilla_service::{RunningService, Service, ServiceConfig, ServiceContext, ServiceType};
 use flotilla_wikimedia_core::{FILE_CONNECTOR_TYPE, STREAM_CONNECTOR_TYPE};
 use serde::Deserialize;
@@ -62,23 +62,12 @@ struct DispatcherService {
     control_listen: SocketAddr,
 }
 
-fn section<T: serde::de::DeserializeOwned + Default>(
-    node: Option<&Node>,
-    key: &str,
-    problems: &mut Vec<Diagnostic>,
-) -> T {
-    let Some(node) = node else { return T::default() };
-    let (value, errors) = decode_at::<T>(node, key);
-    problems.extend(errors);
-    value.unwrap_or_default()
-}
-
 fn build(config: &ServiceConfig<'_>) -> Result<Option<Box<dyn Service>>, Vec<Diagnostic>> {
     let mut problems = Vec::new();
     let dispatcher_section = config.section("dispatcher");
-    let raw: RawDispatcher = section(dispatcher_section, "dispatcher", &mut problems);
-    let control: RawControl = section(config.section("control"), "control", &mut problems);
-    let redis: RawRedis = section(config.section("redis"), "redis", &mut problems);
+    let raw: RawDispatcher = config.decode("dispatcher", &mut problems);
+    let control: RawControl = config.decode("control", &mut problems);
+    let redis: RawRedis = config.decode("redis", &mut problems);
 
     let mut enabled =
         dispatcher_section.is_some() || config.has_connector_of_type(&[STREAM_CONNECTOR_TYPE, FILE_CONNECTOR_TYPE]);

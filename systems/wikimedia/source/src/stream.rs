@@ -300,7 +300,7 @@ impl StreamConnector {
             Ok(response) => {
                 return Ok(Ended::Dropped { error: format!("the server answered {}", response.status()), events: 0 });
             }
-            Err(e) => return Ok(Ended::Dropped { error: error_chain(&e), events: 0 }),
+            Err(e) => return Ok(Ended::Dropped { error: flotilla_core::error_chain(&e), events: 0 }),
         };
         tracing::info!(connector = ctx.name(), url = %settings.url, "Connected to the recent-changes stream.");
         let mut parser = SseParser::new(settings.max_event_bytes);
@@ -316,7 +316,7 @@ impl StreamConnector {
                 Ok(None) => {
                     return Ok(Ended::Dropped { error: "the server closed the stream".into(), events: delivered });
                 }
-                Err(e) => return Ok(Ended::Dropped { error: error_chain(&e), events: delivered }),
+                Err(e) => return Ok(Ended::Dropped { error: flotilla_core::error_chain(&e), events: delivered }),
             };
             if let Err(e) = parser.feed(&chunk, &mut events) {
                 return Ok(Ended::Dropped { error: e.to_string(), events: delivered });
@@ -384,16 +384,4 @@ impl StreamConnector {
         }
         Ok(batch.len() as u64)
     }
-}
-
-/// An error and its causes on one line (reqwest's top-level message is terse).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
