@@ -103,20 +103,6 @@ impl BusEffects {
         }
         Ok(())
     }
-
-    async fn state_load(&self, namespace: &str, key: &str) -> Result<Option<Value>, EffectError> {
-        match &self.origin {
-            Origin::Reactor => self.store.get_state(&format!("reactor:{namespace}"), key).await.map_err(failed),
-            Origin::Connector(ctx) => ctx.load_state(&format!("react:{namespace}:{key}")).await.map_err(failed),
-        }
-    }
-
-    async fn state_save(&self, namespace: &str, key: &str, value: &Value) -> Result<(), EffectError> {
-        match &self.origin {
-            Origin::Reactor => self.store.put_state(&format!("reactor:{namespace}"), key, value).await.map_err(failed),
-            Origin::Connector(ctx) => ctx.save_state(&format!("react:{namespace}:{key}"), value).await.map_err(failed),
-        }
-    }
 }
 
 #[async_trait::async_trait]
@@ -153,12 +139,20 @@ impl Effects for BusEffects {
         flotilla_reactor::run_shell_command(command, &input.to_json(), timeout).await
     }
 
+    /// The reactor's state lives in the store under `reactor:<namespace>`; a connector's
+    /// beside its own, under `react:<namespace>:<key>`.
     async fn load_state(&self, namespace: &str, key: &str) -> Result<Option<Value>, EffectError> {
-        self.state_load(namespace, key).await
+        match &self.origin {
+            Origin::Reactor => self.store.get_state(&format!("reactor:{namespace}"), key).await.map_err(failed),
+            Origin::Connector(ctx) => ctx.load_state(&format!("react:{namespace}:{key}")).await.map_err(failed),
+        }
     }
 
     async fn save_state(&self, namespace: &str, key: &str, value: &Value) -> Result<(), EffectError> {
-        self.state_save(namespace, key, value).await
+        match &self.origin {
+            Origin::Reactor => self.store.put_state(&format!("reactor:{namespace}"), key, value).await.map_err(failed),
+            Origin::Connector(ctx) => ctx.save_state(&format!("react:{namespace}:{key}"), value).await.map_err(failed),
+        }
     }
 
     fn now(&self) -> SystemTime {
