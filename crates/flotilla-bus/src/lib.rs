@@ -22,6 +22,7 @@
 pub mod embedded;
 pub mod stage;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -113,19 +114,37 @@ pub enum BusError {
     InvalidGroupName(String),
     #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge { size: usize, limit: usize },
-    #[error("{context}: {detail}")]
-    Io { context: String, detail: String, kind: std::io::ErrorKind },
+    /// A file or socket operation failed. The message repeats the cause's text so a log
+    /// line that prints only the message still says what happened; `source` keeps it.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
     #[error("the bus at {path} is in use by another process{holder}")]
     Locked { path: String, holder: String },
     #[error("the bus is closed")]
     Closed,
-    #[error("{0}")]
-    Backend(String),
+    /// The backend (a server, a task of the bus's own) failed; `source` is why.
+    #[error("{context}: {source}")]
+    Backend {
+        context: String,
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
 }
 
+// Causes sit behind `Arc` because one failure can answer many waiters: a failed group
+// commit fails every publish that was waiting for it, hence `Clone`.
 impl BusError {
-    pub(crate) fn io(context: impl Into<String>, error: &std::io::Error) -> BusError {
-        BusError::Io { context: context.into(), detail: error.to_string(), kind: error.kind() }
+    pub(crate) fn io(context: impl Into<String>, error: std::io::Error) -> BusError {
+        BusError::Io { context: context.into(), source: Arc::new(error) }
+    }
+
+    /// A backend failure with its cause kept.
+    pub fn backend(context: impl Into<String>, error: impl std::error::Error + Send + Sync + 'static) -> BusError {
+        BusError::Backend { context: context.into(), source: Arc::new(error) }
     }
 }
 
@@ -178,4 +197,27 @@ pub fn valid_name(name: &str) -> bool {
         && name != "."
         && name != ".."
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_keep_their_cause_and_say_it_once() {
+        let error = BusError::io("writing to queue 'q'", std::io::Error::other("No space left on device"));
+        let cause = std::error::Error::source(&error).expect("the I/O error is kept");
+        assert_eq!(cause.to_string(), "No space left on device");
+        assert_eq!(flotilla_core::error_chain(&error), "writing to queue 'q': No space left on device");
+
+        let task = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(async { tokio::spawn(async { panic!("boom") }).await.unwrap_err() });
+        let error = BusError::backend("the reactor stage's publishing task failed", task);
+        assert!(std::error::Error::source(&error).is_some());
+        let line = flotilla_core::error_chain(&error);
+        assert!(line.starts_with("the reactor stage's publishing task failed: task "), "{line}");
+        assert!(line.ends_with(" panicked with message \"boom\""), "{line}");
+    }
 }

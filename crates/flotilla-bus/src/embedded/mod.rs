@@ -163,7 +163,7 @@ impl EmbeddedBus {
 
     /// Opens the bus on any [`Filesystem`], recovering every queue found in `dir`.
     pub fn open_with(fs: Arc<dyn Filesystem>, dir: &Path, options: EmbeddedOptions) -> Result<EmbeddedBus, BusError> {
-        let io_error = |what: &str, e: std::io::Error| BusError::io(format!("{what} {}", dir.display()), &e);
+        let io_error = |what: &str, e: std::io::Error| BusError::io(format!("{what} {}", dir.display()), e);
         fs.create_dir_all(dir).map_err(|e| io_error("creating the bus directory", e))?;
         let lock_path = dir.join("LOCK");
         let lock = fs.lock(&lock_path).map_err(|e| {
@@ -257,7 +257,7 @@ impl EmbeddedBus {
         }
         let inner = &self.inner;
         let dir = inner.root.join(name);
-        let io_error = |e: std::io::Error| BusError::io(format!("creating queue directory {}", dir.display()), &e);
+        let io_error = |e: std::io::Error| BusError::io(format!("creating queue directory {}", dir.display()), e);
         inner.fs.create_dir_all(&dir).map_err(io_error)?;
         inner.fs.sync_dir(&inner.root).map_err(io_error)?;
         let path = segment::path(&dir, 0);
@@ -383,7 +383,7 @@ fn recover_queue(
     name: String,
     context: &QueueContext,
 ) -> Result<Queue, BusError> {
-    let io_error = |what: &str, path: &Path, e: std::io::Error| BusError::io(format!("{what} {}", path.display()), &e);
+    let io_error = |what: &str, path: &Path, e: std::io::Error| BusError::io(format!("{what} {}", path.display()), e);
     let mut bases: Vec<u64> = fs
         .list_dir(dir)
         .map_err(|e| io_error("listing", dir, e))?

@@ -310,7 +310,7 @@ impl Cursor {
         let mut buf = BytesMut::zeroed(want);
         let got = file
             .read_at(self.pos.offset, &mut buf)
-            .map_err(|e| BusError::io(format!("reading queue '{}'", queue.name), &e))?;
+            .map_err(|e| BusError::io(format!("reading queue '{}'", queue.name), e))?;
         buf.truncate(got);
         self.chunk = buf.freeze();
         self.chunk_start = self.pos.offset;
@@ -325,7 +325,7 @@ impl Cursor {
         let mut rest = vec![0u8; (limit - self.pos.offset) as usize];
         let got = file
             .read_at(self.pos.offset, &mut rest)
-            .map_err(|e| BusError::io(format!("reading queue '{}'", queue.name), &e))?;
+            .map_err(|e| BusError::io(format!("reading queue '{}'", queue.name), e))?;
         rest.truncate(got);
         let last_seq = self.pos.seq.checked_sub(1);
         let skip = record::resync(&rest, last_seq, queue.max_payload);

@@ -262,7 +262,7 @@ impl Writer {
                     qw.written = keep;
                     qw.next_seq = start_seq;
                     tracing::warn!(queue = %name, error = %e, "A publish to the bus failed; the publisher was told.");
-                    failed.insert(name.clone(), BusError::io(format!("writing to queue '{name}'"), &e));
+                    failed.insert(name.clone(), BusError::io(format!("writing to queue '{name}'"), e));
                     continue;
                 }
             }
@@ -299,10 +299,10 @@ impl Writer {
             let mut file = self
                 .fs
                 .open_append(&path, false)
-                .map_err(|e| BusError::io(format!("opening {}", path.display()), &e))?;
+                .map_err(|e| BusError::io(format!("opening {}", path.display()), e))?;
             if file.len() != end.offset {
                 // Recovery cut the torn tail in its view; make the file agree.
-                file.truncate(end.offset).map_err(|e| BusError::io(format!("truncating {}", path.display()), &e))?;
+                file.truncate(end.offset).map_err(|e| BusError::io(format!("truncating {}", path.display()), e))?;
             }
             self.writers.insert(
                 queue.name.clone(),
@@ -361,7 +361,7 @@ impl Writer {
 
     fn append_groups(&mut self, queue: &Arc<Queue>, text: &[u8]) -> Result<(), BusError> {
         let path = queue.dir.join(groups_file::FILE_NAME);
-        let io_error = |e: std::io::Error| BusError::io(format!("writing {}", path.display()), &e);
+        let io_error = |e: std::io::Error| BusError::io(format!("writing {}", path.display()), e);
         if !self.groups_logs.contains_key(&queue.name) {
             let file = self.fs.open_append(&path, true).map_err(io_error)?;
             self.fs.sync_dir(&queue.dir).map_err(io_error)?;
@@ -380,7 +380,7 @@ impl Writer {
     fn compact_groups(&mut self, queue: &Arc<Queue>) -> Result<(), BusError> {
         let path = queue.dir.join(groups_file::FILE_NAME);
         let temporary = queue.dir.join(format!("{}.tmp", groups_file::FILE_NAME));
-        let io_error = |e: std::io::Error| BusError::io(format!("compacting {}", path.display()), &e);
+        let io_error = |e: std::io::Error| BusError::io(format!("compacting {}", path.display()), e);
         let mut text = Vec::new();
         for (name, group) in queue.lock_groups().iter() {
             groups_file::encode_line(&mut text, name, &group.resume());
@@ -502,7 +502,7 @@ fn sync_files(files: &mut [(&String, &mut QueueWriter)]) -> Vec<(String, std::io
 /// Starts a new segment at `next_seq` once the current one is full and synced.
 fn roll(fs: &dyn Filesystem, qw: &mut QueueWriter) -> Result<(), BusError> {
     if qw.synced != qw.written {
-        qw.file.sync_data().map_err(|e| BusError::io(format!("syncing queue '{}'", qw.queue.name), &e))?;
+        qw.file.sync_data().map_err(|e| BusError::io(format!("syncing queue '{}'", qw.queue.name), e))?;
         qw.synced = qw.written;
     }
     let base = qw.next_seq;
@@ -528,7 +528,7 @@ pub(crate) type NewSegment = (Box<dyn AppendFile>, Arc<dyn super::io::ReadFile>)
 
 /// Creates a segment file with its header, durable together with its name.
 pub(crate) fn create_segment(fs: &dyn Filesystem, dir: &Path, path: &Path, base: u64) -> Result<NewSegment, BusError> {
-    let io_error = |e: std::io::Error| BusError::io(format!("creating segment {}", path.display()), &e);
+    let io_error = |e: std::io::Error| BusError::io(format!("creating segment {}", path.display()), e);
     let mut file = fs.open_append(path, true).map_err(io_error)?;
     // A leftover from a crash during an earlier creation holds no acknowledged data.
     file.truncate(0).map_err(io_error)?;
@@ -568,8 +568,8 @@ pub(crate) fn apply_retention_to(fs: &dyn Filesystem, retention: &Retention, que
             return Ok(());
         }
         write_lock(&queue.segments).remove(0);
-        fs.remove_file(&path).map_err(|e| BusError::io(format!("removing {}", path.display()), &e))?;
-        fs.sync_dir(&queue.dir).map_err(|e| BusError::io(format!("syncing {}", queue.dir.display()), &e))?;
+        fs.remove_file(&path).map_err(|e| BusError::io(format!("removing {}", path.display()), e))?;
+        fs.sync_dir(&queue.dir).map_err(|e| BusError::io(format!("syncing {}", queue.dir.display()), e))?;
         tracing::debug!(queue = %queue.name, segment = %path.display(), bytes = len, "Retention removed a segment.");
     }
 }
