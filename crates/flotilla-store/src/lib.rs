@@ -94,8 +94,9 @@ pub struct Store {
     connect_url: String,
     /// Postgres: the connection [`Store::copy_in`] uses, opened on first use.
     copier: tokio::sync::Mutex<Option<sqlx::postgres::PgConnection>>,
-    /// SQLite file: the writer behind [`Store::sqlite_bulk`].
-    bulk: Option<SqliteBulk>,
+    /// SQLite file: its path, and the writer behind [`Store::sqlite_bulk`], started on
+    /// first use (its two threads are not worth starting for a node that never logs in bulk).
+    bulk: Option<(String, std::sync::OnceLock<SqliteBulk>)>,
 }
 
 impl std::fmt::Debug for Store {
@@ -149,9 +150,10 @@ impl Store {
             return Err(StoreError::Url { url: display, reason: "expected sqlite://PATH or postgres://…".into() });
         };
         let memory = connect_url.contains(":memory:");
-        if !memory {
+        if dialect == Dialect::Postgres {
             // One plain connection first: a refused or misconfigured server fails now
-            // with its own message instead of after the pool's acquire timeout.
+            // with its own message instead of after the pool's acquire timeout. (A SQLite
+            // file fails at once either way.)
             use sqlx::Connection;
             let probe = sqlx::AnyConnection::connect(&connect_url)
                 .await
@@ -191,7 +193,7 @@ impl Store {
             url_for_display: display,
             connect_url,
             copier: tokio::sync::Mutex::default(),
-            bulk: bulk_path.map(SqliteBulk::start),
+            bulk: bulk_path.map(|path| (path, std::sync::OnceLock::new())),
         };
         store.migrate_store().await?;
         Ok(store)
@@ -248,7 +250,7 @@ impl Store {
         F: FnOnce(&mut BulkTx<'_>) -> Result<u64, StoreError> + Send + 'static,
     {
         match &self.bulk {
-            Some(bulk) => bulk.transaction(work).await,
+            Some((path, bulk)) => bulk.get_or_init(|| SqliteBulk::start(path.clone())).transaction(work).await,
             None => Err(StoreError::Unsupported("bulk inserts need a SQLite database file")),
         }
     }

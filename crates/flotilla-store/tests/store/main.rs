@@ -99,6 +99,20 @@ async fn bad_urls_and_unreachable_servers_get_clear_errors() {
     assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
 }
 
+#[tokio::test]
+async fn a_sqlite_file_that_cannot_be_opened_fails_at_once_with_its_path() {
+    // A directory where the database file should be: SQLite cannot open it.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().display());
+    let started = std::time::Instant::now();
+    let error = Store::open(&url).await.unwrap_err();
+    let line = flotilla_core::error_chain(&error);
+    assert!(line.starts_with(&format!("cannot open the store at {url}: ")), "{line}");
+    assert!(line.contains("unable to open database file"), "{line}");
+    // Not after the pool's acquire timeout (10 s).
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
 /// Texts that need escaping on one road or the other.
 const AWKWARD: [&str; 9] =
     ["plain", "tab\there", "new\nline", "cr\rx", "back\\slash", "\\N", "ünïcødé 日本語", "quote\"'{,}", ""];
