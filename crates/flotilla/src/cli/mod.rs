@@ -3,6 +3,7 @@
 
 mod check;
 mod dispatcher_cli;
+mod manual;
 mod rules;
 mod run;
 mod send;
@@ -12,7 +13,7 @@ mod tail;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use flotilla_config::Diagnostic;
 use flotilla_connector::ConnectorType;
 use flotilla_node::config::{Config, LoadOptions, load_config, short_hostname};
@@ -45,6 +46,10 @@ enum Command {
     /// The Wikimedia dispatcher's client: subscribe, add and remove definitions, list.
     #[command(name = "dispatcher-cli")]
     DispatcherCli(Box<dispatcher_cli::Args>),
+    /// Print a shell completion script: `flotilla completions bash > /etc/bash_completion.d/flotilla`.
+    Completions(manual::CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command into a directory.
+    Man(manual::ManArgs),
 }
 
 /// The `-c PATH` every command takes.
@@ -52,7 +57,7 @@ enum Command {
 pub struct ConfigArg {
     /// A YAML file or a directory of them; default ./flotilla.yaml if present, else
     /// built-in defaults.
-    #[arg(short = 'c', long = "config", value_name = "PATH")]
+    #[arg(short = 'c', long = "config", value_name = "PATH", env = "FLOTILLA_CONFIG")]
     pub path: Option<PathBuf>,
 }
 
@@ -154,6 +159,8 @@ pub fn main() -> ExitCode {
             Command::Status(args) => status::run(args).await,
             Command::Rules(command) => rules::run(command).await,
             Command::DispatcherCli(args) => dispatcher_cli::run(*args).await,
+            Command::Completions(args) => manual::completions(args, Cli::command()),
+            Command::Man(args) => manual::man(args, Cli::command()),
         }
     });
     // Do not wait for stray blocking tasks (a tail's stdin reader) at exit.
