@@ -197,20 +197,21 @@ pub fn render_table(status: &NodeStatus) -> String {
     } else {
         let _ = writeln!(
             out,
-            "{:<24} {:<12} {:<12} {:>8} {:>10}  LAST ERROR / DETAIL",
+            "{:<24} {:<12} {:<12} {:>8} {:>10}  LAST ERROR",
             "CONNECTOR", "TYPE", "STATE", "RESTARTS", "EMITTED"
         );
         for c in &status.connectors {
-            let detail = match (&c.last_error, &c.detail) {
-                (Some(e), _) => e.clone(),
-                (None, serde_json::Value::Null) => String::new(),
-                (None, d) => d.to_string(),
-            };
             let _ = writeln!(
                 out,
                 "{:<24} {:<12} {:<12} {:>8} {:>10}  {}",
-                c.name, c.kind, c.state, c.restarts, c.emitted, detail
+                c.name,
+                c.kind,
+                c.state,
+                c.restarts,
+                c.emitted,
+                c.last_error.as_deref().unwrap_or("")
             );
+            render_detail(&mut out, &c.detail, "    ");
         }
     }
     let _ = writeln!(out);
@@ -258,15 +259,131 @@ pub fn render_table(status: &NodeStatus) -> String {
 /// (`subscriptions 3, deliveries 120, …`), anything nested as JSON.
 fn service_line(detail: &serde_json::Value) -> String {
     match detail {
-        serde_json::Value::Object(fields) => fields
-            .iter()
-            .map(|(key, value)| match value {
-                serde_json::Value::String(text) => format!("{key} {text}"),
-                other => format!("{key} {other}"),
-            })
-            .collect::<Vec<_>>()
-            .join(", "),
+        serde_json::Value::Object(fields) => pairs(fields.iter()),
         serde_json::Value::Null => "running".to_string(),
         other => other.to_string(),
+    }
+}
+
+/// A connector's detail (whatever it reports with `set_detail`) under its row, for a
+/// person to read: its plain fields on one line, each nested object on a line of its own
+/// (`logger: written 120, failures 0`), and each list of objects as a table with a row
+/// per item (an IRC network's connections). `--json` shows the detail as it is.
+fn render_detail(out: &mut String, detail: &serde_json::Value, indent: &str) {
+    use serde_json::Value;
+    use std::fmt::Write;
+    let Value::Object(fields) = detail else {
+        if !detail.is_null() {
+            let _ = writeln!(out, "{indent}{}", cell(detail));
+        }
+        return;
+    };
+    let plain: Vec<(&String, &Value)> = fields.iter().filter(|(_, v)| !v.is_object() && !is_table(v)).collect();
+    if !plain.is_empty() {
+        let _ = writeln!(out, "{indent}{}", pairs(plain.into_iter()));
+    }
+    for (key, value) in fields {
+        match value {
+            Value::Object(inner) => {
+                let _ = writeln!(out, "{indent}{key}: {}", pairs(inner.iter()));
+            }
+            Value::Array(rows) if is_table(value) => render_rows(out, key, rows, indent),
+            _ => {}
+        }
+    }
+}
+
+/// A non-empty list whose items are all objects.
+fn is_table(value: &serde_json::Value) -> bool {
+    value.as_array().is_some_and(|rows| !rows.is_empty() && rows.iter().all(serde_json::Value::is_object))
+}
+
+/// `rows` as a table: one column per key (in the order keys first appear), headed by
+/// the key in capitals, each column as wide as its widest cell.
+fn render_rows(out: &mut String, title: &str, rows: &[serde_json::Value], indent: &str) {
+    use std::fmt::Write;
+    let mut columns: Vec<&str> = Vec::new();
+    for row in rows.iter().filter_map(serde_json::Value::as_object) {
+        for key in row.keys() {
+            if !columns.contains(&key.as_str()) {
+                columns.push(key);
+            }
+        }
+    }
+    let header: Vec<String> = columns.iter().map(|c| c.replace('_', " ").to_uppercase()).collect();
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| columns.iter().map(|c| cell(row.get(*c).unwrap_or(&serde_json::Value::Null))).collect())
+        .collect();
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|i| cells.iter().map(|r| r[i].chars().count()).chain([header[i].chars().count()]).max().unwrap_or(0))
+        .collect();
+    let line = |values: &[String]| {
+        let padded: Vec<String> = values.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+        padded.join("  ").trim_end().to_string()
+    };
+    let _ = writeln!(out, "{indent}{title}:");
+    let _ = writeln!(out, "{indent}  {}", line(&header));
+    for row in &cells {
+        let _ = writeln!(out, "{indent}  {}", line(row));
+    }
+}
+
+/// `key value, key value` for a person.
+fn pairs<'a>(fields: impl Iterator<Item = (&'a String, &'a serde_json::Value)>) -> String {
+    fields.map(|(key, value)| format!("{key} {}", cell(value))).collect::<Vec<_>>().join(", ")
+}
+
+/// One value as a table cell: text without quotes, a list comma-separated, nothing as `-`.
+fn cell(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Null => "-".to_string(),
+        Value::String(text) => text.clone(),
+        Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
+            if items.is_empty() {
+                "-".to_string()
+            } else {
+                items.iter().map(cell).collect::<Vec<_>>().join(",")
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_connectors_detail_is_printed_as_lines_and_a_table_not_as_json() {
+        let mut out = String::new();
+        let detail = json!({
+            "network": "libera",
+            "server": "irc.example:6697",
+            "states": {"connected": 1, "backoff": 1},
+            "connections": [
+                {"connection": 1, "bind": null, "nick": "flot", "channels": ["#a", "#b"], "lag_ms": 12, "state": "connected", "last_error": null},
+                {"connection": 2, "bind": "127.0.0.6", "nick": "flot2", "channels": [], "lag_ms": null, "state": "backoff", "last_error": "Connection refused"},
+            ],
+            "logger": {"written": 120, "failures": 0, "last_error": null},
+        });
+        render_detail(&mut out, &detail, "    ");
+        assert_eq!(
+            out,
+            "    network libera, server irc.example:6697
+    states: connected 1, backoff 1
+    connections:
+      CONNECTION  BIND       NICK   CHANNELS  LAG MS  STATE      LAST ERROR
+      1           -          flot   #a,#b     12      connected  -
+      2           127.0.0.6  flot2  -         -       backoff    Connection refused
+    logger: written 120, failures 0, last_error -
+"
+        );
+        // Nothing reported, nothing printed.
+        let mut out = String::new();
+        render_detail(&mut out, &serde_json::Value::Null, "    ");
+        assert_eq!(out, "");
     }
 }

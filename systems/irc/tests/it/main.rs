@@ -566,11 +566,22 @@ async fn a_node_shows_each_connection_in_status_and_the_http_api() {
     };
     // What `flotilla status` prints.
     let table = flotilla_node::status::render_table(&status);
-    let line = table.lines().find(|l| l.starts_with("ircnet")).unwrap();
-    for needle in ["irc", "running", "\"nick\":\"flot\"", "\"nick\":\"flot2\"", "\"bind\":\"127.0.0.5\"", "\"lag_ms\":"]
+    let lines: Vec<&str> = table.lines().collect();
+    let row = lines.iter().position(|l| l.starts_with("ircnet")).unwrap();
+    assert!(lines[row].contains("irc") && lines[row].contains("running"), "{table}");
+    // Each connection is a row of a table under the connector, not a line of JSON.
+    assert!(!table.contains('{'), "{table}");
+    let header = lines.iter().position(|l| l.trim_start().starts_with("CONNECTION  SERVER")).expect(&table);
+    assert!(header > row, "{table}");
+    for (line, (nick, channel, bind)) in
+        lines[header + 1..].iter().zip([("flot", "#a", "127.0.0.5"), ("flot2", "#b", "127.0.0.6")])
     {
-        assert!(line.contains(needle), "{needle} in {line}");
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        for needle in [nick, channel, bind, "connected", &format!("127.0.0.1:{}", server.port)] {
+            assert!(cells.contains(&needle), "{needle} in {line}\n{table}");
+        }
     }
+    assert!(lines.iter().any(|l| l.trim_start().starts_with("logger: written ")), "{table}");
     // What `/api/v1/status` answers.
     let body = tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
