@@ -4,6 +4,7 @@
 mod check;
 mod crash;
 mod dispatcher;
+mod dist;
 mod manual;
 mod node;
 mod rules;
