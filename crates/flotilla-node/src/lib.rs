@@ -11,6 +11,7 @@
 //! - [`http`]: `/healthz`, `/metrics`, `/api/v1/status` (the dispatcher's
 //!   `/api/v1/subscriptions…` routes are merged in from `flotilla-wikimedia-dispatcher`).
 //! - [`node`]: starting all of it and shutting it down cleanly.
+//! - [`systemd`]: `READY=1` / `STOPPING=1` for `Type=notify` units.
 //!
 //! Architecture Invariant: the node knows connector *types* only through the registry
 //! the binary hands it; it never names a connector crate.
@@ -24,6 +25,7 @@ pub mod node;
 pub mod reactor;
 pub mod status;
 pub mod supervisor;
+pub mod systemd;
 
 pub use config::{Config, load_config};
 pub use node::{RunningNode, start};

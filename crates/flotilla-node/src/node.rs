@@ -283,11 +283,13 @@ impl RunningNode {
 
     /// Waits for SIGINT or SIGTERM (or the shutdown token), then shuts down cleanly.
     pub async fn run_until_signal(mut self) -> anyhow::Result<()> {
+        crate::systemd::notify(&format!("READY=1\nMAINPID={}", std::process::id()));
         tokio::select! {
             _ = self.signals.interrupt.recv() => tracing::info!("SIGINT received; shutting down."),
             _ = self.signals.terminate.recv() => tracing::info!("SIGTERM received; shutting down."),
             _ = self.stop_requested.cancelled() => {}
         }
+        crate::systemd::notify("STOPPING=1");
         self.stop().await
     }
 

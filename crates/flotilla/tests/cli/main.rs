@@ -7,6 +7,7 @@ mod dispatcher;
 mod dist;
 mod manual;
 mod node;
+mod packaging;
 mod rules;
 mod send;
 mod support;

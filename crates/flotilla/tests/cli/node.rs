@@ -229,3 +229,25 @@ fn a_node_waits_for_a_command_that_holds_the_bus() {
     let (status, _) = node.stop(libc::SIGTERM);
     assert!(status.success());
 }
+
+/// Under a `Type=notify` systemd unit: `READY=1` (with the node's pid) once it serves,
+/// `STOPPING=1` when SIGTERM begins the shutdown; the node listens to `$NOTIFY_SOCKET`
+/// as systemd sets it.
+#[test]
+fn systemd_is_told_when_the_node_is_ready_and_when_it_stops() {
+    use std::os::unix::net::UnixDatagram;
+    let ws = Workspace::new(PULSE);
+    let socket = ws.dir.path().join("notify");
+    let systemd = UnixDatagram::bind(&socket).unwrap();
+    systemd.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let node = NodeProcess::start_with_env(&ws.config(), &[("NOTIFY_SOCKET", socket.as_os_str())]);
+    let mut buffer = [0u8; 256];
+    let n = systemd.recv(&mut buffer).expect("READY=1 within 30 s");
+    assert_eq!(String::from_utf8_lossy(&buffer[..n]), format!("READY=1\nMAINPID={}", node.pid()));
+    // Ready means serving.
+    assert_eq!(http_get(&node.http, "/healthz").0, 200);
+    let (status, _) = node.stop(libc::SIGTERM);
+    assert!(status.success());
+    let n = systemd.recv(&mut buffer).expect("STOPPING=1");
+    assert_eq!(&buffer[..n], b"STOPPING=1");
+}

@@ -71,11 +71,17 @@ pub struct NodeProcess {
 
 impl NodeProcess {
     pub fn start(config: &Path) -> NodeProcess {
+        NodeProcess::start_with_env(config, &[])
+    }
+
+    /// Starts `flotilla run` with extra environment variables.
+    pub fn start_with_env(config: &Path, env: &[(&str, &std::ffi::OsStr)]) -> NodeProcess {
         let mut child = Command::new(binary())
             .args(["run", "-c"])
             .arg(config)
             .env("FLOTILLA_LOG_FORMAT", "json")
             .env("FLOTILLA_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
