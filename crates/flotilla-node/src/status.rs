@@ -201,10 +201,11 @@ pub fn render_table(status: &NodeStatus) -> String {
             "CONNECTOR", "TYPE", "STATE", "RESTARTS", "EMITTED"
         );
         for c in &status.connectors {
+            // Errors quote servers and peers: nothing in them may drive the terminal.
             let detail = match (&c.last_error, &c.detail) {
-                (Some(e), _) => e.clone(),
+                (Some(e), _) => flotilla_core::escape_controls(e).into_owned(),
                 (None, serde_json::Value::Null) => String::new(),
-                (None, d) => d.to_string(),
+                (None, d) => flotilla_core::escape_controls(&d.to_string()).into_owned(),
             };
             let _ = writeln!(
                 out,

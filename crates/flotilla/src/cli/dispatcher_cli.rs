@@ -117,12 +117,13 @@ pub async fn run(args: Args) -> Outcome {
     match perform(&args, document, &mut connection).await.map_err(Failure::Runtime)? {
         Ok(lines) => {
             for line in lines {
-                println!("{line}");
+                // The server's words: no control character reaches the terminal.
+                println!("{}", flotilla_core::escape_controls(&line));
             }
             let _ = connection.ask("quit").await;
             Ok(())
         }
-        Err(ServerError(line)) => Err(Failure::Invalid(line)),
+        Err(ServerError(line)) => Err(Failure::Invalid(flotilla_core::escape_controls(&line).into_owned())),
     }
 }
 

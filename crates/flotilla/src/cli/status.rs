@@ -29,7 +29,8 @@ pub async fn run(args: Args) -> Outcome {
         None => offline_status(&config).await?,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status).context("encoding the status")?);
+        let json = serde_json::to_string_pretty(&status).context("encoding the status")?;
+        println!("{}", flotilla_core::escape_controls(&json));
     } else {
         print!("{}", render_table(&status));
     }

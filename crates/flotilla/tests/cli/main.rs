@@ -7,5 +7,6 @@ mod dispatcher;
 mod manual;
 mod node;
 mod rules;
+mod security;
 mod send;
 mod support;

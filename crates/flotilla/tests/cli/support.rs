@@ -177,3 +177,37 @@ pub fn stdout(output: &Output) -> String {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// The first `count` lines (raw bytes, without the line break) a child prints on its
+/// standard output, waiting at most `within`; then the child is killed.
+pub fn first_stdout_lines(mut child: Child, count: usize, within: Duration) -> Vec<Vec<u8>> {
+    let out = child.stdout.take().expect("the child's stdout is piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(out);
+        loop {
+            let mut line = Vec::new();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    line.pop_if(|b| *b == b'\n');
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let deadline = Instant::now() + within;
+    let mut lines = Vec::new();
+    while lines.len() < count {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => lines.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(lines.len(), count, "the child printed {} of {count} lines in {within:?}: {lines:?}", lines.len());
+    lines
+}
