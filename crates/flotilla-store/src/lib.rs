@@ -105,6 +105,26 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Creates a SQLite database file that does not exist yet (and its directory) for its
+/// owner alone: it holds chat logs and token hashes. SQLite gives the `-wal`, `-shm`
+/// and journal files the database file's mode. An existing file keeps its mode. The
+/// error names the directory or file that could not be made.
+fn create_private_database(path: &Path) -> Result<(), (String, std::io::Error)> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| (parent.display().to_string(), e))?;
+    }
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err((path.display().to_string(), e)),
+    }
+}
+
 /// The URL with any password replaced, for logs and errors.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -131,13 +151,10 @@ impl Store {
             if path.is_empty() {
                 return Err(StoreError::Url { url: display, reason: "no database file given".into() });
             }
-            if path != ":memory:"
-                && let Some(parent) = Path::new(path).parent()
-                && !parent.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(parent).map_err(|source| StoreError::Directory {
+            if path != ":memory:" {
+                create_private_database(Path::new(path)).map_err(|(path, source)| StoreError::Directory {
                     url: display.clone(),
-                    directory: parent.display().to_string(),
+                    path,
                     source,
                 })?;
             }

@@ -61,3 +61,54 @@ fn the_console_plugin_prints_control_characters_escaped() {
     let text = String::from_utf8(line).unwrap();
     assert!(text.ends_with(r"> [k\u001b]0;title\u0007] \u001b[31mred\u009b2J\u007f"), "{text}");
 }
+
+/// Every directory, file and socket under `dir`, with its permission bits.
+fn modes_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32, bool)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        found.push((path.clone(), meta.permissions().mode() & 0o7777, meta.is_dir()));
+        if meta.is_dir() {
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    found
+}
+
+#[test]
+fn a_fresh_data_directory_is_private_to_the_node_s_user() {
+    let ws = Workspace::new("rules:\n  - name: copy\n    plugin: MessageQueue\n    config: {queue: copied}\n");
+    // Whatever the umask says, the node's files are its own.
+    let node = NodeProcess::start_with_umask(&ws.config(), 0o002);
+    let out = ws.run(&["send", "--queue", "reactor", "--field", "subject=hello"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let found = modes_under(&ws.data_dir());
+    let names: Vec<String> = found.iter().map(|(p, _, _)| p.display().to_string()).collect();
+    for wanted in ["bus", "flotilla.db", "flotilla.sock", "bus/reactor"] {
+        assert!(names.iter().any(|n| n.ends_with(wanted)), "{wanted} is not among {names:?}");
+    }
+    for (path, mode, is_dir) in &found {
+        let want = if *is_dir { 0o700 } else { 0o600 };
+        assert_eq!(*mode, want, "{} has mode {mode:o}, not {want:o}", path.display());
+    }
+    let (status, log) = node.stop(libc::SIGTERM);
+    assert!(status.success());
+    assert!(!log.iter().any(|l| l.contains("can be read by other users")), "{log:?}");
+}
+
+#[test]
+fn an_open_data_directory_is_left_alone_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = Workspace::new("");
+    std::fs::create_dir(ws.data_dir()).unwrap();
+    std::fs::set_permissions(ws.data_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let node = ws.start();
+    let warning = node.startup_log.iter().find(|l| l.contains("can be read by other users")).cloned();
+    drop(node);
+    let warning = warning.expect("a warning about the open data directory");
+    assert!(warning.contains(&ws.data_dir().display().to_string()) && warning.contains("755"), "{warning}");
+    let mode = std::fs::metadata(ws.data_dir()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755, "the user's directory keeps the mode the user gave it");
+}

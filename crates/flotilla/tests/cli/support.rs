@@ -71,9 +71,26 @@ pub struct NodeProcess {
 
 impl NodeProcess {
     pub fn start(config: &Path) -> NodeProcess {
-        let mut child = Command::new(binary())
-            .args(["run", "-c"])
-            .arg(config)
+        NodeProcess::spawn(Command::new(binary()).args(["run", "-c"]).arg(config))
+    }
+
+    /// Starts `flotilla run` under this umask (instead of the test's own).
+    pub fn start_with_umask(config: &Path, umask: libc::mode_t) -> NodeProcess {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(binary());
+        command.args(["run", "-c"]).arg(config);
+        // SAFETY: umask(2) is async-signal-safe and touches no memory.
+        unsafe {
+            command.pre_exec(move || {
+                libc::umask(umask);
+                Ok(())
+            });
+        }
+        NodeProcess::spawn(&mut command)
+    }
+
+    fn spawn(command: &mut Command) -> NodeProcess {
+        let mut child = command
             .env("FLOTILLA_LOG_FORMAT", "json")
             .env("FLOTILLA_LOG", "info")
             .stdout(Stdio::null())
