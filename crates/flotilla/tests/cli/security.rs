@@ -112,3 +112,33 @@ fn an_open_data_directory_is_left_alone_with_a_warning() {
     let mode = std::fs::metadata(ws.data_dir()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o755, "the user's directory keeps the mode the user gave it");
 }
+
+/// Gives the `http:` section [`Workspace::new`] wrote an admin token.
+fn with_admin_token(ws: &Workspace, token: &str) {
+    let config = std::fs::read_to_string(ws.config()).unwrap();
+    std::fs::write(ws.config(), config.replace("http:\n", &format!("http:\n  admin_token: '{token}'\n"))).unwrap();
+}
+
+#[test]
+fn a_short_admin_token_is_refused_by_check_and_run() {
+    let ws = Workspace::new("");
+    with_admin_token(&ws, "hunter2-hunter2");
+    for command in ["check", "run"] {
+        let out = ws.run(&[command]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{command}: {err}");
+        assert!(
+            err.contains(":5:16: http.admin_token: too short (15 characters); use at least 16"),
+            "{command}: {err}"
+        );
+        assert!(!err.contains("hunter2"), "{command} printed the token: {err}");
+    }
+    assert!(!ws.data_dir().exists(), "run started nothing");
+    // Sixteen characters are enough; an empty token is no token.
+    for token in ["hunter2-hunter2!", ""] {
+        let ws = Workspace::new("");
+        with_admin_token(&ws, token);
+        let out = ws.run(&["check"]);
+        assert!(out.status.success(), "{token:?}: {}", stderr(&out));
+    }
+}
