@@ -142,3 +142,23 @@ fn a_short_admin_token_is_refused_by_check_and_run() {
         assert!(out.status.success(), "{token:?}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn check_never_prints_a_password_from_a_url() {
+    let ws = Workspace::new(
+        "redis:\n  url: 'redis://bot:hunter2pw@127.0.0.1:notaport/0'\ndispatcher:\n  enabled: true\n\
+         store:\n  url: 'postgres://127.0.0.1:1/db?user=bot&password=hunter2pw'\n",
+    );
+    let out = ws.run(&["check"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("redis.url: 'redis://bot:***@127.0.0.1:notaport/0' is not a Redis URL"), "{err}");
+    assert!(!err.contains("hunter2pw"), "{err}");
+    // The store's URL reaches `run`'s error (nothing listens on port 1).
+    let ws = Workspace::new("store:\n  url: 'postgres://127.0.0.1:1/db?user=bot&password=hunter2pw'\n");
+    let out = ws.run(&["run"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("postgres://127.0.0.1:1/db?user=bot&password=***"), "{err}");
+    assert!(!err.contains("hunter2pw"), "{err}");
+}
