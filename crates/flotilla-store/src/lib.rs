@@ -125,52 +125,12 @@ fn create_private_database(path: &Path) -> Result<(), (String, std::io::Error)> 
     }
 }
 
-/// The URL with any password replaced by `***`, for logs and errors: the one in the
-/// user information (`postgres://u:pw@h/db`, `redis://:pw@h`) and any query parameter
-/// whose name ends in `password` (`?password=pw`, libpq's `sslpassword`).
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.to_string() };
-    let authority_end = url[scheme_end..].find(['/', '?', '#']).map_or(url.len(), |i| scheme_end + i);
-    let mut out = String::with_capacity(url.len());
-    out.push_str(&url[..scheme_end]);
-    let authority = &url[scheme_end..authority_end];
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) if userinfo.contains(':') => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            out.push_str(&format!("{user}:***@{host}"));
-        }
-        _ => out.push_str(authority),
-    }
-    let rest = &url[authority_end..];
-    let (before_fragment, fragment) = rest.split_once('#').map_or((rest, None), |(r, f)| (r, Some(f)));
-    match before_fragment.split_once('?') {
-        Some((path, query)) => {
-            out.push_str(path);
-            out.push('?');
-            let params: Vec<String> = query
-                .split('&')
-                .map(|param| match param.split_once('=') {
-                    Some((name, _)) if name.to_ascii_lowercase().ends_with("password") => format!("{name}=***"),
-                    _ => param.to_string(),
-                })
-                .collect();
-            out.push_str(&params.join("&"));
-        }
-        None => out.push_str(before_fragment),
-    }
-    if let Some(fragment) = fragment {
-        out.push('#');
-        out.push_str(fragment);
-    }
-    out
-}
-
 impl Store {
     /// Opens `url` (`sqlite://PATH` or `postgres://…`), creating a SQLite file and its
     /// directory when missing, and applies pending migrations.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
-        let display = redact_url(url);
+        let display = flotilla_core::redact::redact_url(url);
         let mut bulk_path = None;
         let (dialect, connect_url) = if let Some(path) = url.strip_prefix("sqlite://").or(url.strip_prefix("sqlite:")) {
             let (path, query) = path.split_once('?').unwrap_or((path, ""));

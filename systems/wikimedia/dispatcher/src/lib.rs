@@ -185,5 +185,5 @@ impl Dispatcher {
 
 /// A Redis URL with its password hidden, for logs and errors.
 fn redact(url: &str) -> String {
-    flotilla_store::redact_url(url)
+    flotilla_core::redact::redact_url(url)
 }
