@@ -162,3 +162,44 @@ fn check_never_prints_a_password_from_a_url() {
     assert!(err.contains("postgres://127.0.0.1:1/db?user=bot&password=***"), "{err}");
     assert!(!err.contains("hunter2pw"), "{err}");
 }
+
+#[test]
+fn dispatcher_cli_takes_the_token_from_a_file_or_the_environment() {
+    // No Redis is needed to manage subscriptions; deliveries would wait on the bus.
+    let ws = Workspace::new("redis:\n  url: redis://127.0.0.1:1/0\ndispatcher:\n  enabled: true\n");
+    let node = ws.start();
+    let port = node.control.rsplit(':').next().unwrap().to_string();
+    let cli = |args: &[&str], env: Option<&str>| {
+        let mut command = Command::new(binary());
+        command.args(["dispatcher-cli", "--port", &port]).args(args).env_remove("FLOTILLA_TOKEN");
+        if let Some(token) = env {
+            command.env("FLOTILLA_TOKEN", token);
+        }
+        command.output().unwrap()
+    };
+    let out = cli(&["--subscribe", "mybot"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = stdout(&out).trim().strip_prefix("TOKEN: ").unwrap().to_string();
+    let file = ws.dir.path().join("token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let file = file.display().to_string();
+    let insert = ["--insert", "mybot", "--wiki", "enwiki", "--page", "Main Page"];
+
+    let out = cli(&[&insert[..], &["--token-file", &file]].concat(), None);
+    assert_eq!((stdout(&out).trim(), out.status.code()), ("Inserted: 1", Some(0)), "{}", stderr(&out));
+    let out = cli(&["--list", "mybot"], Some(&token));
+    assert!(out.status.success() && stdout(&out).contains("Main Page"), "{}", stderr(&out));
+    // The command line wins over the environment, and a wrong token is still refused.
+    let out = cli(&["--list", "mybot", "--token", "WRONG"], Some(&token));
+    assert_eq!((stderr(&out).trim(), out.status.code()), ("E005: Invalid token or name", Some(1)));
+
+    let out = cli(&["--list", "mybot"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("needs --token, --token-file or FLOTILLA_TOKEN"), "{}", stderr(&out));
+    let out = cli(&["--list", "mybot", "--token-file", "/nonexistent/token"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--token-file: cannot read /nonexistent/token"), "{}", stderr(&out));
+    let out = cli(&["--list", "mybot", "--token", &token, "--token-file", &file], None);
+    assert_eq!(out.status.code(), Some(1), "one or the other");
+    assert!(!stderr(&out).contains(&token), "{}", stderr(&out));
+}
