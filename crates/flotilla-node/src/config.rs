@@ -37,6 +37,9 @@ pub struct Config {
     pub services: Vec<ServicePlan>,
     pub rules: Arc<RuleTree>,
     pub reactor: ReactorSettings,
+    /// What is valid but risky ([`Connector::warnings`]), in file order: `check` prints
+    /// them, `run` logs them.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// A secret that never shows in logs.
@@ -337,6 +340,8 @@ fn build(
     let services = service_plans(tree, options.services, &connectors, admin_token.as_ref(), problems);
 
     let rules = compile_rules(raw.rules.as_ref(), tree, &node_name, base_dir, &connectors, problems);
+    let mut warnings: Vec<Diagnostic> = connectors.iter().flat_map(|c| c.connector.warnings()).collect();
+    flotilla_config::sort_diagnostics(&mut warnings);
 
     Config {
         source,
@@ -351,6 +356,7 @@ fn build(
         services,
         rules: Arc::new(rules),
         reactor: ReactorSettings { idle_warning },
+        warnings,
     }
 }
 

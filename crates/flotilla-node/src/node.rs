@@ -118,6 +118,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
         terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
     };
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     prepare_data_dir(&config.data_dir)?;
     let bus: Arc<dyn Bus> = Arc::new(open_bus_waiting_for_commands(&config).await?);
     let store = Arc::new(Store::open(&config.store_url).await.context("cannot open the store")?);

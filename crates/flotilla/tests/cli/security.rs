@@ -203,3 +203,26 @@ fn dispatcher_cli_takes_the_token_from_a_file_or_the_environment() {
     assert_eq!(out.status.code(), Some(1), "one or the other");
     assert!(!stderr(&out).contains(&token), "{}", stderr(&out));
 }
+
+#[test]
+fn an_irc_password_without_tls_is_warned_about_in_check_and_at_start() {
+    // Nothing listens on port 1: the connector only retries; the warning is what counts.
+    let irc = |tls: &str| {
+        Workspace::new(&format!(
+            "connectors:\n  libera:\n    type: irc\n    server: 127.0.0.1:1\n    nick: flot\n    password: hunter2pw\n{tls}"
+        ))
+    };
+    let warning = "connectors.libera.password: sent in clear text";
+    let ws = irc("");
+    let out = ws.run(&["check"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "a warning, not an error: {err}");
+    assert!(err.contains(&format!("warning: {}:13:15: {warning}", ws.config().display())), "{err}");
+    assert!(!err.contains("hunter2pw"), "{err}");
+    let node = ws.start();
+    assert!(node.startup_log.iter().any(|l| l.contains(warning)), "{:?}", node.startup_log);
+    drop(node);
+
+    let out = irc("    tls: true\n").run(&["check"]);
+    assert!(out.status.success() && !stderr(&out).contains("warning"), "{}", stderr(&out));
+}
