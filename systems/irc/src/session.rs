@@ -802,7 +802,7 @@ impl Session {
             }
             "NOTICE"
                 if self.is_registered()
-                    && self.from_services(line)
+                    && self.comes_from_services(line)
                     && is_registered_notice(line.nick(), line.trailing()) =>
             {
                 match &self.cfg.password {
@@ -837,7 +837,7 @@ impl Session {
 
     /// Whether `line` may be trusted as NickServ's: services are linked, or it comes
     /// from `services_host` (compared case-insensitively, as host names are).
-    fn from_services(&self, line: &Line<'_>) -> bool {
+    fn comes_from_services(&self, line: &Line<'_>) -> bool {
         self.services_linked
             || self.cfg.services_host.as_deref().is_some_and(|expected| {
                 line.source.and_then(|s| s.host).is_some_and(|host| host.eq_ignore_ascii_case(expected))
