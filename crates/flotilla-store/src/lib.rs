@@ -137,7 +137,9 @@ impl Store {
             if path.is_empty() {
                 return Err(StoreError::Url { url: display, reason: "no database file given".into() });
             }
-            if path != ":memory:" {
+            // Only where SQLite would create the file itself (not `mode=ro`, `mode=memory`).
+            let creates = !query.contains("mode=") || query.contains("mode=rwc");
+            if path != ":memory:" && creates {
                 create_private_database(Path::new(path)).map_err(|(path, source)| StoreError::Directory {
                     url: display.clone(),
                     path,
