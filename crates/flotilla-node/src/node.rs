@@ -1,9 +1,10 @@
 //! Starting a node and stopping it cleanly.
 //!
-//! Start order: data directory (made 0700 when it is new; see [`prepare_data_dir`]), bus (which takes the directory's lock, so two nodes
-//! never share one), store, connectors under the supervisor, the reactor, the services
-//! the configuration asks for (each applies its migrations, loads its state, binds its
-//! listeners), the HTTP server (with the services' routes), the admin socket.
+//! Start order: data directory (made 0700 when it is new: [`prepare_data_dir`]), bus
+//! (which takes the directory's lock, so two nodes never share one), store, connectors
+//! under the supervisor, the reactor, the services the configuration asks for (each
+//! applies its migrations, loads its state, binds its listeners), the HTTP server (with
+//! the services' routes), the admin socket.
 //!
 //! Shutdown is one tree of three stages, cancelled in the order messages flow
 //! ([`Stages`]): **intake** (the connectors: each gets its grace period and may still
