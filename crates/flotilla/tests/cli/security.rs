@@ -15,7 +15,7 @@ const HOSTILE_SUBJECT: &str = "\u{1b}[31mred\u{9b}2J\u{7f}";
 fn assert_no_raw_controls(line: &[u8]) {
     let text = std::str::from_utf8(line).unwrap();
     assert!(
-        !text.chars().any(|c| c != '\t' && (c.is_control())),
+        !text.chars().any(|c| c != '\t' && c.is_control()),
         "a raw control character reached the terminal: {text:?}"
     );
 }
