@@ -136,6 +136,7 @@ fn settings(port: u16, bots: usize, per_ip: usize, connect_rate: f64) -> IrcSett
             user: "bench".into(),
             realname: "Flotilla bench".into(),
             password: None,
+            services_host: None,
             ping_interval: Duration::from_secs(30),
             max_lag: Duration::from_secs(60),
             rejoin_delay: Duration::from_secs(10),
@@ -149,6 +150,7 @@ fn settings(port: u16, bots: usize, per_ip: usize, connect_rate: f64) -> IrcSett
         flood_burst: 5,
         flood_rate: 1.0,
         connect_rate,
+        warnings: Vec::new(),
     }
 }
 

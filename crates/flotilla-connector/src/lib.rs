@@ -44,6 +44,13 @@ pub trait Connector: Send + Sync + 'static {
     /// returns the error; the supervisor logs it and restarts the connector after a
     /// backoff). Must not block the thread: blocking work goes to `spawn_blocking`.
     async fn run(&self, ctx: &ConnectorContext) -> anyhow::Result<()>;
+
+    /// What its configuration allows but puts at risk (a password sent in clear text),
+    /// with the place to change it: `flotilla check` prints these, a node logs them once
+    /// when it starts.
+    fn warnings(&self) -> Vec<Diagnostic> {
+        Vec::new()
+    }
 }
 
 /// One connector's configuration section, as the node hands it to a `build` function:

@@ -1,6 +1,7 @@
 //! The admin socket: a Unix socket in the data directory (`flotilla.sock`, mode 0600)
 //! through which `flotilla send`, `tail` and `status` reach a running node, which holds
-//! the bus. Access is the file system's: whoever may open the data directory may use it.
+//! the bus. Access is the file system's: the node's user (and root) may use it, nobody
+//! else ([`bind`]).
 //!
 //! Protocol: the client writes one JSON request line; the server answers with JSON lines.
 //!
@@ -32,6 +33,30 @@ const MAX_REQUEST: usize = 16 << 20;
 /// The socket path for a data directory.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join(SOCKET_NAME)
+}
+
+/// Binds the admin socket at [`socket_path`], replacing a stale one (the caller holds
+/// the bus lock, so a socket left there belongs to a node that is gone).
+///
+/// The socket is bound inside a fresh 0700 directory, made 0600 there, and only then
+/// renamed into place: at no moment can another user connect, even when the data
+/// directory itself is open to others, and the process's umask is never touched
+/// (other threads are creating files meanwhile).
+pub fn bind(data_dir: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let socket = socket_path(data_dir);
+    let private = data_dir.join(".flotilla.sock.new");
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let bound = (|| {
+        let staged = private.join(SOCKET_NAME);
+        let listener = UnixListener::bind(&staged)?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&staged, &socket)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&private);
+    bound
 }
 
 #[derive(Debug, Serialize, Deserialize)]

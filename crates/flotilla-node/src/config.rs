@@ -37,6 +37,9 @@ pub struct Config {
     pub services: Vec<ServicePlan>,
     pub rules: Arc<RuleTree>,
     pub reactor: ReactorSettings,
+    /// What is valid but risky ([`Connector::warnings`]), in file order: `check` prints
+    /// them, `run` logs them.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// A secret that never shows in logs.
@@ -189,7 +192,7 @@ struct RawStore {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: Option<Located<String>>,
-    admin_token: Option<String>,
+    admin_token: Option<Located<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -321,7 +324,7 @@ fn build(
     let bus = bus_options(&raw.bus, problems);
     let store_url = raw.store.url.unwrap_or_else(|| format!("sqlite://{}/flotilla.db", data_dir.display()));
     let http_listen = problems.listen(&raw.http.listen, "http.listen", "127.0.0.1:8080");
-    let admin_token = raw.http.admin_token.filter(|t| !t.is_empty()).map(AdminToken);
+    let admin_token = admin_token(raw.http.admin_token, problems);
     let idle_warning = match &raw.reactor.idle_warning {
         Some(v) if v.value.eq_ignore_ascii_case("off") => None,
         Some(_) => problems.duration(&raw.reactor.idle_warning, "reactor.idle_warning"),
@@ -337,6 +340,8 @@ fn build(
     let services = service_plans(tree, options.services, &connectors, admin_token.as_ref(), problems);
 
     let rules = compile_rules(raw.rules.as_ref(), tree, &node_name, base_dir, &connectors, problems);
+    let mut warnings: Vec<Diagnostic> = connectors.iter().flat_map(|c| c.connector.warnings()).collect();
+    flotilla_config::sort_diagnostics(&mut warnings);
 
     Config {
         source,
@@ -351,7 +356,30 @@ fn build(
         services,
         rules: Arc::new(rules),
         reactor: ReactorSettings { idle_warning },
+        warnings,
     }
+}
+
+/// The shortest `http.admin_token` accepted: 16 characters, as many as a random
+/// token of 96 bits in base64, and more than anyone guesses over HTTP.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
+/// `http.admin_token`: empty is none; a short one is refused (its length is told,
+/// never its text).
+fn admin_token(raw: Option<Located<String>>, problems: &mut Problems) -> Option<AdminToken> {
+    let token = raw.filter(|t| !t.value.is_empty())?;
+    let length = token.value.chars().count();
+    if length < MIN_ADMIN_TOKEN_CHARS {
+        problems.at(
+            &token.location,
+            format!(
+                "http.admin_token: too short ({length} characters); use at least {MIN_ADMIN_TOKEN_CHARS} \
+                 (e.g. the output of `openssl rand -base64 24`)"
+            ),
+        );
+        return None;
+    }
+    Some(AdminToken(token.value))
 }
 
 fn bus_options(raw: &RawBus, problems: &mut Problems) -> EmbeddedOptions {

@@ -1,9 +1,10 @@
 //! Starting a node and stopping it cleanly.
 //!
-//! Start order: data directory, bus (which takes the directory's lock, so two nodes
-//! never share one), store, connectors under the supervisor, the reactor, the services
-//! the configuration asks for (each applies its migrations, loads its state, binds its
-//! listeners), the HTTP server (with the services' routes), the admin socket.
+//! Start order: data directory (made 0700 when it is new: [`prepare_data_dir`]), bus
+//! (which takes the directory's lock, so two nodes never share one), store, connectors
+//! under the supervisor, the reactor, the services the configuration asks for (each
+//! applies its migrations, loads its state, binds its listeners), the HTTP server (with
+//! the services' routes), the admin socket.
 //!
 //! Shutdown is one tree of three stages, cancelled in the order messages flow
 //! ([`Stages`]): **intake** (the connectors: each gets its grace period and may still
@@ -118,8 +119,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
         terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
     };
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    prepare_data_dir(&config.data_dir)?;
     let bus: Arc<dyn Bus> = Arc::new(open_bus_waiting_for_commands(&config).await?);
     let store = Arc::new(Store::open(&config.store_url).await.context("cannot open the store")?);
     let stages = Stages::default();
@@ -224,12 +227,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         }
     }));
 
-    let socket = admin::socket_path(&config.data_dir);
-    // We hold the bus lock, so a socket file left here belongs to a node that is gone.
-    let _ = std::fs::remove_file(&socket);
-    let admin_listener = tokio::net::UnixListener::bind(&socket)
-        .with_context(|| format!("cannot create the admin socket {}", socket.display()))?;
-    restrict_to_owner(&socket);
+    let admin_listener = admin::bind(&config.data_dir).with_context(|| {
+        format!("cannot create the admin socket {}", admin::socket_path(&config.data_dir).display())
+    })?;
     servers.push(tokio::spawn(admin::serve(admin_listener, bus.clone(), status.clone(), stages.servers.clone())));
 
     let listed = listeners.iter().map(|(what, addr)| format!("{what}={addr}")).collect::<Vec<_>>().join(" ");
@@ -262,11 +262,30 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     })
 }
 
-fn restrict_to_owner(path: &std::path::Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Err(error) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
-        tracing::warn!(%error, path = %path.display(), "Could not restrict the admin socket to its owner.");
+/// Creates the data directory for the node's user alone (0700; the bus, the store and
+/// the admin socket live there and hold other people's messages and token hashes).
+/// A directory that already exists keeps the mode its owner gave it, with a warning
+/// when other users may look inside: changing it behind the owner's back could break
+/// whatever they shared it for.
+fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(flotilla_bus::embedded::io::PRIVATE_DIR)
+            .create(dir)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     }
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("cannot use the data directory {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(data_dir = %dir.display(), mode = format!("{:o}", mode & 0o777),
+            "The data directory can be read by other users (its files are created for the node's user alone, \
+             but the directory is left as it is); `chmod 700` it to keep it private.");
+    }
+    Ok(())
 }
 
 impl RunningNode {

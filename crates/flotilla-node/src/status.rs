@@ -209,7 +209,8 @@ pub fn render_table(status: &NodeStatus) -> String {
                 c.state,
                 c.restarts,
                 c.emitted,
-                c.last_error.as_deref().unwrap_or("")
+                // Errors quote servers and peers: nothing in them may drive the terminal.
+                flotilla_core::escape_controls(c.last_error.as_deref().unwrap_or(""))
             );
             render_detail(&mut out, &c.detail, "    ");
         }
@@ -339,7 +340,7 @@ fn cell(value: &serde_json::Value) -> String {
     use serde_json::Value;
     match value {
         Value::Null => "-".to_string(),
-        Value::String(text) => text.clone(),
+        Value::String(text) => flotilla_core::escape_controls(text).into_owned(),
         Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
             if items.is_empty() {
                 "-".to_string()

@@ -39,10 +39,11 @@ pub enum StoreError {
         #[source]
         source: DatabaseError,
     },
-    #[error("cannot open the store at {url}: cannot create directory {directory}")]
+    #[error("cannot open the store at {url}: cannot create {path}")]
     Directory {
         url: String,
-        directory: String,
+        /// The directory, or the database file, that could not be created.
+        path: String,
         #[source]
         source: std::io::Error,
     },

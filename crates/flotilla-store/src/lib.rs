@@ -105,17 +105,23 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// The URL with any password replaced, for logs and errors.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
+/// Creates a SQLite database file that does not exist yet (and its directory) for its
+/// owner alone: it holds chat logs and token hashes. SQLite gives the `-wal`, `-shm`
+/// and journal files the database file's mode. An existing file keeps its mode. The
+/// error names the directory or file that could not be made.
+fn create_private_database(path: &Path) -> Result<(), (String, std::io::Error)> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| (parent.display().to_string(), e))?;
+    }
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err((path.display().to_string(), e)),
     }
 }
 
@@ -124,20 +130,19 @@ impl Store {
     /// directory when missing, and applies pending migrations.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
-        let display = redact_url(url);
+        let display = flotilla_core::redact::redact_url(url);
         let mut bulk_path = None;
         let (dialect, connect_url) = if let Some(path) = url.strip_prefix("sqlite://").or(url.strip_prefix("sqlite:")) {
             let (path, query) = path.split_once('?').unwrap_or((path, ""));
             if path.is_empty() {
                 return Err(StoreError::Url { url: display, reason: "no database file given".into() });
             }
-            if path != ":memory:"
-                && let Some(parent) = Path::new(path).parent()
-                && !parent.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(parent).map_err(|source| StoreError::Directory {
+            // Only where SQLite would create the file itself (not `mode=ro`, `mode=memory`).
+            let creates = !query.contains("mode=") || query.contains("mode=rwc");
+            if path != ":memory:" && creates {
+                create_private_database(Path::new(path)).map_err(|(path, source)| StoreError::Directory {
                     url: display.clone(),
-                    directory: parent.display().to_string(),
+                    path,
                     source,
                 })?;
             }

@@ -9,7 +9,8 @@
 //! | `tls_insecure` | `false` | accept any certificate (tests only; says so in the log) |
 //! | `nick` | required | connection 1 uses it, connection N uses `nickN` |
 //! | `user`, `realname` | nick, `Flotilla IRC bot` | the USER line |
-//! | `password` | none | SASL PLAIN when the server offers it, else `IDENTIFY` to NickServ |
+//! | `password` | none | SASL PLAIN when the server offers it, else `IDENTIFY` to NickServ (only when NickServ is evidently the services: see `services_host`); without `tls` a warning |
+//! | `services_host` | none | the host NickServ's messages come from (`services.libera.chat`): its "registered" notice is trusted from there, and `IDENTIFY` is sent even when the server offers no SASL |
 //! | `channels` | `[]` | `#chan` or `#chan key` |
 //! | `network` | the connector's name | `networkname` in the logs, `network` on the bus |
 //! | `log` | `false` | write lines to `irclog` and events to `fleetlog` |
@@ -47,6 +48,7 @@ struct RawIrc {
     user: Option<Located<String>>,
     realname: Option<String>,
     password: Option<String>,
+    services_host: Option<String>,
     channels: Option<Vec<Located<String>>>,
     network: Option<Located<String>>,
     log: Option<bool>,
@@ -91,6 +93,8 @@ pub struct IrcSettings {
     pub flood_burst: u32,
     pub flood_rate: f64,
     pub connect_rate: f64,
+    /// What is valid but risky ([`flotilla_connector::Connector::warnings`]).
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl std::fmt::Debug for IrcSettings {
@@ -206,6 +210,13 @@ pub fn settings_from_section(section: &ConnectorSection<'_>) -> Result<IrcSettin
     if raw.password.as_deref().is_some_and(|p| p.is_empty() || p.contains(['\r', '\n', '\0', ' '])) {
         errors.push(diagnostic_at(section, "password", "must be one word without spaces or line breaks"));
     }
+    if raw
+        .services_host
+        .as_deref()
+        .is_some_and(|h| h.is_empty() || h.chars().any(|c| c.is_whitespace() || c.is_control() || c == '@' || c == '!'))
+    {
+        errors.push(diagnostic_at(section, "services_host", "must be a host name such as services.libera.chat"));
+    }
 
     let mut channels: Vec<ChannelSpec> = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -318,6 +329,16 @@ pub fn settings_from_section(section: &ConnectorSection<'_>) -> Result<IrcSettin
         None
     };
 
+    let mut warnings = Vec::new();
+    if raw.password.is_some() && !tls {
+        warnings.push(diagnostic_at(
+            section,
+            "password",
+            "sent in clear text: without tls: true anyone on the way to the server can read it \
+             (SASL and NickServ IDENTIFY alike); set tls: true",
+        ));
+    }
+
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -331,6 +352,7 @@ pub fn settings_from_section(section: &ConnectorSection<'_>) -> Result<IrcSettin
             user,
             realname,
             password: raw.password.clone(),
+            services_host: raw.services_host.clone(),
             ping_interval,
             max_lag,
             rejoin_delay,
@@ -344,6 +366,7 @@ pub fn settings_from_section(section: &ConnectorSection<'_>) -> Result<IrcSettin
         flood_burst: raw.flood_burst.unwrap_or(5),
         flood_rate,
         connect_rate,
+        warnings,
     })
 }
 
@@ -411,13 +434,20 @@ mod tests {
         assert_eq!(&*s.network, "libera");
         assert!(s.log);
         assert!(!format!("{s:?}").contains("pw"), "the password never reaches logs");
+        let warnings: Vec<String> = s.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("connectors.libera.password: sent in clear text"), "{warnings:?}");
+        let s = settings("server: 127.0.0.1:16697\ntls: true\nnick: flot\npassword: pw\nservices_host: services.x\n");
+        let s = s.unwrap();
+        assert!(s.warnings.is_empty());
+        assert_eq!(s.session.services_host.as_deref(), Some("services.x"));
     }
 
     #[test]
     fn every_error_is_reported() {
         let errors = settings(
             "server: 'a b'\nnick: 1flot\nchannels: [nochan, '#a', '#A']\nbind: [nope]\nmax_lag: 0s\n\
-             flood_rate: -1\nmin_backoff: 10m\nmax_backoff: 1m\ntls_ca: x.pem\n",
+             flood_rate: -1\nmin_backoff: 10m\nmax_backoff: 1m\ntls_ca: x.pem\nservices_host: 'a b'\n",
         )
         .unwrap_err();
         let text = errors.join("\n");
@@ -431,6 +461,7 @@ mod tests {
             "flood_rate: must be a number more than 0",
             "max_backoff: must not be less than min_backoff",
             "tls_ca: only means something with tls: true",
+            "services_host: must be a host name such as services.libera.chat",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }

@@ -59,6 +59,10 @@ impl IrcConnector {
 
 #[async_trait::async_trait]
 impl Connector for IrcConnector {
+    fn warnings(&self) -> Vec<flotilla_config::Diagnostic> {
+        self.settings.warnings.clone()
+    }
+
     async fn run(&self, ctx: &ConnectorContext) -> anyhow::Result<()> {
         let settings = self.settings.clone();
         if settings.log && !flotilla_bus::valid_name(&log_queue(ctx.name())) {

@@ -82,6 +82,10 @@ pub struct SessionConfig {
     pub user: String,
     pub realname: String,
     pub password: Option<String>,
+    /// The host NickServ's messages come from, when the operator names it: its
+    /// "registered" notice is trusted from there, and IDENTIFY is sent even without
+    /// SASL (see [`Session::nickserv_is_services`]).
+    pub services_host: Option<String>,
     pub ping_interval: Duration,
     pub max_lag: Duration,
     pub rejoin_delay: Duration,
@@ -167,6 +171,9 @@ pub struct Session {
     ping_counter: u64,
     lag: Option<Duration>,
     identified: bool,
+    /// This connection's server offered SASL: services are linked, so the nick
+    /// NickServ is theirs.
+    services_linked: bool,
 }
 
 /// RFC 1459 case folding: ASCII plus `[]\~` as the upper case of `{}|^`.
@@ -309,6 +316,7 @@ impl Session {
             ping_counter: 0,
             lag: None,
             identified: false,
+            services_linked: false,
         }
     }
 
@@ -384,6 +392,7 @@ impl Session {
         self.outstanding_ping = None;
         self.lag = None;
         self.identified = false;
+        self.services_linked = false;
         for channel in &mut self.channels {
             channel.state = match &channel.state {
                 ChannelState::Kicked { rejoin_at } if *rejoin_at > now => channel.state.clone(),
@@ -632,14 +641,23 @@ impl Session {
                 if let Some(password) = &self.cfg.password
                     && !self.identified
                 {
-                    // No SASL (or it failed): identify to NickServ instead.
+                    // No SASL (or it failed): identify to NickServ instead, if NickServ
+                    // is the network's services and not whoever took the nick.
                     self.identified = true;
-                    let text = if fold(&self.current_nick) == fold(&self.cfg.nick) {
-                        format!("IDENTIFY {password}")
+                    if self.nickserv_is_services() {
+                        let text = if fold(&self.current_nick) == fold(&self.cfg.nick) {
+                            format!("IDENTIFY {password}")
+                        } else {
+                            format!("IDENTIFY {} {password}", self.cfg.nick)
+                        };
+                        actions.push(Action::Paced(render(Command::PRIVMSG("NickServ".into(), text))));
                     } else {
-                        format!("IDENTIFY {} {password}", self.cfg.nick)
-                    };
-                    actions.push(Action::Paced(render(Command::PRIVMSG("NickServ".into(), text))));
+                        actions.push(Action::Note(
+                            "not identifying to NickServ: this server offers no SASL, so the nick NickServ may \
+                             belong to anyone; set services_host if the network has services"
+                                .into(),
+                        ));
+                    }
                 }
                 let wanted: Vec<usize> =
                     (0..self.channels.len()).filter(|&i| self.channels[i].state == ChannelState::Wanted).collect();
@@ -782,7 +800,11 @@ impl Session {
                     ));
                 }
             }
-            "NOTICE" if self.is_registered() && is_registered_notice(line.nick(), line.trailing()) => {
+            "NOTICE"
+                if self.is_registered()
+                    && self.comes_from_services(line)
+                    && is_registered_notice(line.nick(), line.trailing()) =>
+            {
                 match &self.cfg.password {
                     // We have the password: identify (once per connection).
                     Some(password) if !self.identified => {
@@ -805,6 +827,23 @@ impl Session {
         }
     }
 
+    /// Whether the nick NickServ belongs to the network's services: the server offered
+    /// SASL on this connection (services are linked, and they hold their nicks), or the
+    /// operator said so with `services_host`. On a network without services anyone may
+    /// take the nick, and would be sent the password.
+    fn nickserv_is_services(&self) -> bool {
+        self.services_linked || self.cfg.services_host.is_some()
+    }
+
+    /// Whether `line` may be trusted as NickServ's: services are linked, or it comes
+    /// from `services_host` (compared case-insensitively, as host names are).
+    fn comes_from_services(&self, line: &Line<'_>) -> bool {
+        self.services_linked
+            || self.cfg.services_host.as_deref().is_some_and(|expected| {
+                line.source.and_then(|s| s.host).is_some_and(|host| host.eq_ignore_ascii_case(expected))
+            })
+    }
+
     fn cap(&mut self, line: &Line<'_>, actions: &mut Vec<Action>) {
         let Phase::Registering { cap, sasl, ls, .. } = &mut self.phase else { return };
         let sub = line.param(1).to_ascii_uppercase();
@@ -819,6 +858,7 @@ impl Session {
                 let offers_plain = ls.iter().any(|c| {
                     c == "sasl" || c.strip_prefix("sasl=").is_some_and(|m| m.split(',').any(|m| m == "PLAIN"))
                 });
+                self.services_linked = ls.iter().any(|c| c == "sasl" || c.starts_with("sasl="));
                 if self.cfg.password.is_some() && offers_plain {
                     *cap = CapPhase::Requesting;
                     actions.push(Action::Send("CAP REQ :sasl".into()));
@@ -888,11 +928,19 @@ mod tests {
             user: "flot".into(),
             realname: "Flotilla".into(),
             password: password.map(str::to_string),
+            services_host: None,
             ping_interval: Duration::from_secs(30),
             max_lag: Duration::from_secs(60),
             rejoin_delay: Duration::from_secs(10),
             max_backoff: Duration::from_secs(300),
         })
+    }
+
+    /// A network whose services' host is configured.
+    fn services_config(password: Option<&str>) -> Arc<SessionConfig> {
+        let mut cfg = (*config(password)).clone();
+        cfg.services_host = Some("services.example".into());
+        Arc::new(cfg)
     }
 
     fn channels(names: &[&str]) -> Vec<ChannelSpec> {
@@ -1051,7 +1099,17 @@ mod tests {
         let mut s = Session::new(config(Some("pw")), &channels(&[]));
         let got = play(&mut s, start, &["start", ":srv CAP * LS :multi-prefix", ":srv 001 flot :Welcome"]);
         assert_eq!(got[1], vec!["> CAP END"]);
-        assert_eq!(got[2], vec!["~ PRIVMSG NickServ :IDENTIFY pw"]);
+        assert_eq!(
+            got[2],
+            vec![
+                "# not identifying to NickServ: this server offers no SASL, so the nick NickServ may belong \
+                 to anyone; set services_host if the network has services"
+            ],
+            "no sign of services: the password is not handed to whoever holds the nick"
+        );
+        let mut s = Session::new(services_config(Some("pw")), &channels(&[]));
+        let got = play(&mut s, start, &["start", ":srv CAP * LS :multi-prefix", ":srv 001 flot :Welcome"]);
+        assert_eq!(got[2], vec!["~ PRIVMSG NickServ :IDENTIFY pw"], "services_host says there are services");
 
         let mut s = Session::new(config(None), &channels(&[]));
         let got = play(&mut s, start, &["start", ":srv CAP * LS :sasl", ":srv 001 flot :Welcome"]);
@@ -1259,19 +1317,21 @@ mod tests {
     #[test]
     fn nickserv_registered_notices() {
         let start = Instant::now();
+        // The server offers SASL: services are linked and the nick NickServ is theirs.
         let mut s = Session::new(config(None), &channels(&[]));
         let got = play(
             &mut s,
             start,
             &[
                 "start",
+                ":srv CAP * LS :sasl multi-prefix",
                 ":srv 001 flot :Welcome",
                 ":NickServ!s@services NOTICE flot :This nickname is registered and protected.",
                 ":flot!u@h NICK :flot-555",
             ],
         );
-        assert_eq!(got[2], vec!["~ NICK flot-NNN"]);
-        assert_eq!(got[3], vec!["! NICK-CHANGED -"]);
+        assert_eq!(got[3], vec!["~ NICK flot-NNN"]);
+        assert_eq!(got[4], vec!["! NICK-CHANGED -"]);
         assert_eq!(s.nick(), "flot-555");
 
         let mut s = Session::new(config(Some("pw")), &channels(&[]));
@@ -1280,12 +1340,42 @@ mod tests {
             start,
             &[
                 "start",
+                ":srv CAP * LS :sasl",
+                ":srv CAP * NAK :sasl",
                 ":srv 001 flot :Welcome",
                 ":NickServ!s@services NOTICE flot :This nickname is registered and protected.",
             ],
         );
-        assert_eq!(got[1], vec!["~ PRIVMSG NickServ :IDENTIFY pw"]);
-        assert_eq!(got[2], Vec::<String>::new(), "already identified on this connection");
+        assert_eq!(got[3], vec!["~ PRIVMSG NickServ :IDENTIFY pw"]);
+        assert_eq!(got[4], Vec::<String>::new(), "already identified on this connection");
+    }
+
+    /// Issue 11, finding 10: on a network without services anyone may take the nick
+    /// NickServ; their "registered" notice must neither push the bot off its nick nor
+    /// draw its password.
+    #[test]
+    fn a_nickserv_impostor_is_not_trusted() {
+        let start = Instant::now();
+        let notice = |host: &str| format!(":NickServ!x@{host} NOTICE flot :This nickname is registered and protected.");
+        for password in [None, Some("pw")] {
+            let mut s = Session::new(config(password), &channels(&[]));
+            let got = play(
+                &mut s,
+                start,
+                &["start", ":srv CAP * LS :multi-prefix", ":srv 001 flot :Welcome", &notice("evil.example")],
+            );
+            assert_eq!(got[3], Vec::<String>::new(), "password {password:?}");
+            assert_eq!(s.nick(), "flot");
+        }
+        // With services_host, a notice is trusted from that host only.
+        let mut s = Session::new(services_config(None), &channels(&[]));
+        let got = play(
+            &mut s,
+            start,
+            &["start", ":srv 001 flot :Welcome", &notice("services.example.evil.example"), &notice("Services.Example")],
+        );
+        assert_eq!(got[2], Vec::<String>::new());
+        assert_eq!(got[3], vec!["~ NICK flot-NNN"]);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use flotilla_config::{Diagnostic, Located, Node};
 use flotilla_connector::{ConnectorSection, decode_section, diagnostic_at, split_section};
+use flotilla_core::redact::redact_url;
 
 /// The keys of a section that configure the fetch.
 pub const HTTP_KEYS: [&str; 6] = ["url", "agent", "user", "pass", "proxy", "max_size"];
@@ -48,10 +49,11 @@ pub enum FetchError {
     TooLarge(u64),
 }
 
-/// One configured URL and how to fetch it.
-#[derive(Debug)]
+/// One configured URL and how to fetch it. Its `Debug` shows no credentials.
 pub struct Fetcher {
     url: String,
+    /// `url` without its user information, for messages (see [`Fetcher::link`]).
+    link: String,
     agent: String,
     auth: Option<(String, String)>,
     proxy: Option<String>,
@@ -60,6 +62,19 @@ pub struct Fetcher {
     /// Built on first use: setting up TLS (reading the system's roots) is work a
     /// configuration check should not do.
     client: OnceLock<reqwest::Client>,
+}
+
+impl std::fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetcher")
+            .field("url", &self.link)
+            .field("agent", &self.agent)
+            .field("auth", &self.auth.as_ref().map(|(user, _)| format!("{user}:***")))
+            .field("proxy", &self.proxy.as_deref().map(redact_url))
+            .field("max_bytes", &self.max_bytes)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A fetched answer.
@@ -114,9 +129,13 @@ impl Fetcher {
             Ok(url) => errors.push(diagnostic_at(
                 section,
                 "url",
-                format!("'{}' is a {} URL; expected http:// or https://", raw.url.value, url.scheme()),
+                format!("'{}' is a {} URL; expected http:// or https://", redact_url(&raw.url.value), url.scheme()),
             )),
-            Err(e) => errors.push(diagnostic_at(section, "url", format!("'{}' is not a URL: {e}", raw.url.value))),
+            Err(e) => errors.push(diagnostic_at(
+                section,
+                "url",
+                format!("'{}' is not a URL: {e}", redact_url(&raw.url.value)),
+            )),
         }
         let auth = match (raw.user, raw.pass) {
             (Some(user), Some(pass)) => Some((user, pass)),
@@ -136,7 +155,7 @@ impl Fetcher {
             errors.push(diagnostic_at(
                 section,
                 "proxy",
-                format!("'{}' is not a proxy URL: {}", proxy.value, flotilla_core::error_chain(&e)),
+                format!("'{}' is not a proxy URL: {}", redact_url(&proxy.value), flotilla_core::error_chain(&e)),
             ));
         }
         let max_bytes = match &raw.max_size {
@@ -157,6 +176,7 @@ impl Fetcher {
             return Err(errors);
         }
         Ok(Fetcher {
+            link: without_credentials(&raw.url.value),
             url: raw.url.value,
             agent: raw.agent.unwrap_or_else(|| default_agent(kind)),
             auth,
@@ -176,6 +196,13 @@ impl Fetcher {
     /// The configured URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The URL as messages show it (`link`, the base of a feed's relative links): the
+    /// configured one without a `user:password@` (which still logs in, like
+    /// `user`/`pass`). Messages go to chats, queues and subscribers.
+    pub fn link(&self) -> &str {
+        &self.link
     }
 
     fn client(&self) -> Result<&reqwest::Client, FetchError> {
@@ -201,7 +228,7 @@ impl Fetcher {
         if let Some((user, pass)) = &self.auth {
             request = request.basic_auth(user, Some(pass));
         }
-        let mut response = request.send().await.map_err(|e| FetchError::Request(flotilla_core::error_chain(&e)))?;
+        let mut response = request.send().await.map_err(request_failure)?;
         let status = response.status();
         if !status.is_success() {
             return Err(FetchError::Status(status));
@@ -215,15 +242,35 @@ impl Fetcher {
             .and_then(|value| value.to_str().ok())
             .and_then(charset_of);
         let mut body = Vec::new();
-        while let Some(chunk) =
-            response.chunk().await.map_err(|e| FetchError::Request(flotilla_core::error_chain(&e)))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(request_failure)? {
             if body.len() as u64 + chunk.len() as u64 > self.max_bytes {
                 return Err(FetchError::TooLarge(self.max_bytes));
             }
             body.extend_from_slice(&chunk);
         }
         Ok(Page { body, charset })
+    }
+}
+
+/// A failed request, told without the credentials of its URL (reqwest's message
+/// quotes the URL, and the message becomes a CRITICAL message's subject).
+fn request_failure(mut error: reqwest::Error) -> FetchError {
+    if let Some(url) = error.url_mut() {
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+    }
+    FetchError::Request(flotilla_core::error_chain(&error))
+}
+
+/// `url` without a `user:password@`; as it is when it has none (or does not parse).
+fn without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        _ => url.to_string(),
     }
 }
 

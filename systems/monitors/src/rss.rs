@@ -131,12 +131,12 @@ impl Rss {
 impl Monitor for Rss {
     async fn check(&self, cache: &mut Map<String, Value>, now: SystemTime) -> anyhow::Result<CheckOutcome> {
         let page = self.fetcher.fetch().await?;
-        let feed = parse_feed(&page.body, self.fetcher.url())?;
+        let feed = parse_feed(&page.body, self.fetcher.link())?;
         let messages = self.new_items(feed, cache, now)?;
         Ok(CheckOutcome { messages, next_delay: None })
     }
 
     fn link(&self) -> Option<&str> {
-        Some(self.fetcher.url())
+        Some(self.fetcher.link())
     }
 }

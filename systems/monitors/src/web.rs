@@ -121,7 +121,7 @@ impl WebFetch {
         };
         let mut message = Message::new();
         message.set(self.field.as_str(), value);
-        message.set("link", self.fetcher.url());
+        message.set("link", self.fetcher.link());
         Ok(message)
     }
 }
@@ -134,7 +134,7 @@ impl Monitor for WebFetch {
     }
 
     fn link(&self) -> Option<&str> {
-        Some(self.fetcher.url())
+        Some(self.fetcher.link())
     }
 }
 
@@ -173,7 +173,7 @@ impl WebMatches {
             if seen.first_sighting(text) {
                 let mut message = Message::new();
                 message.set("match", text);
-                message.set("link", self.fetcher.url());
+                message.set("link", self.fetcher.link());
                 messages.push(message);
             }
         }
@@ -191,7 +191,7 @@ impl Monitor for WebMatches {
     }
 
     fn link(&self) -> Option<&str> {
-        Some(self.fetcher.url())
+        Some(self.fetcher.link())
     }
 }
 

@@ -346,6 +346,42 @@ async fn webmatches_new_matches_only() {
     assert_eq!(error, "no matches found");
 }
 
+/// Issue 11, finding 10: credentials written into the URL (`user:pw@`) still log in,
+/// but never reach a message's `link`, a relative link resolved against the feed, or a
+/// failure's text.
+#[tokio::test]
+async fn credentials_in_the_url_stay_out_of_messages() {
+    let server = Server::start().await;
+    server.put(
+        "/feed.xml",
+        "application/rss+xml",
+        "<rss version=\"2.0\"><channel><title>t</title>\
+        <item><title>relative</title><link>/items/1</link></item></channel></rss>",
+    );
+    server.put("/source", "text/html", "openssl-1.0.1e.tar.gz");
+    let secret = |path: &str| server.url(path).replace("http://", "http://bot:hunter2pw@");
+
+    let feed = Rss { fetcher: fetcher(&secret("/feed.xml"), "", Duration::from_secs(10)), key: "k".into() };
+    let items = check(&feed, &mut Map::new()).await.unwrap();
+    assert_eq!(server.last_request()[header::AUTHORIZATION], "Basic Ym90Omh1bnRlcjJwdw==", "they still log in");
+    assert_eq!(field(&items[0], "link"), Some(&*server.url("/items/1")));
+    assert_eq!(feed.link(), Some(&*server.url("/feed.xml")), "the link of a failure's message");
+
+    let matches = WebMatches {
+        fetcher: fetcher(&secret("/source"), "", Duration::from_secs(10)),
+        regexp: regex::Regex::new(r"openssl-[\d.]+[a-z]?\.tar\.gz").unwrap(),
+    };
+    let found = check(&matches, &mut Map::new()).await.unwrap();
+    assert_eq!(field(&found[0], "link"), Some(&*server.url("/source")));
+
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed_url = format!("http://bot:hunter2pw@{}/feed", closed.local_addr().unwrap());
+    drop(closed);
+    let refused = Rss { fetcher: fetcher(&closed_url, "", Duration::from_secs(10)), key: "k".into() };
+    let error = check(&refused, &mut Map::new()).await.unwrap_err().to_string();
+    assert!(error.starts_with("Request failure: ") && !error.contains("hunter2pw"), "{error}");
+}
+
 #[test]
 fn web_configuration_errors_are_reported_together() {
     let found = errors(

@@ -9,11 +9,14 @@
 //! - A new file's name survives a crash only after `sync_dir` of its directory; so does
 //!   a removal or rename.
 //! - `read_at` may return fewer bytes than asked for only at the end of the file.
+//!
+//! [`RealFs`] creates directories 0700 and files 0600 (less whatever the umask takes
+//! away): queues hold other people's messages, so only the node's user reads them.
 
 use std::any::Any;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -58,6 +61,11 @@ pub trait Filesystem: Send + Sync + 'static {
     /// with `WouldBlock` when another process holds it.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>>;
 }
+
+/// The mode of the directories [`RealFs`] creates: the owner's only.
+pub const PRIVATE_DIR: u32 = 0o700;
+/// The mode of the files [`RealFs`] creates: the owner's only.
+pub const PRIVATE_FILE: u32 = 0o600;
 
 /// The operating system's file system.
 #[derive(Debug, Default, Clone, Copy)]
@@ -114,7 +122,7 @@ struct FileLock(#[allow(dead_code)] File);
 
 impl Filesystem for RealFs {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        fs::create_dir_all(path)
+        fs::DirBuilder::new().recursive(true).mode(PRIVATE_DIR).create(path)
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
@@ -130,7 +138,7 @@ impl Filesystem for RealFs {
     }
 
     fn open_append(&self, path: &Path, create: bool) -> io::Result<Box<dyn AppendFile>> {
-        let file = OpenOptions::new().write(true).create(create).truncate(false).open(path)?;
+        let file = OpenOptions::new().write(true).create(create).truncate(false).mode(PRIVATE_FILE).open(path)?;
         let len = file.metadata()?.len();
         Ok(Box::new(RealAppend { file, len }))
     }
@@ -156,7 +164,8 @@ impl Filesystem for RealFs {
     }
 
     fn lock(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let mut file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(PRIVATE_FILE).open(path)?;
         use std::os::fd::AsRawFd;
         // SAFETY: flock on a file descriptor we own; no memory is involved.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };

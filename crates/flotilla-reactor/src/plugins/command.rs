@@ -23,7 +23,10 @@ enum CommandSource {
 /// (default `command_output`) to its standard output followed by its standard error,
 /// without the final line break, and `command_status` (exit code) and
 /// `command_signal` (the signal that killed it, or 0), as wubot did. Field values are
-/// put into the command line as they are: check them with conditions first.
+/// quoted for the shell where their placeholder stands (see [`super::shell`]), so a
+/// field is always data; `{$!field}` puts one in unquoted, for trusted fields only.
+/// `command_field` takes the whole command from the message: only for messages the
+/// rule's conditions have established as trusted.
 #[derive(Debug)]
 pub(crate) struct Command {
     source: CommandSource,
@@ -69,7 +72,7 @@ impl Command {
             cfg.error(key, "the command is empty".into());
             return None;
         }
-        match Template::parse(&text) {
+        match Template::parse_command(&text) {
             Ok(template) => Some(Command { source: CommandSource::Fixed(template), output_field, timeout }),
             Err(e) => {
                 cfg.error(key, e);
@@ -82,7 +85,7 @@ impl Command {
         let command = match &self.source {
             CommandSource::Fixed(template) => template.render(message)?,
             CommandSource::FromField(name) => match field(message, name) {
-                Some(value) if is_truthy(value) => Template::parse(&value_text(value))?.render(message)?,
+                Some(value) if is_truthy(value) => Template::parse_command(&value_text(value))?.render(message)?,
                 _ => return Err(format!("field '{name}' holds no command")),
             },
         };

@@ -253,5 +253,6 @@ pub(crate) fn console_line(message: &Message, effects: &dyn Effects) -> Option<C
         .and_then(|c| c.as_str())
         .and_then(|name| COLORS.iter().find(|(n, _, _)| *n == name))
         .map_or(if urgent { "bold white" } else { "white" }, |(_, plain, bold)| if urgent { bold } else { plain });
-    Some(ConsoleLine { text: format!("{date}> {text}"), color })
+    // The text is strangers' (chat, feeds): no control character reaches the terminal.
+    Some(ConsoleLine { text: format!("{date}> {}", flotilla_core::escape_controls(&text)), color })
 }

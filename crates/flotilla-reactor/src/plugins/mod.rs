@@ -15,6 +15,7 @@ mod delivery;
 mod fields;
 mod flow;
 mod memory;
+mod shell;
 mod template;
 mod text;
 

@@ -6,6 +6,9 @@
 //! replaced by the field's text; `name` may be a dotted path into nested values. Any
 //! other brace is literal text. A placeholder naming a field the message does not
 //! have is an error (wubot silently wrote nothing).
+//!
+//! A command line ([`Template::parse_command`]) quotes each placeholder's text for the
+//! shell (see [`super::shell`]); there, and only there, `{$!name}` is the raw form.
 
 use std::fmt::Write as _;
 
@@ -14,6 +17,7 @@ use flotilla_core::condition::FieldPath;
 use flotilla_core::message::{is_truthy, value_text};
 use serde_json::Value;
 
+use super::shell::{Quoting, ShellLexer};
 use super::{Flow, PluginConfig, field};
 
 /// A parsed template.
@@ -26,17 +30,30 @@ pub(crate) struct Template {
 #[derive(Debug, Clone, PartialEq)]
 enum Piece {
     Text(String),
-    Field(FieldPath),
+    Field(FieldPath, Quoting),
 }
 
 impl Template {
     /// Parses a template; the error names the offending placeholder and its character
     /// offset.
     pub(crate) fn parse(text: &str) -> Result<Template, String> {
+        Template::parse_as(text, None)
+    }
+
+    /// Parses a command line for `sh -c`: each placeholder's text is quoted for the
+    /// place it stands in, and `{$!name}` puts the text in as it is. A placeholder
+    /// where no quoting is safe is an error that says why.
+    pub(crate) fn parse_command(text: &str) -> Result<Template, String> {
+        Template::parse_as(text, Some(ShellLexer::default()))
+    }
+
+    fn parse_as(text: &str, mut shell: Option<ShellLexer>) -> Result<Template, String> {
         let mut pieces = Vec::new();
         let mut literal = String::new();
         let mut rest = text;
         let mut consumed = 0;
+        // How much of `text` the shell lexer has read.
+        let mut lexed = 0;
         while let Some(open) = rest.find('{') {
             let after = rest[open + 1..].trim_start();
             if !after.starts_with('$') {
@@ -45,25 +62,49 @@ impl Template {
                 rest = &rest[open + 1..];
                 continue;
             }
-            let name_start = &after[1..];
+            let raw = shell.is_some() && after[1..].starts_with('!');
+            let name_start = &after[1 + usize::from(raw)..];
             let name_len =
                 name_start.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.')).unwrap_or(name_start.len());
             let name = &name_start[..name_len];
             let tail = name_start[name_len..].trim_start();
+            let at = || text[..consumed + open].chars().count();
+            let shown = || rest[open..].chars().take(24).collect::<String>();
             if name.is_empty() || !tail.starts_with('}') {
-                let at = text[..consumed + open].chars().count();
-                let shown: String = rest[open..].chars().take(24).collect();
                 return Err(format!(
-                    "invalid placeholder '{shown}' at character {at}: expected {{$field}} (Perl code in braces is not supported)"
+                    "invalid placeholder '{}' at character {}: expected {{$field}} (Perl code in braces is not supported)",
+                    shown(),
+                    at()
                 ));
             }
             literal.push_str(&rest[..open]);
+            let quoting = match &mut shell {
+                None => Quoting::Raw,
+                Some(lexer) => {
+                    lexer.feed(&text[lexed..consumed + open]);
+                    let quoting = lexer.quoting();
+                    lexer.placeholder();
+                    match quoting {
+                        _ if raw => Quoting::Raw,
+                        Ok(quoting) => quoting,
+                        Err(why) => {
+                            return Err(format!(
+                                "the placeholder '{}' at character {} cannot be quoted for the shell: {why}; \
+                                 move it, or write {{$!{name}}} to put the text in unquoted (only for trusted fields)",
+                                shown(),
+                                at()
+                            ));
+                        }
+                    }
+                }
+            };
             if !literal.is_empty() {
                 pieces.push(Piece::Text(std::mem::take(&mut literal)));
             }
-            pieces.push(Piece::Field(FieldPath::new(name)));
+            pieces.push(Piece::Field(FieldPath::new(name), quoting));
             let end = rest.len() - tail.len() + 1;
             consumed += end;
+            lexed = consumed;
             rest = &rest[end..];
         }
         literal.push_str(rest);
@@ -80,12 +121,12 @@ impl Template {
         for piece in &self.pieces {
             match piece {
                 Piece::Text(text) => out.push_str(text),
-                Piece::Field(path) => match path.lookup(message.fields()) {
-                    Some(Value::String(text)) => out.push_str(text),
-                    Some(Value::Number(n)) => {
+                Piece::Field(path, quoting) => match path.lookup(message.fields()) {
+                    Some(Value::String(text)) => quoting.push(text, &mut out),
+                    Some(Value::Number(n)) if *quoting == Quoting::Raw => {
                         let _ = write!(out, "{n}");
                     }
-                    Some(value) => out.push_str(&value_text(value)),
+                    Some(value) => quoting.push(&value_text(value), &mut out),
                     None => {
                         return Err(format!("{{${}}} names a field the message does not have", path.as_str()));
                     }

@@ -522,6 +522,67 @@ async fn command() {
     assert_config_error("Command", json!({"command": "x", "command_field": "y"}), "only one of");
     assert_config_error("Command", json!({"command": "x", "timeout": "soon"}), "invalid duration 'soon'");
     assert_config_error("Command", json!({"command": "  "}), "the command is empty");
+
+    // Field text is quoted for the shell; `{$!field}` is the raw form.
+    let out = apply(
+        "Command",
+        json!({"command": "notify {$n} {$s} '{$s}' \"{$s}\" {$!s}"}),
+        json!({"n": 3, "s": "it's $HOME"}),
+        &effects,
+    )
+    .await;
+    assert_eq!(out.get("errmsg"), None);
+    assert_eq!(
+        effects.take_effects().pop().unwrap(),
+        Effect::Command {
+            command: r#"notify 3 'it'\''s $HOME' 'it'\''s $HOME' "it's \$HOME" it's $HOME"#.into(),
+            timeout: Duration::from_secs(30)
+        }
+    );
+    assert_config_error(
+        "Command",
+        json!({"command": "echo `cat {$file}`"}),
+        "the placeholder '{$file}`' at character 10 cannot be quoted for the shell: it is inside backquotes \
+         (write $( … ) instead); move it, or write {$!file} to put the text in unquoted (only for trusted fields)",
+    );
+    let out =
+        apply("Command", json!({"command_field": "cmd"}), json!({"cmd": "echo ${X:-{$x}}", "x": 1}), &effects).await;
+    assert_eq!(
+        out.get_str("errmsg"),
+        Some(
+            "Command in rule 'r': the placeholder '{$x}}' at character 10 cannot be quoted for the shell: \
+             it is inside '${ … }'; move it, or write {$!x} to put the text in unquoted (only for trusted fields)"
+        )
+    );
+    // The raw form is the Command plugin's alone.
+    assert_config_error("Template", json!({"template": "{$!x}", "target_field": "t"}), "invalid placeholder '{$!x}'");
+}
+
+/// Issue 11, finding 1: a field's text reaches `sh -c` as one literal word, whatever
+/// the quoting around its placeholder; the command really runs here.
+#[tokio::test]
+async fn command_placeholders_cannot_inject_shell_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("FILE");
+    let hostile = format!("y; id > {}", file.display());
+    let quoted_hostile = format!("it's \"$(id > {0})\" `id > {0}` '; id > {0}; echo '", file.display());
+    let cases = [
+        ("echo hello {$x}", hostile.clone()),
+        ("echo 'hello {$x}'", quoted_hostile.clone()),
+        ("echo \"hello {$x}\"", quoted_hostile.clone()),
+        ("echo hello{$x} $(echo {$x})", hostile.clone()),
+    ];
+    for (command, x) in cases {
+        let effects = effects();
+        effects.push_command_result(Ok(CommandOutput::default()));
+        apply("Command", json!({"command": command}), json!({"x": x}), &effects).await;
+        let [Effect::Command { command: built, .. }] = &effects.take_effects()[..] else { panic!("{command}") };
+        let out = flotilla_reactor::run_shell_command(built, b"", Duration::from_secs(10)).await.unwrap();
+        assert!(!file.exists(), "{command} with x = {x:?} ran: {built}");
+        assert_eq!(out.exit_code, Some(0), "{command}: {built}: {}", out.stderr);
+        let want = if command.contains("$(") { format!("hello{x} {x}\n") } else { format!("hello {x}\n") };
+        assert_eq!(out.stdout, want, "{command}: {built}");
+    }
 }
 
 #[tokio::test]

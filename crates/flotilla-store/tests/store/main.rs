@@ -6,7 +6,7 @@ use flotilla_test_support::PgDatabase;
 use serde_json::json;
 
 use flotilla_store::{
-    BulkValue, CopyRows, Dialect, ErrorKind, Migration, Migrations, Param, SqlValue, Store, StoreError, redact_url,
+    BulkValue, CopyRows, Dialect, ErrorKind, Migration, Migrations, Param, SqlValue, Store, StoreError,
 };
 
 /// Runs `check` against SQLite and Postgres.
@@ -96,7 +96,6 @@ async fn bad_urls_and_unreachable_servers_get_clear_errors() {
     assert!(err.contains("expected sqlite://PATH or postgres://"), "{err}");
     let err = Store::open("postgres://user:secret@127.0.0.1:1/db").await.unwrap_err().to_string();
     assert!(err.contains("cannot open the store") && !err.contains("secret"), "{err}");
-    assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
 }
 
 #[tokio::test]

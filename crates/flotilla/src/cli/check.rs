@@ -1,4 +1,5 @@
-//! `flotilla check`: validate the configuration and print every error.
+//! `flotilla check`: validate the configuration and print every error, and on stderr
+//! every warning (valid but risky, such as a password sent in clear text).
 
 use super::{ConfigArg, Outcome, load};
 
@@ -10,6 +11,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> Outcome {
     let config = load(&args.config)?;
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
     let source = config.source.as_ref().map_or("built-in defaults".to_string(), |p| p.display().to_string());
     let services: Vec<&str> = config.services.iter().map(|s| s.name).collect();
     let services =

@@ -16,7 +16,12 @@
 //! `--subscribe`, right after creating it), printing `Format: F`. When the server
 //! answers with an error line (`E…: …`), that line is printed on stderr and the exit
 //! code is 1; a server that cannot be reached is exit code 2.
+//!
+//! `--token T` is the original's flag, but a command line is visible to every local
+//! user (`ps`); `--token-file PATH` (its first line) and the environment variable
+//! [`TOKEN_ENV`] keep the token off it. The first of the three given is used.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -34,9 +39,13 @@ pub struct Args {
     /// The control protocol's port.
     #[arg(long, default_value_t = 29438)]
     port: u16,
-    /// The subscription's token.
+    /// The subscription's token (visible to other users in `ps`: prefer --token-file or
+    /// FLOTILLA_TOKEN).
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
+    /// A file whose first line is the subscription's token.
+    #[arg(long, value_name = "PATH", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
     /// Create a subscription and print its token.
     #[arg(long, value_name = "NAME")]
     subscribe: Option<String>,
@@ -91,8 +100,27 @@ fn definition_document(args: &Args) -> Result<String, Failure> {
     Ok(Value::Array(vec![Value::Object(definition)]).to_string())
 }
 
-fn token(args: &Args) -> Result<&str, Failure> {
-    args.token.as_deref().ok_or_else(|| usage("this action needs --token"))
+/// The environment variable that may hold the subscription's token.
+pub const TOKEN_ENV: &str = "FLOTILLA_TOKEN";
+
+/// The token: `--token`, else the first line of `--token-file`, else [`TOKEN_ENV`].
+fn token(args: &Args) -> Result<String, Failure> {
+    if let Some(token) = &args.token {
+        return Ok(token.clone());
+    }
+    if let Some(path) = &args.token_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| usage(&format!("--token-file: cannot read {}: {e}", path.display())))?;
+        let token = text.lines().next().unwrap_or_default().trim();
+        if token.is_empty() {
+            return Err(usage(&format!("--token-file: {} holds no token on its first line", path.display())));
+        }
+        return Ok(token.to_string());
+    }
+    match std::env::var(TOKEN_ENV) {
+        Ok(token) if !token.is_empty() => Ok(token),
+        _ => Err(usage(&format!("this action needs --token, --token-file or {TOKEN_ENV}"))),
+    }
 }
 
 /// Authenticates; the error line if the server refused.
@@ -109,26 +137,27 @@ pub async fn run(args: Args) -> Outcome {
     // Check the arguments before connecting.
     let document =
         if args.insert.is_some() || args.remove.is_some() { Some(definition_document(&args)?) } else { None };
-    if args.subscribe.is_none() {
-        token(&args)?;
-    }
+    let token = if args.subscribe.is_none() { token(&args)? } else { String::new() };
     let mut connection =
         Connection::connect(&args.host, args.port, Duration::from_secs(10)).await.map_err(Failure::Runtime)?;
-    match perform(&args, document, &mut connection).await.map_err(Failure::Runtime)? {
+    match perform(&args, &token, document, &mut connection).await.map_err(Failure::Runtime)? {
         Ok(lines) => {
             for line in lines {
-                println!("{line}");
+                // The server's words: no control character reaches the terminal.
+                println!("{}", flotilla_core::escape_controls(&line));
             }
             let _ = connection.ask("quit").await;
             Ok(())
         }
-        Err(ServerError(line)) => Err(Failure::Invalid(line)),
+        Err(ServerError(line)) => Err(Failure::Invalid(flotilla_core::escape_controls(&line).into_owned())),
     }
 }
 
-/// Does the action; the lines to print, or the server's error line.
+/// Does the action (`token` is empty for `--subscribe`); the lines to print, or the
+/// server's error line.
 async fn perform(
     args: &Args,
+    token: &str,
     document: Option<String>,
     connection: &mut Connection,
 ) -> anyhow::Result<Result<Vec<String>, ServerError>> {
@@ -146,14 +175,14 @@ async fn perform(
         }
         lines.push(reply);
     } else if let Some(name) = &args.unsubscribe {
-        match connection.ask(&format!("unsubscribe {name} {}", args.token.as_deref().unwrap_or(""))).await? {
+        match connection.ask(&format!("unsubscribe {name} {token}")).await? {
             Ok(reply) => lines.push(reply),
             Err(error) => return Ok(Err(error)),
         }
         return Ok(Ok(lines)); // Nothing left to set a format on.
     } else {
         let name = args.insert.as_ref().or(args.remove.as_ref()).or(args.list.as_ref()).context("no action given")?;
-        if let Err(error) = auth(connection, name, args.token.as_deref().unwrap_or("")).await? {
+        if let Err(error) = auth(connection, name, token).await? {
             return Ok(Err(error));
         }
         let (command, label) = if args.insert.is_some() { ("insert", "Inserted") } else { ("remove", "Removed") };

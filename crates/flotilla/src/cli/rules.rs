@@ -1,10 +1,11 @@
 //! `flotilla rules test`: run one message through the rules without delivering
-//! anything, and show which rules fired and what each plugin made of the message.
+//! anything, and show which rules fired and what each plugin made of the message
+//! (control characters escaped).
 
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use flotilla_core::Message;
+use flotilla_core::{Message, escape_controls};
 use flotilla_node::config::compile_rules_file;
 use flotilla_reactor::{Effect, RecordingEffects, RuleTree};
 
@@ -51,7 +52,7 @@ pub async fn run(command: Command) -> Outcome {
     let effects = RecordingEffects::new(SystemTime::now()).with_utc_offset(local_offset());
     let outcome = tree.run_traced(message, &effects).await;
     if args.json {
-        let text = outcome.message.map_or("null".to_string(), |m| String::from_utf8_lossy(&m.to_json()).into_owned());
+        let text = outcome.message.map_or("null".to_string(), |m| json_line(&m));
         println!("{text}");
         return Ok(());
     }
@@ -61,24 +62,28 @@ pub async fn run(command: Command) -> Outcome {
         println!("rules fired: {}", outcome.fired.join(", "));
     }
     for step in &outcome.trace {
-        let after = step
-            .message
-            .as_ref()
-            .map_or("(dropped)".to_string(), |m| String::from_utf8_lossy(&m.to_json()).into_owned());
+        let after = step.message.as_ref().map_or("(dropped)".to_string(), json_line);
         match &step.error {
-            Some(error) => println!("after {} ({}): error: {error}\n  {after}", step.rule, step.plugin),
+            Some(error) => {
+                println!("after {} ({}): error: {}\n  {after}", step.rule, step.plugin, escape_controls(error))
+            }
             None => println!("after {} ({}):\n  {after}", step.rule, step.plugin),
         }
     }
     for effect in effects.effects() {
-        println!("would {}", describe(&effect));
+        println!("would {}", escape_controls(&describe(&effect)));
     }
     match (&outcome.message, outcome.dropped_by) {
-        (Some(message), _) => println!("final message:\n  {}", String::from_utf8_lossy(&message.to_json())),
+        (Some(message), _) => println!("final message:\n  {}", json_line(message)),
         (None, Some(rule)) => println!("final message: dropped by {rule}"),
         (None, None) => println!("final message: dropped"),
     }
     Ok(())
+}
+
+/// A message as one JSON line, safe to print ([`escape_controls`]).
+fn json_line(message: &Message) -> String {
+    escape_controls(&String::from_utf8_lossy(&message.to_json())).into_owned()
 }
 
 fn describe(effect: &Effect) -> String {

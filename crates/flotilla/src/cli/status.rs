@@ -29,7 +29,11 @@ pub async fn run(args: Args) -> Outcome {
         None => offline_status(&config).await?,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status).context("encoding the status")?);
+        // Line by line: the line breaks are the layout's (JSON escapes those in strings).
+        let json = serde_json::to_string_pretty(&status).context("encoding the status")?;
+        for line in json.lines() {
+            println!("{}", flotilla_core::escape_controls(line));
+        }
     } else {
         print!("{}", render_table(&status));
     }

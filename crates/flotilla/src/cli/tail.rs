@@ -1,5 +1,6 @@
 //! `flotilla tail`: print a queue's messages as JSON lines and keep following. Reading
 //! does not consume. With `--where`, only messages for which the condition holds.
+//! Control characters are printed escaped ([`escape_controls`]).
 
 use std::io::Write;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use anyhow::Context;
 use flotilla_bus::{Bus, ReadFrom};
 use flotilla_core::Message;
 use flotilla_core::condition::Condition;
+use flotilla_core::escape_controls;
 use flotilla_node::admin::{self, AdminClient, TailFrom};
 use tokio::io::AsyncBufReadExt;
 
@@ -35,7 +37,8 @@ enum From {
     End,
 }
 
-/// Prints a payload if it passes the filter.
+/// Prints a payload if it passes the filter, its control characters escaped (JSON
+/// escapes, so the line is still the same JSON).
 fn emit(out: &mut impl Write, payload: &[u8], filter: Option<&Condition>) -> std::io::Result<()> {
     if let Some(condition) = filter {
         match Message::from_json(payload) {
@@ -43,7 +46,7 @@ fn emit(out: &mut impl Write, payload: &[u8], filter: Option<&Condition>) -> std
             _ => return Ok(()),
         }
     }
-    out.write_all(payload)?;
+    out.write_all(escape_controls(&String::from_utf8_lossy(payload)).as_bytes())?;
     out.write_all(b"\n")?;
     out.flush()
 }

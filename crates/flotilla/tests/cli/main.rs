@@ -9,5 +9,6 @@ mod manual;
 mod node;
 mod packaging;
 mod rules;
+mod security;
 mod send;
 mod support;

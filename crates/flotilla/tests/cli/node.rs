@@ -138,19 +138,22 @@ fn the_events_stream_filters_with_a_condition_and_needs_the_admin_token() {
     let ws = Workspace::new("");
     // Workspace::new wrote an `http:` section; give it the admin token.
     let config = std::fs::read_to_string(ws.config()).unwrap();
-    std::fs::write(ws.config(), config.replace("http:\n", "http:\n  admin_token: s3cret\n")).unwrap();
+    std::fs::write(ws.config(), config.replace("http:\n", "http:\n  admin_token: s3cret-admin-token\n")).unwrap();
     let node = ws.start();
 
     let (status, body) = http_get(&node.http, "/api/v1/events");
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("admin token"), "{body}");
 
-    let mut bad = open_stream(&node.http, "/api/v1/events?where=status%20equalz%20x", Some("s3cret"));
+    let mut bad = open_stream(&node.http, "/api/v1/events?where=status%20equalz%20x", Some("s3cret-admin-token"));
     let lines = read_until(&mut bad, "error");
     assert!(lines[0].contains("400"), "{lines:?}");
 
-    let mut events =
-        open_stream(&node.http, "/api/v1/events?where=status%20equals%20CRITICAL&queue=alerts", Some("s3cret"));
+    let mut events = open_stream(
+        &node.http,
+        "/api/v1/events?where=status%20equals%20CRITICAL&queue=alerts",
+        Some("s3cret-admin-token"),
+    );
     read_until(&mut events, "text/event-stream");
     for status in ["OK", "CRITICAL"] {
         assert!(

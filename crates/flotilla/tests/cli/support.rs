@@ -71,17 +71,33 @@ pub struct NodeProcess {
 
 impl NodeProcess {
     pub fn start(config: &Path) -> NodeProcess {
-        NodeProcess::start_with_env(config, &[])
+        NodeProcess::spawn(Command::new(binary()).args(["run", "-c"]).arg(config))
     }
 
     /// Starts `flotilla run` with extra environment variables.
     pub fn start_with_env(config: &Path, env: &[(&str, &std::ffi::OsStr)]) -> NodeProcess {
-        let mut child = Command::new(binary())
-            .args(["run", "-c"])
-            .arg(config)
+        NodeProcess::spawn(Command::new(binary()).args(["run", "-c"]).arg(config).envs(env.iter().copied()))
+    }
+
+    /// Starts `flotilla run` under this umask (instead of the test's own).
+    pub fn start_with_umask(config: &Path, umask: libc::mode_t) -> NodeProcess {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(binary());
+        command.args(["run", "-c"]).arg(config);
+        // SAFETY: umask(2) is async-signal-safe and touches no memory.
+        unsafe {
+            command.pre_exec(move || {
+                libc::umask(umask);
+                Ok(())
+            });
+        }
+        NodeProcess::spawn(&mut command)
+    }
+
+    fn spawn(command: &mut Command) -> NodeProcess {
+        let mut child = command
             .env("FLOTILLA_LOG_FORMAT", "json")
             .env("FLOTILLA_LOG", "info")
-            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -182,4 +198,38 @@ pub fn stdout(output: &Output) -> String {
 
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The first `count` lines (raw bytes, without the line break) a child prints on its
+/// standard output, waiting at most `within`; then the child is killed.
+pub fn first_stdout_lines(mut child: Child, count: usize, within: Duration) -> Vec<Vec<u8>> {
+    let out = child.stdout.take().expect("the child's stdout is piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(out);
+        loop {
+            let mut line = Vec::new();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    line.pop_if(|b| *b == b'\n');
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let deadline = Instant::now() + within;
+    let mut lines = Vec::new();
+    while lines.len() < count {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => lines.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(lines.len(), count, "the child printed {} of {count} lines in {within:?}: {lines:?}", lines.len());
+    lines
 }

@@ -183,7 +183,7 @@ impl Dispatcher {
     }
 }
 
-/// A Redis URL with its password hidden, for logs.
+/// A Redis URL with its password hidden, for logs and errors.
 fn redact(url: &str) -> String {
-    flotilla_store::redact_url(url)
+    flotilla_core::redact::redact_url(url)
 }

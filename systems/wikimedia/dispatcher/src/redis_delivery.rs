@@ -43,7 +43,7 @@ pub fn check_url(url: &str) -> Result<(), String> {
     if url.starts_with("rediss://") {
         return Err("TLS (rediss://) is not part of this build; use redis:// or unix://".to_string());
     }
-    redis::Client::open(url).map(|_| ()).map_err(|e| format!("'{url}' is not a Redis URL: {e}"))
+    redis::Client::open(url).map(|_| ()).map_err(|e| format!("'{}' is not a Redis URL: {e}", crate::redact(url)))
 }
 
 /// Runs the delivery worker until `shutdown`.
