@@ -25,7 +25,8 @@
 //! The event stream reads bus queue `sub.<name>`: new changes by default, everything
 //! retained with `?from=start`, or what follows a `Last-Event-ID` (each event's `id` is
 //! its sequence number in the queue), so a client that reconnects misses nothing. It
-//! ends when the node shuts down.
+//! ends when the node shuts down, and when its subscription is deleted (so a stream of
+//! a name's old owner never shows what a new owner of the name receives).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,7 +38,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use flotilla_bus::{Bus, ReadFrom};
+use flotilla_bus::{Bus, BusError, Delivery, ReadFrom, Reader};
 use flotilla_wikimedia_core::definition::{DocumentFormat, parse_document, write_document};
 use flotilla_wikimedia_core::protocol::ErrorReply;
 use flotilla_wikimedia_core::subscription::{InsertError, SubscribeError};
@@ -303,7 +304,7 @@ async fn events(
     Path(name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    state.authorize(&headers, &name)?;
+    let id = state.authorize(&headers, &name)?;
     let after = last_event_id(&headers);
     let from = match query.get("from").map(String::as_str) {
         _ if after.is_some() => ReadFrom::Start,
@@ -321,5 +322,68 @@ async fn events(
         .read(&subscription_queue(&name), from)
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot read the queue: {e}")))?;
+    let reader = Box::new(OwnQueue { reader, shared: state.shared.clone(), id, name });
     Ok(event_stream(reader, after, None, state.shutdown.clone()))
+}
+
+/// A subscription's queue as its event stream reads it: nothing more once the
+/// subscription is deleted (its fetches then fail, which ends the stream), whatever
+/// the bus does with a queue deleted and created again under the same name.
+struct OwnQueue {
+    reader: Box<dyn Reader>,
+    shared: Arc<Shared>,
+    id: SubscriptionId,
+    name: String,
+}
+
+#[async_trait::async_trait]
+impl Reader for OwnQueue {
+    async fn fetch(&mut self, max: usize, wait: std::time::Duration) -> Result<Vec<Delivery>, BusError> {
+        let deliveries = self.reader.fetch(max, wait).await?;
+        // Checked after the fetch: whatever it returned was published before the
+        // subscription was deleted, or is not handed out.
+        if self.shared.read().name(self.id).is_none() {
+            return Err(BusError::Backend(format!("subscription '{}' was deleted", self.name)));
+        }
+        Ok(deliveries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use flotilla_wikimedia_core::Subscriptions;
+
+    use super::*;
+
+    /// Hands out one message per fetch, as a queue created again under the old name
+    /// by a backend that keeps readers on names would.
+    struct Endless;
+
+    #[async_trait::async_trait]
+    impl Reader for Endless {
+        async fn fetch(&mut self, _: usize, _: Duration) -> Result<Vec<Delivery>, BusError> {
+            let payload = bytes::Bytes::from_static(b"the new owner's change");
+            Ok(vec![Delivery { id: flotilla_bus::DeliveryId::Seq(0), seq: 0, timestamp_ms: 0, payload }])
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_of_a_deleted_subscription_hands_out_nothing_more() {
+        let mut subscriptions = Subscriptions::new(Wikis::embedded());
+        let id = subscriptions.subscribe(SubscriptionName::parse("old").unwrap()).unwrap().id;
+        let shared = Arc::new(Shared::new(subscriptions, None));
+        let mut reader = OwnQueue { reader: Box::new(Endless), shared: shared.clone(), id, name: "old".into() };
+        assert_eq!(reader.fetch(10, Duration::ZERO).await.unwrap().len(), 1);
+        shared
+            .mutate(|s| {
+                let deleted = s.unsubscribe(id).unwrap();
+                let again = s.subscribe(SubscriptionName::parse("old").unwrap()).unwrap();
+                ((), vec![deleted, again.mutation])
+            })
+            .await;
+        let error = reader.fetch(10, Duration::ZERO).await.unwrap_err();
+        assert_eq!(error.to_string(), "subscription 'old' was deleted");
+    }
 }

@@ -67,6 +67,9 @@ pub struct DispatcherSettings {
     pub source_queue: String,
     /// Where deliveries go (`redis.url`); `None` keeps them on the bus only.
     pub redis_url: Option<String>,
+    /// Put before each subscription's name to make its Redis key (`redis.key_prefix`;
+    /// empty by default: `LPUSH <name>`).
+    pub redis_key_prefix: String,
     pub control: ControlLimits,
     /// Cap on definitions per subscription.
     pub max_definitions: usize,
@@ -79,6 +82,7 @@ impl Default for DispatcherSettings {
         DispatcherSettings {
             source_queue: "reactor".to_string(),
             redis_url: Some("redis://127.0.0.1:6379/0".to_string()),
+            redis_key_prefix: String::new(),
             control: ControlLimits::default(),
             max_definitions: flotilla_wikimedia_core::subscription::DEFAULT_MAX_DEFINITIONS,
             admin_token: None,
@@ -127,7 +131,7 @@ impl Dispatcher {
                 "Dispatcher subscriptions loaded."
             );
         }
-        let shared = Arc::new(Shared::new(subscriptions, persisted));
+        let shared = Arc::new(Shared::new(subscriptions, persisted).with_bus(bus.clone()));
         let control_addr = control.local_addr().context("reading the control server's address")?;
         let mut tasks = vec![
             tokio::spawn(control::serve(control, shared.clone(), settings.control, shutdown.clone())),
@@ -140,7 +144,8 @@ impl Dispatcher {
             },
         ];
         if let Some(url) = settings.redis_url.clone() {
-            tasks.push(tokio::spawn(redis_delivery::run(bus.clone(), url, shared.clone(), shutdown.clone())));
+            let prefix = settings.redis_key_prefix.clone();
+            tasks.push(tokio::spawn(redis_delivery::run(bus.clone(), url, prefix, shared.clone(), shutdown.clone())));
         }
         let api = http::ApiState {
             shared: shared.clone(),

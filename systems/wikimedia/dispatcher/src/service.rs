@@ -54,6 +54,7 @@ struct RawControl {
 #[serde(deny_unknown_fields)]
 struct RawRedis {
     url: Option<Located<String>>,
+    key_prefix: Option<Located<String>>,
 }
 
 /// The dispatcher, configured and ready to start.
@@ -125,6 +126,12 @@ fn build(config: &ServiceConfig<'_>) -> Result<Option<Box<dyn Service>>, Vec<Dia
         problems.push(Diagnostic { location, message: format!("redis.url: {problem}") });
     }
     settings.redis_url = Some(redis_url.to_string());
+    if let Some(prefix) = &redis.key_prefix {
+        match crate::redis_delivery::check_key_prefix(&prefix.value) {
+            Ok(()) => settings.redis_key_prefix = prefix.value.clone(),
+            Err(problem) => problems.push(Diagnostic::at(&prefix.location, format!("redis.key_prefix: {problem}"))),
+        }
+    }
 
     if !problems.is_empty() {
         return Err(problems);

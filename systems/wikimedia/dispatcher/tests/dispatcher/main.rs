@@ -6,5 +6,6 @@
 mod control;
 mod delivery;
 mod http;
+mod isolation;
 mod persistence;
 mod support;

@@ -37,11 +37,26 @@ impl Harness {
         redis_url: Option<String>,
         control: ControlLimits,
     ) -> Harness {
+        let settings =
+            DispatcherSettings { redis_url, control, admin_token: Some("admin-secret".into()), ..Default::default() };
+        Harness::start_with_settings(dir, store_url, settings).await
+    }
+
+    /// A dispatcher like [`Harness::start`]'s (SQLite, admin token `admin-secret`)
+    /// with `adjust` applied to its settings.
+    pub async fn start_adjusted(redis_url: Option<String>, adjust: impl FnOnce(&mut DispatcherSettings)) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/store.db", dir.path().display());
+        let mut settings =
+            DispatcherSettings { redis_url, admin_token: Some("admin-secret".into()), ..Default::default() };
+        adjust(&mut settings);
+        Harness::start_with_settings(dir, &url, settings).await
+    }
+
+    async fn start_with_settings(dir: tempfile::TempDir, store_url: &str, settings: DispatcherSettings) -> Harness {
         let bus: Arc<dyn Bus> =
             Arc::new(EmbeddedBus::open(&dir.path().join("bus"), EmbeddedOptions::default()).unwrap());
         let store = Arc::new(Store::open(store_url).await.unwrap());
-        let settings =
-            DispatcherSettings { redis_url, control, admin_token: Some("admin-secret".into()), ..Default::default() };
         let mut harness = Harness { _dir: dir, bus, store, settings, dispatcher: None };
         harness.launch().await;
         harness
@@ -112,6 +127,38 @@ impl Harness {
         out
     }
 
+    /// Waits (bounded) until every delivery has left `dispatch.redis` for Redis and for
+    /// the `sub.<name>` queues, and the matcher has taken everything from `reactor`.
+    pub async fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let stats = self.bus.stats().await.unwrap();
+            let pending: Vec<String> = stats
+                .iter()
+                .filter(|q| q.queue == "reactor" || q.queue == "dispatch.redis")
+                .flat_map(|q| q.groups.iter().filter(|g| g.pending > 0).map(move |g| format!("{}/{}", q.queue, g.group)))
+                .collect();
+            if pending.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "still pending after 20 s: {pending:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits (bounded) until the dispatcher's status satisfies `ready`; returns it.
+    pub async fn status_until(&self, what: &str, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = self.dispatcher().shared().status();
+            if ready(&status) {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{what}: not within 20 s: {status:#}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(dispatcher) = self.dispatcher.take() {
             dispatcher.stop().await;
@@ -119,6 +166,14 @@ impl Harness {
         self.bus.close().await.unwrap();
         self.store.close().await;
     }
+}
+
+/// A Redis list's elements, oldest first, without taking them.
+pub async fn list(redis: &RedisServer, key: &str) -> Vec<String> {
+    let mut connection = redis.connection().await;
+    let mut items: Vec<String> = redis::cmd("LRANGE").arg(key).arg(0).arg(-1).query_async(&mut connection).await.unwrap();
+    items.reverse();
+    items
 }
 
 /// A control-protocol client for tests: the crate's [`ControlClient`], failing the
