@@ -6,7 +6,7 @@
 //!
 //! | flags | sends | prints |
 //! |---|---|---|
-//! | `--subscribe NAME` | `subscribe NAME` | `TOKEN: <token>` |
+//! | `--subscribe NAME [--token ADMIN_TOKEN]` | `subscribe NAME [ADMIN_TOKEN]` | `TOKEN: <token>` |
 //! | `--unsubscribe NAME --token T` | `unsubscribe NAME T` | `OK` |
 //! | `--insert NAME --token T --wiki W [--page P \| --pagerx RX] [--user U \| --userrx RX]` | `auth`, `insert json [...]` | `Inserted: N` |
 //! | `--remove NAME --token T --wiki W …` | `auth`, `remove json [...]` | `Removed: N` |
@@ -16,6 +16,9 @@
 //! `--subscribe`, right after creating it), printing `Format: F`. When the server
 //! answers with an error line (`E…: …`), that line is printed on stderr and the exit
 //! code is 1; a server that cannot be reached is exit code 2.
+//!
+//! With `--subscribe`, `--token` is the admin token, for a dispatcher where creating
+//! subscriptions needs it (`dispatcher.subscribe: admin`).
 
 use std::time::Duration;
 
@@ -34,7 +37,7 @@ pub struct Args {
     /// The control protocol's port.
     #[arg(long, default_value_t = 29438)]
     port: u16,
-    /// The subscription's token.
+    /// The subscription's token (with --subscribe: the admin token, where needed).
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
     /// Create a subscription and print its token.
@@ -134,7 +137,11 @@ async fn perform(
 ) -> anyhow::Result<Result<Vec<String>, ServerError>> {
     let mut lines = Vec::new();
     if let Some(name) = &args.subscribe {
-        let reply = match connection.ask(&format!("subscribe {name}")).await? {
+        let line = match &args.token {
+            Some(admin_token) => format!("subscribe {name} {admin_token}"),
+            None => format!("subscribe {name}"),
+        };
+        let reply = match connection.ask(&line).await? {
             Ok(reply) => reply,
             Err(error) => return Ok(Err(error)),
         };

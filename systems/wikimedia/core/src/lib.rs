@@ -59,7 +59,7 @@ pub use definition::{Definition, DefinitionFields, DocumentFormat, Flags};
 pub use event::{Change, EventError, parse_change};
 pub use format::{OutputFormat, render};
 pub use index::{Index, MatchScratch};
-pub use protocol::{ErrorReply, Output, Reply, Session, SessionLimits};
+pub use protocol::{ErrorReply, Output, Reply, Session, SessionLimits, SubscribeAccess, SubscribePolicy};
 pub use subscription::{
     Delivery, Incarnation, Mutation, Restored, SubscriptionBackend, SubscriptionId, SubscriptionName, Subscriptions,
 };

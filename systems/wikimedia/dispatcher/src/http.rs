@@ -18,7 +18,8 @@
 //! get the same 401, so the API does not reveal which names exist. Creating needs the
 //! admin token; without one configured the API is read-only (SPEC §11: creating answers
 //! 403, and the node serves the API to loopback only), and subscriptions are created
-//! with the control protocol's `subscribe`. Errors are JSON
+//! with the control protocol's `subscribe`. With `dispatcher.subscribe: closed`
+//! creating answers 403 whatever the token, as `subscribe` does on the control port. Errors are JSON
 //! `{"error": "…"}`; document problems carry the control protocol's line
 //! (`E014: Unknown wiki: …`) so both interfaces say the same thing.
 //!
@@ -42,7 +43,9 @@ use flotilla_bus::{Bus, BusError, Delivery, ReadFrom, Reader};
 use flotilla_wikimedia_core::definition::{DocumentFormat, parse_document, write_document};
 use flotilla_wikimedia_core::protocol::ErrorReply;
 use flotilla_wikimedia_core::subscription::{InsertError, SubscribeError};
-use flotilla_wikimedia_core::{OutputFormat, SubscriptionBackend, SubscriptionId, SubscriptionName, Wikis};
+use flotilla_wikimedia_core::{
+    OutputFormat, SubscribePolicy, SubscriptionBackend, SubscriptionId, SubscriptionName, Wikis,
+};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -58,6 +61,9 @@ pub struct ApiState {
     pub bus: Arc<dyn Bus>,
     pub wikis: &'static Wikis,
     pub admin_token: Option<Arc<str>>,
+    /// Who may create subscriptions (`dispatcher.subscribe`): over HTTP, `open` and
+    /// `admin` both need the admin token (SPEC §11); `closed` refuses everyone.
+    pub subscribe: SubscribePolicy,
     /// Ends open event streams when the node stops.
     pub shutdown: CancellationToken,
 }
@@ -107,6 +113,12 @@ fn json_body(body: &Bytes) -> ApiResult<serde_json::Value> {
 }
 
 async fn create(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+    if state.subscribe == SubscribePolicy::Closed {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "creating subscriptions is closed on this dispatcher (dispatcher.subscribe: closed)",
+        ));
+    }
     // SPEC §11: without `http.admin_token` the API is read-only; subscriptions are
     // then created with the control protocol's `subscribe` (or `dispatcher-cli`).
     if state.admin_token.is_none() {

@@ -50,7 +50,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use flotilla_bus::Bus;
 use flotilla_store::Store;
-use flotilla_wikimedia_core::{Subscriptions, Wikis};
+use flotilla_wikimedia_core::{SubscribeAccess, SubscribePolicy, Subscriptions, TokenHash, Wikis};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -73,8 +73,12 @@ pub struct DispatcherSettings {
     pub control: ControlLimits,
     /// Cap on definitions per subscription.
     pub max_definitions: usize,
-    /// `http.admin_token`, which the HTTP API accepts for any subscription.
+    /// `http.admin_token`, which the HTTP API accepts for any subscription, and which
+    /// `subscribe NAME ADMIN_TOKEN` gives on the control protocol.
     pub admin_token: Option<String>,
+    /// Who may create subscriptions (`dispatcher.subscribe`), over the control
+    /// protocol and over HTTP.
+    pub subscribe: SubscribePolicy,
 }
 
 impl Default for DispatcherSettings {
@@ -86,6 +90,7 @@ impl Default for DispatcherSettings {
             control: ControlLimits::default(),
             max_definitions: flotilla_wikimedia_core::subscription::DEFAULT_MAX_DEFINITIONS,
             admin_token: None,
+            subscribe: SubscribePolicy::default(),
         }
     }
 }
@@ -133,8 +138,12 @@ impl Dispatcher {
         }
         let shared = Arc::new(Shared::new(subscriptions, persisted).with_bus(bus.clone()));
         let control_addr = control.local_addr().context("reading the control server's address")?;
+        let access = SubscribeAccess {
+            policy: settings.subscribe,
+            admin_token: settings.admin_token.as_deref().map(TokenHash::of),
+        };
         let mut tasks = vec![
-            tokio::spawn(control::serve(control, shared.clone(), settings.control, shutdown.clone())),
+            tokio::spawn(control::serve(control, shared.clone(), settings.control, access, shutdown.clone())),
             tokio::spawn(matcher::run(bus.clone(), settings.source_queue.clone(), shared.clone(), shutdown.clone())),
             tokio::spawn(fanout::run(bus.clone(), shared.clone(), shutdown.clone())),
             {
@@ -151,10 +160,15 @@ impl Dispatcher {
             shared: shared.clone(),
             bus,
             wikis,
-            admin_token: settings.admin_token.map(Arc::from),
+            admin_token: settings.admin_token.as_deref().map(Arc::from),
+            subscribe: settings.subscribe,
             shutdown: shutdown.clone(),
         };
-        tracing::info!(control = %control_addr, source = %settings.source_queue,
+        if settings.subscribe == SubscribePolicy::Admin && settings.admin_token.is_none() {
+            tracing::warn!(control = %control_addr,
+                "dispatcher.subscribe is admin (the default when the control port is not on loopback) but http.admin_token is not set: no one can create subscriptions.");
+        }
+        tracing::info!(control = %control_addr, source = %settings.source_queue, subscribe = settings.subscribe.name(),
             redis = settings.redis_url.as_deref().map(redact).as_deref().unwrap_or("off"), "Dispatcher started.");
         Ok(Dispatcher { shared, control_addr, api, shutdown, tasks: std::sync::Mutex::new(tasks) })
     }

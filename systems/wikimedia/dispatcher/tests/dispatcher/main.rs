@@ -8,4 +8,5 @@ mod delivery;
 mod http;
 mod isolation;
 mod persistence;
+mod subscribing;
 mod support;

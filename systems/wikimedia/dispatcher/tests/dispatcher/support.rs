@@ -10,8 +10,10 @@ use bytes::Bytes;
 use flotilla_bus::{Bus, EmbeddedBus, EmbeddedOptions, ReadFrom};
 use flotilla_store::Store;
 pub use flotilla_test_support::{PgDatabase, RedisServer};
+use reqwest::StatusCode;
 use flotilla_wikimedia_dispatcher::client::ControlClient;
 use flotilla_wikimedia_dispatcher::{ControlLimits, Dispatcher, DispatcherSettings};
+use serde_json::Value;
 use tokio::net::TcpStream;
 
 pub struct Harness {
@@ -174,6 +176,48 @@ pub async fn list(redis: &RedisServer, key: &str) -> Vec<String> {
     let mut items: Vec<String> = redis::cmd("LRANGE").arg(key).arg(0).arg(-1).query_async(&mut connection).await.unwrap();
     items.reverse();
     items
+}
+
+/// The dispatcher's HTTP routes on a loopback port, and a client for them.
+pub struct Api {
+    pub base: String,
+    pub client: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Api {
+    pub async fn start(harness: &Harness) -> Api {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let router = harness.dispatcher().router();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        Api { base, client: reqwest::Client::new(), server }
+    }
+
+    /// One request; the status and the JSON body (`null` when empty).
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (StatusCode, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        if let Some(body) = body {
+            let kind = if body.starts_with('<') { "application/xml" } else { "application/json" };
+            request = request.header("Content-Type", kind).body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() })
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
 }
 
 /// A control-protocol client for tests: the crate's [`ControlClient`], failing the
