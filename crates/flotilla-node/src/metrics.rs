@@ -137,7 +137,10 @@ mod tests {
             services: services.as_object().cloned().unwrap_or_default(),
         };
         let text = render(&status);
-        assert!(text.contains("# TYPE flotilla_dispatcher_redis_parked untyped\nflotilla_dispatcher_redis_parked 2\n"), "{text}");
+        assert!(
+            text.contains("# TYPE flotilla_dispatcher_redis_parked untyped\nflotilla_dispatcher_redis_parked 2\n"),
+            "{text}"
+        );
         assert!(!text.contains("redis_parked_keys") && !text.contains("note"), "{text}");
     }
 }

@@ -146,9 +146,7 @@ impl Queue {
 
     /// The error a reader or consumer of a deleted queue gets.
     pub fn deleted_error(&self) -> Option<BusError> {
-        self.deleted
-            .load(Ordering::Acquire)
-            .then(|| BusError::Backend(format!("queue '{}' was deleted", self.name)))
+        self.deleted.load(Ordering::Acquire).then(|| BusError::Backend(format!("queue '{}' was deleted", self.name)))
     }
 
     /// The first position of the oldest retained segment.

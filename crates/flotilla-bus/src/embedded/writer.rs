@@ -23,12 +23,21 @@ use crate::{BusError, SeqRange};
 pub(crate) type PublishReply = oneshot::Sender<Result<SeqRange, BusError>>;
 
 pub(crate) enum WriterMsg {
-    Append { queue: Arc<Queue>, payloads: Vec<Bytes>, reply: PublishReply },
+    Append {
+        queue: Arc<Queue>,
+        payloads: Vec<Bytes>,
+        reply: PublishReply,
+    },
     GroupsDirty(Arc<Queue>),
     /// `Bus::delete_queue`; always the last message of its commit, so the appends
     /// sent before it are written (and deleted) first.
-    Delete { queue: Arc<Queue>, reply: oneshot::Sender<Result<(), BusError>> },
-    Close { reply: oneshot::Sender<Result<(), BusError>> },
+    Delete {
+        queue: Arc<Queue>,
+        reply: oneshot::Sender<Result<(), BusError>>,
+    },
+    Close {
+        reply: oneshot::Sender<Result<(), BusError>>,
+    },
 }
 
 /// The sending side of the writer's channel.

@@ -37,7 +37,11 @@ fn check_says_who_may_create_subscriptions() {
         ws
     };
     let cases = [
-        ("dispatcher:\n", false, "dispatcher.subscribe: open (the default while control.listen 127.0.0.1:0 is on loopback)"),
+        (
+            "dispatcher:\n",
+            false,
+            "dispatcher.subscribe: open (the default while control.listen 127.0.0.1:0 is on loopback)",
+        ),
         (
             "dispatcher:\ncontrol:\n  listen: 0.0.0.0:0\n",
             false,
@@ -60,7 +64,10 @@ fn check_says_who_may_create_subscriptions() {
     }
     for (config, expected) in [
         ("dispatcher:\n  subscribe: admin\n", "dispatcher.subscribe: admin needs http.admin_token"),
-        ("dispatcher:\n  subscribe: sometimes\n", "dispatcher.subscribe: expected open, admin or closed, found 'sometimes'"),
+        (
+            "dispatcher:\n  subscribe: sometimes\n",
+            "dispatcher.subscribe: expected open, admin or closed, found 'sometimes'",
+        ),
         ("redis:\n  key_prefix: \"a b\"\n", "redis.key_prefix: no spaces or control characters"),
     ] {
         let out = Workspace::new(config).run(&["check"]);

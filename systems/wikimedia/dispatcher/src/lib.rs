@@ -12,6 +12,9 @@
 //!  HTTP API ─────────────┴──▶ Subscriptions (in memory, RwLock) ──▶ store (write-behind, in order)
 //! ```
 //!
+//! Deleting a subscription puts a purge entry on `dispatch.redis`, which both of its
+//! consumers act on in order: whoever takes the name next starts empty ([`state`]).
+//!
 //! - [`client`]: a client of the control protocol (the CLI's and the tests').
 //! - [`persist`]: subscriptions in the SQL store, loaded at start with `restore_all`.
 //! - [`state`]: the shared subscriptions and the ordered write-behind of their changes.
@@ -19,7 +22,8 @@
 //! - [`matcher`]: the bus consumer that matches changes and queues deliveries.
 //! - [`fanout`]: copies the deliveries into each subscription's bus queue.
 //! - [`redis_delivery`]: the worker that pushes deliveries into Redis, in order, losing
-//!   nothing while Redis is down.
+//!   nothing while Redis is down, and parking a key Redis refuses so it holds up no
+//!   other.
 //! - [`http`]: the subscription API and the per-subscription event stream.
 //!
 //! - [`service`]: the node service (its configuration sections, when it runs).

@@ -1,7 +1,7 @@
 //! The matching consumer: reads the queue the recent-change source writes to (default
 //! `reactor`, in its own group `dispatcher`, so the reactor and the dispatcher each see
 //! every message), matches each change against the subscriptions, and for every
-//! delivery appends an entry (subscription and payload) to the delivery queue
+//! delivery appends an entry (subscription, its incarnation, payload) to the delivery queue
 //! `dispatch.redis`; only then does it acknowledge the batch. The delivery queue is
 //! the one queue on the hot path, so a batch costs one durable append however many
 //! subscriptions it reaches; [`crate::fanout`] and [`crate::redis_delivery`] take the

@@ -277,7 +277,8 @@ pub async fn run(bus: Arc<dyn Bus>, url: String, key_prefix: String, shared: Arc
         }
         Err(error) => tracing::error!(%error, "Cannot list the bus's queues to find parked Redis keys."),
     }
-    let retrying = tokio::spawn(retry_parked(bus.clone(), client.clone(), keys.clone(), shared.clone(), shutdown.clone()));
+    let retrying =
+        tokio::spawn(retry_parked(bus.clone(), client.clone(), keys.clone(), shared.clone(), shutdown.clone()));
     let stage = Stage::new("Redis delivery", DELIVERY_QUEUE, GROUP, BATCH).retry(MIN_PAUSE, MAX_PAUSE);
     let prepare = {
         let shared = shared.clone();

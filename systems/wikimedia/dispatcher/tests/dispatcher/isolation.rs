@@ -107,8 +107,7 @@ async fn with_a_key_prefix_lists_are_pushed_and_purged_under_it() {
     let dir = tempfile::tempdir().unwrap();
     let redis = RedisServer::start(&dir.path().join("redis"));
     redis_command(&redis, &["HSET", "plain", "owner", "someone else"]).await;
-    let harness =
-        Harness::start_adjusted(Some(redis.url()), |s| s.redis_key_prefix = "dispatch:".to_string()).await;
+    let harness = Harness::start_adjusted(Some(redis.url()), |s| s.redis_key_prefix = "dispatch:".to_string()).await;
     let mut c = harness.client().await;
     c.subscribe_and_auth("plain").await;
     assert_eq!(c.ask(r#"insert json [{"wiki":"dewiki"}]"#).await, "1");

@@ -17,7 +17,8 @@ async fn start(policy: SubscribePolicy) -> (Harness, Api) {
 }
 
 async fn create_over_http(api: &Api, name: &str, token: Option<&str>) -> (StatusCode, String) {
-    let (status, body) = api.call("POST", "/api/v1/subscriptions", token, Some(&format!(r#"{{"name":"{name}"}}"#))).await;
+    let (status, body) =
+        api.call("POST", "/api/v1/subscriptions", token, Some(&format!(r#"{{"name":"{name}"}}"#))).await;
     (status, body["error"].as_str().unwrap_or_default().to_string())
 }
 

@@ -10,9 +10,9 @@ use bytes::Bytes;
 use flotilla_bus::{Bus, EmbeddedBus, EmbeddedOptions, ReadFrom};
 use flotilla_store::Store;
 pub use flotilla_test_support::{PgDatabase, RedisServer};
-use reqwest::StatusCode;
 use flotilla_wikimedia_dispatcher::client::ControlClient;
 use flotilla_wikimedia_dispatcher::{ControlLimits, Dispatcher, DispatcherSettings};
+use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::net::TcpStream;
 
@@ -138,7 +138,9 @@ impl Harness {
             let pending: Vec<String> = stats
                 .iter()
                 .filter(|q| q.queue == "reactor" || q.queue == "dispatch.redis")
-                .flat_map(|q| q.groups.iter().filter(|g| g.pending > 0).map(move |g| format!("{}/{}", q.queue, g.group)))
+                .flat_map(|q| {
+                    q.groups.iter().filter(|g| g.pending > 0).map(move |g| format!("{}/{}", q.queue, g.group))
+                })
                 .collect();
             if pending.is_empty() {
                 return;
@@ -173,7 +175,8 @@ impl Harness {
 /// A Redis list's elements, oldest first, without taking them.
 pub async fn list(redis: &RedisServer, key: &str) -> Vec<String> {
     let mut connection = redis.connection().await;
-    let mut items: Vec<String> = redis::cmd("LRANGE").arg(key).arg(0).arg(-1).query_async(&mut connection).await.unwrap();
+    let mut items: Vec<String> =
+        redis::cmd("LRANGE").arg(key).arg(0).arg(-1).query_async(&mut connection).await.unwrap();
     items.reverse();
     items
 }
