@@ -294,7 +294,7 @@ pub async fn run(bus: Arc<dyn Bus>, url: String, key_prefix: String, shared: Arc
 }
 
 /// A batch, prepared: its runs of consecutive entries for one subscription, in order.
-pub struct Batch {
+struct Batch {
     runs: Vec<Run>,
     /// List elements Redis has taken so far (a retry keeps counting).
     pushed: u64,
