@@ -218,6 +218,7 @@ async fn run(changes: u64) {
     let worker = tokio::spawn(flotilla_wikimedia_dispatcher::redis_delivery::run(
         bus.clone(),
         format!("redis://127.0.0.1:{port}/0"),
+        String::new(),
         shared.clone(),
         shutdown.clone(),
     ));

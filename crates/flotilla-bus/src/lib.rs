@@ -126,6 +126,9 @@ pub enum BusError {
     Locked { path: String, holder: String },
     #[error("the bus is closed")]
     Closed,
+    /// The queue was deleted ([`Bus::delete_queue`]) while this consumer or reader used it.
+    #[error("queue '{0}' was deleted")]
+    Deleted(String),
     /// The backend (a server, a task of the bus's own) failed; `source` is why.
     #[error("{context}: {source}")]
     Backend {
@@ -160,6 +163,21 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Follows `queue` without consuming.
     async fn read(&self, queue: &str, from: ReadFrom) -> Result<Box<dyn Reader>, BusError>;
+
+    /// Deletes `queue`: every message in it and every consumer group's position, as if
+    /// nothing had ever been published to it. Returns once that is durable. Deleting a
+    /// queue that does not exist is not an error.
+    ///
+    /// A publish that starts after this returns creates the queue afresh: empty, with
+    /// no groups, its sequence numbers possibly starting over. A publish running at the
+    /// same time is either deleted with the queue or fails (publishing again then
+    /// creates the new queue). Consumers and readers attached before the delete belong to the old queue:
+    /// callers drop them, and must not count on what they return afterwards (the
+    /// embedded bus fails their fetches).
+    ///
+    /// For data that must not outlive its owner: the dispatcher purges a deleted
+    /// subscription's `sub.<name>` with it, so whoever takes the name next starts empty.
+    async fn delete_queue(&self, queue: &str) -> Result<(), BusError>;
 
     /// Figures for every queue.
     async fn stats(&self) -> Result<Vec<QueueStats>, BusError>;

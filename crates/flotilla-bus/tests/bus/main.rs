@@ -157,6 +157,67 @@ async fn retention_removes_only_what_every_group_acknowledged() {
 }
 
 #[tokio::test]
+async fn a_deleted_queue_goes_with_its_groups_and_comes_back_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EmbeddedBus::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    bus.publish("q", payloads(0..5)).await.unwrap();
+    bus.publish("other", payloads(0..2)).await.unwrap();
+    let mut consumer = bus.subscribe("q", "g").await.unwrap();
+    let got = fetch_all(consumer.as_mut(), 3).await;
+    consumer.ack(&ids(&got)).await.unwrap();
+    let mut reader = bus.read("q", ReadFrom::Start).await.unwrap();
+    let mut waiting = bus.read("q", ReadFrom::End).await.unwrap();
+    let waiter = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        (waiting.fetch(10, Duration::from_secs(30)).await, started.elapsed())
+    });
+
+    bus.delete_queue("q").await.unwrap();
+    assert!(!dir.path().join("q").exists(), "its directory is gone");
+    let (woken, after) = waiter.await.unwrap();
+    let error = woken.unwrap_err().to_string();
+    assert!(error.contains("queue 'q' was deleted") && after < Duration::from_secs(20), "{error} after {after:?}");
+    assert!(reader.fetch(10, Duration::ZERO).await.is_err(), "readers of the old queue fail");
+    assert!(consumer.fetch(10, Duration::ZERO).await.is_err(), "so do its consumers");
+    let stats = bus.stats().await.unwrap();
+    assert_eq!(stats.iter().map(|q| q.queue.as_str()).collect::<Vec<_>>(), ["other"]);
+    bus.delete_queue("q").await.unwrap();
+    bus.delete_queue("never-was").await.unwrap();
+    assert!(matches!(bus.delete_queue("../etc").await, Err(BusError::InvalidQueueName(_))));
+
+    // Published to again, it is a new queue: only the new messages, and a group of the
+    // old name starts at its beginning.
+    bus.publish("q", payloads(10..12)).await.unwrap();
+    let mut fresh = bus.subscribe("q", "g").await.unwrap();
+    assert_eq!(texts(&fetch_all(fresh.as_mut(), 2).await), names(10..12));
+    drop((fresh, consumer, reader));
+    bus.close().await.unwrap();
+    drop(bus);
+    let bus = EmbeddedBus::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    let mut q = bus.read("q", ReadFrom::Start).await.unwrap();
+    assert_eq!(texts(&q.fetch(100, Duration::from_secs(1)).await.unwrap()), names(10..12), "after reopening too");
+    let mut other = bus.read("other", ReadFrom::Start).await.unwrap();
+    assert_eq!(texts(&other.fetch(100, Duration::from_secs(1)).await.unwrap()), names(0..2), "others untouched");
+}
+
+#[tokio::test]
+async fn a_deletion_a_crash_interrupted_is_finished_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let bus = EmbeddedBus::open(dir.path(), EmbeddedOptions::default()).unwrap();
+        bus.publish("q", payloads(0..3)).await.unwrap();
+        bus.close().await.unwrap();
+    }
+    // What a crash right after the deletion was decided leaves: the marker beside the
+    // queue's files.
+    std::fs::write(dir.path().join("q").join("DELETED"), b"").unwrap();
+    let bus = EmbeddedBus::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    assert!(bus.stats().await.unwrap().is_empty(), "no part of it comes back");
+    assert!(!dir.path().join("q").exists());
+    assert_eq!(bus.publish("q", payloads(5..6)).await.unwrap(), 0..1, "the name starts afresh");
+}
+
+#[tokio::test]
 async fn bad_names_and_oversized_messages_are_refused_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let options = EmbeddedOptions { max_message_bytes: 10, ..EmbeddedOptions::default() };

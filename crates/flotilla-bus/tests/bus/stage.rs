@@ -80,6 +80,9 @@ impl Bus for Watched {
     async fn read(&self, queue: &str, from: ReadFrom) -> Result<Box<dyn Reader>, BusError> {
         self.inner.read(queue, from).await
     }
+    async fn delete_queue(&self, queue: &str) -> Result<(), BusError> {
+        self.inner.delete_queue(queue).await
+    }
     async fn stats(&self) -> Result<Vec<QueueStats>, BusError> {
         self.inner.stats().await
     }

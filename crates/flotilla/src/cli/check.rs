@@ -26,5 +26,10 @@ pub fn run(args: Args) -> Outcome {
         config.rules.len(),
         if config.rules.len() == 1 { "" } else { "s" },
     );
+    for plan in &config.services {
+        for note in plan.service.notes() {
+            println!("  {}: {note}", plan.name);
+        }
+    }
     Ok(())
 }
