@@ -20,13 +20,17 @@
 //! delivery ids are text, hence [`DeliveryId::Text`].
 
 pub mod embedded;
+pub mod redis;
 pub mod stage;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 
 pub use embedded::{Durability, EmbeddedBus, EmbeddedOptions};
+pub use redis::{RedisBus, RedisOptions};
 
 /// Identifies one delivered message to its backend for acknowledgement.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -34,7 +38,7 @@ pub enum DeliveryId {
     /// A sequence number within the queue (embedded bus).
     Seq(u64),
     /// A backend-specific id (a Redis stream entry id, a JetStream ack subject).
-    Text(std::sync::Arc<str>),
+    Text(Arc<str>),
 }
 
 /// One message handed to a consumer or reader.
@@ -104,6 +108,32 @@ pub struct BusCounters {
     pub publish_errors: u64,
 }
 
+/// The live counters behind [`BusCounters`], shared by a bus's parts.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub published: AtomicU64,
+    pub publish_batches: AtomicU64,
+    pub syncs: AtomicU64,
+    pub delivered: AtomicU64,
+    pub acked: AtomicU64,
+    pub corrupt_records_skipped: AtomicU64,
+    pub publish_errors: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> BusCounters {
+        BusCounters {
+            published: self.published.load(Ordering::Relaxed),
+            publish_batches: self.publish_batches.load(Ordering::Relaxed),
+            syncs: self.syncs.load(Ordering::Relaxed),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            acked: self.acked.load(Ordering::Relaxed),
+            corrupt_records_skipped: self.corrupt_records_skipped.load(Ordering::Relaxed),
+            publish_errors: self.publish_errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// Why a bus operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BusError {
@@ -119,13 +149,24 @@ pub enum BusError {
     Locked { path: String, holder: String },
     #[error("the bus is closed")]
     Closed,
-    #[error("{0}")]
-    Backend(String),
+    /// A backend's own failure (Redis refused or could not be reached, a task of the
+    /// bus failed); `source` is the cause, kept whole.
+    #[error("{context}: {source}")]
+    Backend {
+        context: String,
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl BusError {
     pub(crate) fn io(context: impl Into<String>, error: &std::io::Error) -> BusError {
         BusError::Io { context: context.into(), detail: error.to_string(), kind: error.kind() }
+    }
+
+    /// A backend failure: what was being done, and why it failed.
+    pub fn backend(context: impl Into<String>, error: impl std::error::Error + Send + Sync + 'static) -> BusError {
+        BusError::Backend { context: context.into(), source: Arc::new(error) }
     }
 }
 

@@ -451,7 +451,7 @@ impl<W: Work> Running<'_, W> {
         match state {
             PublishState::Held(outputs) => outputs.publish(self.bus.as_ref()).await?,
             PublishState::Started(task) => task.await.map_err(|e| {
-                BusError::Backend(format!("the {} stage's publishing task failed: {e}", self.stage.name))
+                BusError::backend(format!("the {} stage's publishing task failed", self.stage.name), e)
             })??,
         }
         self.consumer.ack(&ids).await?;
@@ -492,7 +492,7 @@ impl<T: Send + 'static> Preparing<T> {
                 Ok(ready) => Ok(ready),
                 // Preparing is pure code: a panic there is a bug, and stays one.
                 Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-                Err(error) => Err(BusError::Backend(format!("the {stage} stage's preparing task failed: {error}"))),
+                Err(error) => Err(BusError::backend(format!("the {stage} stage's preparing task failed"), error)),
             },
         }
     }
