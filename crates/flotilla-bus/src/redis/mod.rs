@@ -222,7 +222,7 @@ impl RedisBus {
     pub async fn open(options: RedisOptions) -> Result<RedisBus, BusError> {
         let (client, link) = connect(&options)?;
         let check = server_check(&link).await?;
-        tracing::info!(url = %link.url(), version = %check.version, persistence = %check.persistence, prefix = %options.prefix,
+        tracing::debug!(url = %link.url(), version = %check.version, persistence = %check.persistence, prefix = %options.prefix,
             "The bus is on Redis.");
         for warning in &check.warnings {
             tracing::warn!(url = %link.url(), "{warning}");

@@ -1,10 +1,12 @@
-//! Black-box tests of the `flotilla` binary: the commands, a running node, and a
-//! `kill -9` under load with a message audit. One test binary; one module per area.
+//! Black-box tests of the `flotilla` binary: the commands, a running node, a `kill -9`
+//! under load with a message audit, and a node on a Redis bus. One test binary; one
+//! module per area.
 
 mod check;
 mod crash;
 mod dispatcher;
 mod node;
+mod redis_bus;
 mod rules;
 mod send;
 mod support;
