@@ -15,9 +15,31 @@
 //! consumers that turn batches into results share, written against [`Bus`] alone.
 //!
 //! Payloads are opaque bytes (Flotilla puts JSON messages in them); the bus never looks
-//! inside. Backends: [`embedded`] (a segment log on local disk, the default, needs
-//! nothing but the binary). Redis Streams and NATS JetStream fit the same trait: their
-//! delivery ids are text, hence [`DeliveryId::Text`].
+//! inside. Backends, each behind the same trait and run through the same conformance
+//! tests (`tests/bus/`):
+//!
+//! - [`embedded`] (the default): a segment log on local disk; needs nothing but the
+//!   binary; one node.
+//! - [`redis`] (`bus.backend: redis`): a Redis Stream per queue, consumer groups,
+//!   `XACK`, `XAUTOCLAIM` after `lease_ttl`; many nodes share it. Its delivery ids are
+//!   stream entry ids, hence [`DeliveryId::Text`].
+//! - NATS JetStream is to come as a third module here, with a third arm in the
+//!   node's `open_bus` and a third backend in the conformance tests.
+//!
+//! # What a `kill -9` can lose
+//!
+//! | | `kill -9` of the node | `kill -9` of Redis |
+//! |---|---|---|
+//! | embedded, `durability: sync` | nothing whose publish returned; a group repeats what it acknowledged in the last second | — |
+//! | embedded, `interval`/`buffered` | nothing whose publish returned (the data reached the kernel); power loss loses up to the interval (or what the kernel had not written) | — |
+//! | redis, `appendfsync always` | nothing; what the node held unacknowledged goes to another node after `lease_ttl` (to itself at once when it restarts first) | nothing whose publish or acknowledgement was answered; a publish in flight may be lost or kept (it was never confirmed), or kept twice if its answer was lost |
+//! | redis, `appendfsync everysec` | as above | as above (Redis had written its file); power loss of Redis's machine loses up to about a second |
+//! | redis, no append-only file | as above | every queue (or back to the last snapshot): the bus warns at start and `flotilla check` says so |
+//!
+//! Delivery is at-least-once everywhere: a consumer may see a message again after any
+//! crash, never miss one. Fleet membership, connector ownership by lease and fleet-wide
+//! status (SPEC §5.1) build on a shared backend but live outside the bus: the bus only
+//! moves messages; `lease_ttl` here bounds how long a dead consumer's entries wait.
 
 pub mod embedded;
 pub mod redis;
