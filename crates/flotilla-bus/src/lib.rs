@@ -22,7 +22,8 @@
 //!   binary; one node.
 //! - [`redis`] (`bus.backend: redis`): a Redis Stream per queue, consumer groups,
 //!   `XACK`, `XAUTOCLAIM` after `lease_ttl`; many nodes share it. Its delivery ids are
-//!   stream entry ids, hence [`DeliveryId::Text`].
+//!   stream entry ids, hence [`DeliveryId::Text`]; it does not number deliveries
+//!   (`seq` 0).
 //! - NATS JetStream is to come as a third module here, with a third arm in the
 //!   node's `open_bus` and a third backend in the conformance tests.
 //!
@@ -68,7 +69,8 @@ pub enum DeliveryId {
 pub struct Delivery {
     /// What to pass to [`Consumer::ack`].
     pub id: DeliveryId,
-    /// Sequence number within the queue when the backend has one (0 otherwise).
+    /// Sequence number within the queue when the backend numbers messages (the
+    /// embedded bus); 0 otherwise (Redis).
     pub seq: u64,
     /// When the bus accepted the message, milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
@@ -85,18 +87,19 @@ pub enum ReadFrom {
     End,
 }
 
-/// The sequence numbers a publish was given (embedded bus; empty for backends without).
+/// The places in the queue a publish took (for Redis, counted by the stream's
+/// `entries-added`).
 pub type SeqRange = std::ops::Range<u64>;
 
 /// A queue's figures for `flotilla status` and `/metrics`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct QueueStats {
     pub queue: String,
-    /// Sequence number of the oldest retained message (embedded bus).
+    /// Sequence number of the oldest retained message.
     pub first_seq: u64,
     /// Sequence number the next published message will get.
     pub next_seq: u64,
-    /// Bytes on disk.
+    /// Bytes on disk (Redis: its estimate of the stream's memory).
     pub bytes: u64,
     /// Messages not yet acknowledged by the slowest group (all retained messages when
     /// the queue has no groups).
@@ -108,7 +111,8 @@ pub struct QueueStats {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct GroupStats {
     pub group: String,
-    /// Every message up to and including this sequence number is acknowledged.
+    /// Every message up to and including this sequence number is acknowledged (Redis:
+    /// known only while nothing is in flight).
     pub acked_seq: Option<u64>,
     /// Messages delivered and not yet acknowledged.
     pub in_flight: u64,

@@ -239,7 +239,7 @@ impl RedisConsumer {
                 held.insert(entry.id.clone(), now);
                 Some(Delivery {
                     timestamp_ms: reply::timestamp_ms(&entry.id),
-                    seq: entry.seq,
+                    seq: 0, // Redis numbers no entries (see the module docs).
                     id: DeliveryId::Text(entry.id),
                     payload,
                 })
@@ -399,7 +399,7 @@ impl crate::Reader for RedisReader {
                 .filter_map(|entry| {
                     Some(Delivery {
                         timestamp_ms: reply::timestamp_ms(&entry.id),
-                        seq: entry.seq,
+                        seq: 0,
                         payload: entry.payload?,
                         id: DeliveryId::Text(entry.id),
                     })

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use ::redis::aio::MultiplexedConnection;
-use ::redis::{AsyncConnectionConfig, Client, Cmd, FromRedisValue, RedisError};
+use ::redis::{AsyncConnectionConfig, Client, Cmd, FromRedisValue, Pipeline, RedisError};
 use tokio::sync::Mutex;
 
 use crate::BusError;
@@ -74,9 +74,10 @@ impl Link {
         self.current.lock().await.1 = None;
     }
 
-    /// Sends `command`, once more on a new connection if the first one was broken.
-    /// `what` says what it was for, in the error.
-    pub async fn query<T: FromRedisValue>(&self, what: &str, command: &Cmd) -> Result<T, BusError> {
+    /// Sends `command` (a [`Cmd`] or a [`Pipeline`]), once more on a new connection if
+    /// the first one was broken. `what` says what it was for, in the error.
+    pub async fn query<T: FromRedisValue>(&self, what: &str, command: impl Into<Request<'_>>) -> Result<T, BusError> {
+        let command = command.into();
         match self.query_once(what, command).await {
             Err(Failed::Lost(_)) => self.query_once(what, command).await.map_err(Failed::into_error),
             other => other.map_err(Failed::into_error),
@@ -85,9 +86,17 @@ impl Link {
 
     /// Sends `command` once; a broken connection is forgotten and reported as
     /// [`Failed::Lost`].
-    pub async fn query_once<T: FromRedisValue>(&self, what: &str, command: &Cmd) -> Result<T, Failed> {
+    pub async fn query_once<T: FromRedisValue>(
+        &self,
+        what: &str,
+        command: impl Into<Request<'_>>,
+    ) -> Result<T, Failed> {
         let (generation, mut connection) = self.connection().await.map_err(Failed::Refused)?;
-        match command.query_async::<T>(&mut connection).await {
+        let answer = match command.into() {
+            Request::Command(command) => command.query_async::<T>(&mut connection).await,
+            Request::Pipeline(pipeline) => pipeline.query_async::<T>(&mut connection).await,
+        };
+        match answer {
             Ok(value) => Ok(value),
             Err(error) => {
                 let lost = connection_lost(&error);
@@ -100,6 +109,31 @@ impl Link {
                 }
             }
         }
+    }
+}
+
+/// What a link sends: one command, or a pipeline (a `MULTI`/`EXEC` when atomic).
+#[derive(Clone, Copy)]
+pub(crate) enum Request<'a> {
+    Command(&'a Cmd),
+    Pipeline(&'a Pipeline),
+}
+
+impl<'a> From<&'a Cmd> for Request<'a> {
+    fn from(command: &'a Cmd) -> Request<'a> {
+        Request::Command(command)
+    }
+}
+
+impl<'a> From<&'a mut Cmd> for Request<'a> {
+    fn from(command: &'a mut Cmd) -> Request<'a> {
+        Request::Command(command)
+    }
+}
+
+impl<'a> From<&'a Pipeline> for Request<'a> {
+    fn from(pipeline: &'a Pipeline) -> Request<'a> {
+        Request::Pipeline(pipeline)
     }
 }
 

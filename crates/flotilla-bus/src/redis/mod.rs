@@ -4,27 +4,28 @@
 //!
 //! # Layout
 //!
-//! - Queue `q` is the stream at key `<prefix>:q`. Each entry has two fields: `m` (the
-//!   payload, bytes as published) and `n` (its sequence number within the queue).
+//! - Queue `q` is the stream at key `<prefix>:q`. Each entry has one field, `m`: the
+//!   payload, bytes as published.
 //! - A consumer group of the bus is a consumer group of the stream, created with
 //!   `MKSTREAM` at `0` (a new group starts at the oldest retained entry).
 //! - A [`Delivery`](crate::Delivery)'s id is [`DeliveryId::Text`](crate::DeliveryId)
 //!   holding the entry id; its `timestamp_ms` is the id's milliseconds part (when Redis
-//!   accepted it); its `seq` is the `n` field.
+//!   accepted it). Its `seq` is 0: Redis does not number entries, and numbering them
+//!   (a Lua script per batch reading the stream's counter) costs about three times the
+//!   server time of plain `XADD`s (measured: 306 µs against 104 µs per 100 entries).
 //!
 //! # Publishing
 //!
-//! A batch is one `EVAL` of a Lua script (`scripts::PUBLISH`) that `XADD`s each payload
-//! with the next sequence number, counted on from the stream's `entries-added`: one
-//! round trip per batch. A script runs atomically, like `MULTI`/`EXEC`: no other
-//! publisher's entries land inside a batch, so a batch keeps its order and is numbered
-//! without gaps; unlike `MULTI`/`EXEC` it can read the counter it numbers from. Concurrent
-//! publishes share the bus's one multiplexed connection and are pipelined on it.
-//! `publish` returns once Redis has answered, which it does only after appending the
-//! batch to its append-only file (and, with `appendfsync always`, syncing it). If the
-//! connection breaks before the answer, the batch is sent once more on a new connection
-//! (it may then be there twice: at-least-once). A Redis error in the middle of a script
-//! (out of memory) leaves the entries already added: the caller's retry repeats them.
+//! A batch is one transaction, `MULTI`, an `XADD` per payload, `XINFO STREAM`, `EXEC`,
+//! sent as one pipeline: one round trip. The transaction makes the batch atomic: no
+//! other publisher's entries land inside it (it keeps its order), and a batch is there
+//! whole or not at all, so a retry never leaves half of one behind; `XINFO STREAM`'s
+//! `entries-added` at its end gives the batch's place in the queue (the returned
+//! range). Concurrent publishes share the bus's one multiplexed connection and are
+//! pipelined on it. `publish` returns once Redis has answered `EXEC`, which it does only
+//! after appending the batch to its append-only file (and, with `appendfsync always`,
+//! syncing it). If the connection breaks before the answer, the batch is sent once more
+//! on a new connection (it may then be there twice: at-least-once).
 //!
 //! # Consumers: names, claims, hand-backs
 //!
@@ -72,11 +73,13 @@
 //! # Statistics
 //!
 //! `next_seq` is the stream's `entries-added`, `first_seq` that minus its length (the
-//! bus only ever trims from the front); `bytes` is Redis's `MEMORY USAGE` estimate; a
-//! group's `acked_seq` is one before its oldest pending entry's `n` (or before the next
-//! undelivered entry when nothing is pending); `consumers` counts the names the group
-//! knows (with slot reuse, at most as many per node as ran at once). `counters().syncs`
-//! stays 0: Redis syncs on its own.
+//! bus only ever trims from the front); `bytes` is Redis's `MEMORY USAGE` estimate. A
+//! group's `pending` is its pending entries plus its `lag` (entries not yet delivered);
+//! its `acked_seq` is known only while nothing is in flight (then it is one before the
+//! group's `entries-read`), and `None` otherwise (an entry's place in the queue is not
+//! known without counting); `consumers` counts the names the group knows (with slot
+//! reuse, at most as many per node as ran at once). `counters().syncs` stays 0: Redis
+//! syncs on its own.
 //!
 //! # Durability
 //!
@@ -450,47 +453,20 @@ impl Inner {
             let group = reply::fields(group).map_err(unexpected)?;
             let name = field(&group, "name").and_then(text).unwrap_or_default();
             let in_flight = count(&group, "pending").unwrap_or(0);
-            let first_unacked = if in_flight > 0 {
-                // The sequence number of its oldest pending entry.
-                let summary = reply::list(self.link.query(&what, cmd("XPENDING").arg(key).arg(&name)).await?)
-                    .map_err(unexpected)?;
-                match summary.get(1).and_then(text) {
-                    Some(oldest) => self.seq_at(key, &oldest, &oldest, &what).await?.unwrap_or(first_seq),
-                    None => first_seq,
-                }
-            } else {
-                match count(&group, "entries-read") {
-                    Some(read) => read,
-                    None => {
-                        // Redis lost track: the entry after the last delivered one.
-                        let last = field(&group, "last-delivered-id").and_then(text).unwrap_or_default();
-                        match reply::successor(&last) {
-                            Some(after) => self.seq_at(key, &after, "+", &what).await?.unwrap_or(next_seq),
-                            None => next_seq,
-                        }
-                    }
-                }
-            };
-            let first_unacked = first_unacked.max(first_seq);
+            // Delivered to the group so far (Redis may have lost track: `nil`).
+            let read = count(&group, "entries-read").map(|read| read.max(first_seq));
+            let lag = count(&group, "lag").or_else(|| read.map(|read| next_seq.saturating_sub(read)));
             groups.push(GroupStats {
                 group: name,
-                acked_seq: first_unacked.checked_sub(1),
+                acked_seq: read.filter(|_| in_flight == 0).and_then(|read| read.checked_sub(1)),
                 in_flight,
-                pending: next_seq.saturating_sub(first_unacked),
+                pending: in_flight + lag.unwrap_or(length),
                 consumers: count(&group, "consumers").unwrap_or(0),
             });
         }
         groups.sort_by(|a, b| a.group.cmp(&b.group));
         let depth = groups.iter().map(|g| g.pending).max().unwrap_or(length);
         Ok(QueueStats { queue, first_seq, next_seq, bytes: bytes.unwrap_or(0), depth, groups })
-    }
-
-    /// The sequence number of the first entry in `start..=end`, if any.
-    async fn seq_at(&self, key: &str, start: &str, end: &str, what: &str) -> Result<Option<u64>, BusError> {
-        let value: Value =
-            self.link.query(what, cmd("XRANGE").arg(key).arg(start).arg(end).arg("COUNT").arg(1)).await?;
-        let entries = reply::entries(value).map_err(|e| BusError::backend(what.to_string(), e))?;
-        Ok(entries.first().map(|e| e.seq))
     }
 }
 
@@ -515,18 +491,24 @@ impl Bus for RedisBus {
         if payloads.is_empty() {
             return Ok(0..0);
         }
-        let mut publish = cmd("EVAL");
-        publish.arg(scripts::PUBLISH).arg(1).arg(&key);
+        let mut publish = ::redis::pipe();
+        publish.atomic();
         for payload in &payloads {
-            publish.arg(&payload[..]);
+            publish.cmd("XADD").arg(&key).arg("*").arg(reply::PAYLOAD_FIELD).arg(&payload[..]).ignore();
         }
+        publish.cmd("XINFO").arg("STREAM").arg(&key);
         let count = payloads.len() as u64;
         drop(payloads);
-        match inner.link.query::<u64>(&format!("publishing to queue '{queue}'"), &publish).await {
-            Ok(first) => {
+        let what = format!("publishing to queue '{queue}'");
+        let answer = inner.link.query::<(Value,)>(&what, &publish).await.and_then(|(info,)| {
+            let info = reply::fields(info).map_err(|e| BusError::backend(what.clone(), e))?;
+            Ok(field(&info, "entries-added").and_then(int).and_then(|n| u64::try_from(n).ok()).unwrap_or(count))
+        });
+        match answer {
+            Ok(added) => {
                 inner.counters.published.fetch_add(count, Ordering::Relaxed);
                 inner.counters.publish_batches.fetch_add(1, Ordering::Relaxed);
-                Ok(first..first + count)
+                Ok(added.saturating_sub(count)..added)
             }
             Err(error) => {
                 inner.counters.publish_errors.fetch_add(1, Ordering::Relaxed);

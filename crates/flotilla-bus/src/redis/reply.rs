@@ -9,8 +9,6 @@ use bytes::Bytes;
 
 /// The field holding the payload in every entry the bus writes.
 pub(crate) const PAYLOAD_FIELD: &str = "m";
-/// The field holding the entry's sequence number within its queue.
-pub(crate) const SEQ_FIELD: &str = "n";
 
 /// A reply that does not have the shape the command documents (a bug, or not Redis).
 #[derive(Debug, thiserror::Error)]
@@ -26,9 +24,6 @@ fn unexpected(what: &str, value: &Value) -> UnexpectedReply {
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub id: Arc<str>,
-    /// The `n` field: the sequence number the publish script gave it (0 when absent,
-    /// e.g. an entry written by something other than the bus).
-    pub seq: u64,
     /// `None` when the entry was deleted while still pending (Redis then answers the id
     /// with no fields), or it has no payload field.
     pub payload: Option<Bytes>,
@@ -37,16 +32,6 @@ pub(crate) struct Entry {
 /// The milliseconds part of an entry id (`<ms>-<n>`): when Redis accepted the entry.
 pub(crate) fn timestamp_ms(id: &str) -> u64 {
     id.split_once('-').map_or(id, |(ms, _)| ms).parse().unwrap_or(0)
-}
-
-/// The smallest id after `id` (`<ms>-<n+1>`), for exclusive ranges.
-pub(crate) fn successor(id: &str) -> Option<String> {
-    let (ms, n) = id.split_once('-')?;
-    let (ms, n): (u64, u64) = (ms.parse().ok()?, n.parse().ok()?);
-    Some(match n.checked_add(1) {
-        Some(n) => format!("{ms}-{n}"),
-        None => format!("{}-0", ms.checked_add(1)?),
-    })
 }
 
 pub(crate) fn text(value: &Value) -> Option<String> {
@@ -89,7 +74,7 @@ fn entry(value: Value) -> Result<Entry, UnexpectedReply> {
     }
     let fields = pair.pop().unwrap_or(Value::Nil);
     let id = text(&pair[0]).ok_or_else(|| bad(&pair[0]))?;
-    let mut entry = Entry { id: Arc::from(id), seq: 0, payload: None };
+    let mut entry = Entry { id: Arc::from(id), payload: None };
     let fields: Vec<(Value, Value)> = match fields {
         Value::Nil => Vec::new(),
         Value::Array(flat) => {
@@ -104,15 +89,11 @@ fn entry(value: Value) -> Result<Entry, UnexpectedReply> {
         other => return Err(bad(&other)),
     };
     for (key, value) in fields {
-        match text(&key).as_deref() {
-            Some(PAYLOAD_FIELD) => {
-                entry.payload = match value {
-                    Value::BulkString(bytes) => Some(Bytes::from(bytes)),
-                    other => text(&other).map(Bytes::from),
-                }
-            }
-            Some(SEQ_FIELD) => entry.seq = int(&value).and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
-            _ => {}
+        if text(&key).as_deref() == Some(PAYLOAD_FIELD) {
+            entry.payload = match value {
+                Value::BulkString(bytes) => Some(Bytes::from(bytes)),
+                other => text(&other).map(Bytes::from),
+            };
         }
     }
     Ok(entry)
@@ -204,7 +185,7 @@ mod tests {
             ]),
         ])]);
         let got = read_reply(resp2).unwrap();
-        assert_eq!((&*got[0].id, got[0].seq, got[0].payload.as_deref()), ("17-0", 4, Some(&b"hello"[..])));
+        assert_eq!((&*got[0].id, got[0].payload.as_deref()), ("17-0", Some(&b"hello"[..])));
         assert_eq!((&*got[1].id, got[1].payload.is_none()), ("17-1", true));
         let resp3 = Value::Map(vec![(
             bulk("q"),
@@ -214,16 +195,14 @@ mod tests {
             ])]),
         )]);
         let got = read_reply(resp3).unwrap();
-        assert_eq!((&*got[0].id, got[0].seq, got[0].payload.as_deref()), ("18-3", 7, Some(&b"x"[..])));
+        assert_eq!((&*got[0].id, got[0].payload.as_deref()), ("18-3", Some(&b"x"[..])));
         assert!(read_reply(Value::Nil).unwrap().is_empty());
         assert!(read_reply(Value::Int(3)).is_err());
     }
 
     #[test]
-    fn ids_give_their_time_and_successor() {
+    fn ids_give_their_time() {
         assert_eq!(timestamp_ms("1712345678901-7"), 1_712_345_678_901);
-        assert_eq!(successor("5-7").as_deref(), Some("5-8"));
-        assert_eq!(successor(&format!("5-{}", u64::MAX)).as_deref(), Some("6-0"));
-        assert_eq!(successor("nonsense"), None);
+        assert_eq!(timestamp_ms("nonsense"), 0);
     }
 }

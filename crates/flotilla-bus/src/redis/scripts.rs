@@ -2,27 +2,6 @@
 //! runs in between). They are sent with `EVAL` every time: Redis keeps a compiled copy
 //! keyed by the text's hash, and nothing has to be loaded again after Redis restarts.
 
-/// `KEYS[1]` the stream; `ARGV` the payloads. Appends each as an entry
-/// `m <payload> n <sequence number>`, numbering on from the stream's `entries-added`
-/// (every entry ever added, which Redis keeps across restarts and trims). Returns the
-/// first number given.
-pub(crate) const PUBLISH: &str = r"
-local key = KEYS[1]
-local n = 0
-if redis.call('EXISTS', key) == 1 then
-  local info = redis.call('XINFO', 'STREAM', key)
-  for i = 1, #info, 2 do
-    if info[i] == 'entries-added' then n = info[i + 1] break end
-  end
-end
-local first = n
-for i = 1, #ARGV do
-  redis.call('XADD', key, '*', 'm', ARGV[i], 'n', string.format('%d', n))
-  n = n + 1
-end
-return first
-";
-
 /// `KEYS[1]` the stream; `ARGV[1]` how old (ms, by Redis's clock) an entry must be to
 /// go. Trims with `XTRIM MINID` below the oldest entry any group still needs: for each
 /// group, its oldest pending (delivered, unacknowledged) entry, or the entry after the

@@ -36,7 +36,9 @@ async fn publish_then_consume_in_order(backend: &dyn Backend) {
     let mut consumer = bus.subscribe("reactor", "g").await.unwrap();
     let got = fetch_all(consumer.as_mut(), 5).await;
     assert_eq!(texts(&got), names(0..5));
-    assert_eq!(got.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    if backend.numbers_deliveries() {
+        assert_eq!(got.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    }
     bus.close().await.unwrap();
 }
 
@@ -47,7 +49,7 @@ async fn acknowledged_messages_are_not_delivered_again_after_reopening(backend: 
         let mut consumer = bus.subscribe("q", "g").await.unwrap();
         let got = fetch_all(consumer.as_mut(), 6).await;
         // Acknowledge 0..4 and 5, but not 4: the group must resume at 4.
-        let ids: Vec<_> = got.iter().filter(|d| d.seq != 4).map(|d| d.id.clone()).collect();
+        let ids: Vec<_> = got.iter().filter(|d| &d.payload[..] != b"m4").map(|d| d.id.clone()).collect();
         consumer.ack(&ids).await.unwrap();
         drop(consumer);
         bus.close().await.unwrap();
@@ -60,7 +62,8 @@ async fn acknowledged_messages_are_not_delivered_again_after_reopening(backend: 
     let again: Vec<String> = texts(&got).into_iter().filter(|t| t != "m5").collect();
     assert_eq!(again, ["m4", "m6", "m7", "m8", "m9"], "resumes at the first unacknowledged message");
     let stats = bus.stats().await.unwrap();
-    assert_eq!(stats[0].groups[0].acked_seq, Some(3));
+    // Known only where deliveries are numbered (m4 onwards are in flight again).
+    assert_eq!(stats[0].groups[0].acked_seq, backend.numbers_deliveries().then_some(3));
     assert_eq!(stats[0].next_seq, 10);
 }
 

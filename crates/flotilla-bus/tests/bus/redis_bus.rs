@@ -189,7 +189,8 @@ async fn retention_trims_only_what_every_group_acknowledged() {
     let stats = bus.stats().await.unwrap();
     assert_eq!((stats[0].first_seq, stats[0].next_seq), (10, 20), "{stats:?}");
     let slow_stats = stats[0].groups.iter().find(|g| g.group == "slow").unwrap();
-    assert_eq!((slow_stats.acked_seq, slow_stats.in_flight, slow_stats.pending), (Some(9), 2, 10));
+    // Unknown while entries are in flight: Redis numbers no entries.
+    assert_eq!((slow_stats.acked_seq, slow_stats.in_flight, slow_stats.pending), (None, 2, 10));
     assert_eq!(bus.apply_retention().await.unwrap(), 0, "in-flight entries stay");
 
     // After a restart the slow group gets exactly what it had not acknowledged.
@@ -199,7 +200,7 @@ async fn retention_trims_only_what_every_group_acknowledged() {
     let mut slow = bus.subscribe("q", "slow").await.unwrap();
     assert_eq!(texts(&fetch_all(slow.as_mut(), 10).await), names(10..20), "nothing unacknowledged was removed");
     let mut reader = bus.read("q", ReadFrom::Start).await.unwrap();
-    assert_eq!(reader.fetch(1, Duration::ZERO).await.unwrap()[0].seq, 10);
+    assert_eq!(texts(&reader.fetch(1, Duration::ZERO).await.unwrap()), names(10..11), "the oldest retained");
 }
 
 #[tokio::test]

@@ -53,6 +53,12 @@ pub trait Backend: Send + Sync {
     fn counts_syncs(&self) -> bool {
         false
     }
+
+    /// Deliveries carry their sequence number, and a group's `acked_seq` is known while
+    /// messages are in flight (the embedded bus; Redis numbers no entries).
+    fn numbers_deliveries(&self) -> bool {
+        false
+    }
 }
 
 /// The embedded bus in a temporary directory.
@@ -77,6 +83,10 @@ impl Backend for Embedded {
     }
 
     fn counts_syncs(&self) -> bool {
+        true
+    }
+
+    fn numbers_deliveries(&self) -> bool {
         true
     }
 }
