@@ -148,13 +148,23 @@ pub fn free_port() -> u16 {
 pub struct RedisServer {
     pub port: u16,
     pub dir: PathBuf,
+    /// Settings given after the defaults (they override them).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     /// Starts one keeping its files in `dir`; returns once it answers PING.
     pub fn start(dir: &Path) -> RedisServer {
-        let mut server = RedisServer { port: free_port(), dir: dir.to_path_buf(), child: None };
+        RedisServer::start_with(dir, &[])
+    }
+
+    /// Starts one with extra command-line settings after the defaults, which they
+    /// override (`["--appendonly", "no"]`: a Redis that does not persist); kept for
+    /// restarts.
+    pub fn start_with(dir: &Path, extra: &[&str]) -> RedisServer {
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut server = RedisServer { port: free_port(), dir: dir.to_path_buf(), extra, child: None };
         server.spawn();
         server
     }
@@ -169,6 +179,7 @@ impl RedisServer {
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", ""])
             .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -176,6 +187,7 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
+            // PING answers LOADING until the append-only file is read back.
             if let Ok(mut c) = redis::Client::open(self.url()).and_then(|c| c.get_connection())
                 && redis::cmd("PING").query::<String>(&mut c).is_ok()
             {

@@ -372,16 +372,7 @@ impl Bus for EmbeddedBus {
     }
 
     fn counters(&self) -> BusCounters {
-        let c = &self.inner.counters;
-        BusCounters {
-            published: c.published.load(Ordering::Relaxed),
-            publish_batches: c.publish_batches.load(Ordering::Relaxed),
-            syncs: c.syncs.load(Ordering::Relaxed),
-            delivered: c.delivered.load(Ordering::Relaxed),
-            acked: c.acked.load(Ordering::Relaxed),
-            corrupt_records_skipped: c.corrupt_records_skipped.load(Ordering::Relaxed),
-            publish_errors: c.publish_errors.load(Ordering::Relaxed),
-        }
+        self.inner.counters.snapshot()
     }
 
     async fn close(&self) -> Result<(), BusError> {

@@ -15,6 +15,7 @@ use super::io::ReadFile;
 use super::record::{self, Decoded};
 use super::segment::HEADER_LEN;
 use super::writer::WriterTx;
+pub(crate) use crate::Counters;
 use crate::{BusError, Delivery, DeliveryId, GroupStats, QueueStats};
 
 /// A place in a queue: a byte offset in a segment, and the sequence number of the
@@ -33,18 +34,6 @@ pub(crate) struct SegmentMeta {
     pub file: Arc<dyn ReadFile>,
     /// The final length once the writer moved on to a newer segment.
     pub sealed_len: Option<u64>,
-}
-
-/// Counters shared by every queue of a bus.
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub published: AtomicU64,
-    pub publish_batches: AtomicU64,
-    pub syncs: AtomicU64,
-    pub delivered: AtomicU64,
-    pub acked: AtomicU64,
-    pub corrupt_records_skipped: AtomicU64,
-    pub publish_errors: AtomicU64,
 }
 
 /// A consumer group's state in one queue.
