@@ -54,6 +54,12 @@ impl Workspace {
     pub fn start(&self) -> NodeProcess {
         NodeProcess::start(&self.config())
     }
+
+    /// [`Workspace::start`], with `prepare` setting up the process first (environment,
+    /// resource limits).
+    pub fn start_with(&self, prepare: impl FnOnce(&mut Command)) -> NodeProcess {
+        NodeProcess::start_with(&self.config(), prepare)
+    }
 }
 
 /// A running `flotilla run`.
@@ -71,15 +77,20 @@ pub struct NodeProcess {
 
 impl NodeProcess {
     pub fn start(config: &Path) -> NodeProcess {
-        let mut child = Command::new(binary())
+        NodeProcess::start_with(config, |_| {})
+    }
+
+    pub fn start_with(config: &Path, prepare: impl FnOnce(&mut Command)) -> NodeProcess {
+        let mut command = Command::new(binary());
+        command
             .args(["run", "-c"])
             .arg(config)
             .env("FLOTILLA_LOG_FORMAT", "json")
             .env("FLOTILLA_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        prepare(&mut command);
+        let mut child = command.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

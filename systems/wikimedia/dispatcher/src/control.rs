@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flotilla_wikimedia_core::protocol::frame::{Frame, next_line};
-use flotilla_wikimedia_core::{Session, SessionLimits};
+use flotilla_wikimedia_core::{Session, SessionLimits, Step, SubscriptionBackend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -109,7 +109,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: ControlLi
         connections.spawn(async move {
             let _guard = guard;
             shared.mutate(|s| (s.connection_opened(), Vec::new())).await;
-            if let Err(error) = handle(stream, &shared, limits, &shutdown).await {
+            if let Err(error) = handle(stream, peer, &shared, limits, &shutdown).await {
                 tracing::debug!(%peer, %error, "A control connection ended with an error.");
             }
             shared.mutate(|s| (s.connection_closed(), Vec::new())).await;
@@ -140,12 +140,13 @@ async fn refuse(mut stream: TcpStream) {
 /// One connection: read, frame, feed the session, persist, reply.
 async fn handle(
     mut stream: TcpStream,
+    peer: SocketAddr,
     shared: &Shared,
     limits: ControlLimits,
     shutdown: &CancellationToken,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
-    let mut session = Session::new(limits.session);
+    let mut session = Session::new(limits.session).from_address(peer.ip());
     let max_line = limits.session.max_line_bytes;
     let mut buffer: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
@@ -220,14 +221,35 @@ struct Replies {
     close: bool,
 }
 
+/// Feeds a line to the session; a document it completes is parsed (its patterns
+/// compiled) off the lock before it is applied (see [`crate::state`]).
 async fn feed(session: &mut Session, line: &[u8], shared: &Shared) -> Replies {
-    let output = shared
-        .mutate(|subscriptions| {
-            let mut output = session.feed_line(line, subscriptions);
-            let mutations = std::mem::take(&mut output.mutations);
-            (output, mutations)
+    let step = shared
+        .mutate(|subscriptions| match session.step(line, subscriptions) {
+            Step::Done(mut output) => {
+                let mutations = std::mem::take(&mut output.mutations);
+                (Step::Done(output), mutations)
+            }
+            document => (document, Vec::new()),
         })
         .await;
+    let output = match step {
+        Step::Done(output) => output,
+        Step::Document(document) => {
+            let (wikis, budget) = {
+                let subscriptions = shared.read();
+                (subscriptions.registry(), subscriptions.limits().max_pattern_memory_per_subscription)
+            };
+            let parsed = shared.compile(move || document.parse(wikis, budget)).await;
+            shared
+                .mutate(|subscriptions| {
+                    let mut output = session.apply_document(parsed, subscriptions);
+                    let mutations = std::mem::take(&mut output.mutations);
+                    (output, mutations)
+                })
+                .await
+        }
+    };
     let mut bytes = Vec::new();
     for reply in &output.replies {
         bytes.extend_from_slice(&reply.encode());

@@ -50,7 +50,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use flotilla_bus::Bus;
 use flotilla_store::Store;
-use flotilla_wikimedia_core::{Subscriptions, Wikis};
+use flotilla_wikimedia_core::{Limits, Subscriptions, Wikis};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -68,8 +68,8 @@ pub struct DispatcherSettings {
     /// Where deliveries go (`redis.url`); `None` keeps them on the bus only.
     pub redis_url: Option<String>,
     pub control: ControlLimits,
-    /// Cap on definitions per subscription.
-    pub max_definitions: usize,
+    /// Caps on subscriptions, definitions and the memory of compiled patterns.
+    pub limits: Limits,
     /// `http.admin_token`, which the HTTP API accepts for any subscription.
     pub admin_token: Option<String>,
 }
@@ -80,7 +80,7 @@ impl Default for DispatcherSettings {
             source_queue: "reactor".to_string(),
             redis_url: Some("redis://127.0.0.1:6379/0".to_string()),
             control: ControlLimits::default(),
-            max_definitions: flotilla_wikimedia_core::subscription::DEFAULT_MAX_DEFINITIONS,
+            limits: Limits::default(),
             admin_token: None,
         }
     }
@@ -111,7 +111,7 @@ impl Dispatcher {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Dispatcher> {
         let wikis = Wikis::embedded();
-        let mut subscriptions = Subscriptions::new(wikis).with_max_definitions(settings.max_definitions);
+        let mut subscriptions = Subscriptions::new(wikis).with_limits(settings.limits);
         let persisted = store.map(persist::SubscriptionStore::new);
         if let Some(persisted) = &persisted {
             persisted.migrate().await.context("creating the dispatcher's tables")?;

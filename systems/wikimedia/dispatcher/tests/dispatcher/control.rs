@@ -206,6 +206,46 @@ async fn idle_connections_are_closed() {
     harness.stop().await;
 }
 
+#[tokio::test]
+async fn subscriptions_are_capped_in_all_and_per_client_address() {
+    let mut harness = Harness::start(None, ControlLimits::default()).await;
+    harness.settings.limits.max_subscriptions = 3;
+    harness.settings.limits.max_subscriptions_per_address = 2;
+    harness.restart().await;
+    let addr = harness.control();
+    let mut one = Client::from_stream(connect_from("127.0.0.1", addr).await);
+    assert!(one.ask("subscribe a1").await.starts_with("TOKEN: "));
+    assert!(one.ask("subscribe a2").await.starts_with("TOKEN: "));
+    assert_eq!(one.ask("subscribe a3").await, "E022: Too many subscriptions from this address (at most 2)");
+    // A new connection from the same address is the same client address.
+    let mut again = Client::from_stream(connect_from("127.0.0.1", addr).await);
+    assert_eq!(again.ask("subscribe a3").await, "E022: Too many subscriptions from this address (at most 2)");
+    let mut other = Client::from_stream(connect_from("127.0.0.2", addr).await);
+    assert!(other.ask("subscribe b1").await.starts_with("TOKEN: "));
+    assert_eq!(other.ask("subscribe b2").await, "E022: Too many subscriptions (at most 3)");
+    assert_eq!(other.ask("info").await, "I have 3 connections and 3 subscriptions, I am now watching 0 wikis");
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_pattern_past_the_memory_budget_is_refused_by_name() {
+    let mut harness = Harness::start(None, ControlLimits::default()).await;
+    harness.settings.limits.max_pattern_memory_per_subscription = 100 << 10;
+    harness.restart().await;
+    let mut c = harness.client().await;
+    c.subscribe_and_auth("greedy").await;
+    // A Unicode class repeated compiles to hundreds of kilobytes.
+    assert_eq!(
+        c.ask(r#"insert json [{"wiki":"enwiki","page_rx":"^Talk:"},{"wiki":"enwiki","page_rx":"\\w{7}x"}]"#).await,
+        r#"E023: Patterns too large: "\\w{7}x" would take this subscription's compiled patterns over 102400 bytes"#
+    );
+    assert_eq!(c.ask("list").await, "[]", "nothing of the document was added");
+    assert_eq!(c.ask(r#"insert json [{"wiki":"enwiki","page_rx":"^Talk:"}]"#).await, "1");
+    let status = harness.dispatcher().shared().status();
+    assert!(status["pattern_memory"].as_u64().is_some_and(|bytes| bytes > 0 && bytes < 100 << 10), "{status}");
+    harness.stop().await;
+}
+
 impl Client {
     /// Sends `line`; a refused connection answers E021 before any command.
     async fn line_or_ask(&mut self, line: &str) -> String {
