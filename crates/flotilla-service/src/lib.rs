@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 pub mod http;
+pub mod slots;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -4,6 +4,7 @@
 mod check;
 mod crash;
 mod dispatcher;
+mod limits;
 mod node;
 mod rules;
 mod send;

@@ -206,6 +206,31 @@ async fn idle_connections_are_closed() {
     harness.stop().await;
 }
 
+/// The idle timeout counts from the last complete line: a client that sends a byte now
+/// and then and never ends its line does not keep its slot.
+#[tokio::test]
+async fn a_line_trickled_byte_by_byte_does_not_keep_the_connection() {
+    use tokio::io::AsyncWriteExt;
+    let limits = ControlLimits { idle_timeout: Duration::from_millis(300), ..ControlLimits::default() };
+    let harness = Harness::start(None, limits).await;
+    let mut stream = TcpStream::connect(harness.control()).await.unwrap();
+    stream.write_all(b"info\n").await.unwrap();
+    let mut reply = [0u8; 128];
+    assert!(stream.read(&mut reply).await.unwrap() > 0, "a reply to info");
+    // A byte every 100 ms (the attack's pace, on the real clock: each byte arrives well
+    // within the idle timeout of the one before).
+    for _ in 0..10 {
+        if stream.write_all(b"x").await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A second after the last complete line: closed.
+    let read = tokio::time::timeout(Duration::from_millis(50), stream.read(&mut reply)).await;
+    assert!(matches!(read, Ok(Ok(0) | Err(_))), "still open after a trickled second: {read:?}");
+    harness.stop().await;
+}
+
 #[tokio::test]
 async fn subscriptions_are_capped_in_all_and_per_client_address() {
     let mut harness = Harness::start(None, ControlLimits::default()).await;
