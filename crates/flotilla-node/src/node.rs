@@ -204,6 +204,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let listener = crate::http_server::bind(config.http_listen)
         .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
     let http_addr = listener.local_addr()?;
+    if let Some(warning) = crate::http::exposure_warning(http_addr, config.admin_token.is_some()) {
+        tracing::warn!(http = %http_addr, "{warning}");
+    }
     let status = StatusSource {
         node: config.node_name.clone(),
         hostname: config.hostname.clone(),

@@ -202,15 +202,18 @@ impl Control {
     }
 }
 
-/// A node replaying changes into the dispatcher (as fast as `rate` says), with
-/// `dispatcher` settings, started by `prepare`d command.
-fn replaying_node(dispatcher: &str, prepare: impl FnOnce(&mut Command)) -> (Workspace, NodeProcess) {
+/// A node replaying changes into the dispatcher (200 a second), with `dispatcher` and
+/// more `http` settings, started by `prepare`d command.
+fn replaying_node(dispatcher: &str, http: &str, prepare: impl FnOnce(&mut Command)) -> (Workspace, NodeProcess) {
     let ws = Workspace::new(&format!(
         "redis:\n  url: redis://127.0.0.1:1/0\ndispatcher:\n{dispatcher}connectors:\n  replay:\n    type: wikimedia-file\n    path: EVENTS\n    rate: 200\n    loop: true\n"
     ));
     let events = ws.dir.path().join("events.jsonl");
     std::fs::write(&events, recorded_lines().join("\n")).unwrap();
-    let config = std::fs::read_to_string(ws.config()).unwrap().replace("EVENTS", &events.display().to_string());
+    let config = std::fs::read_to_string(ws.config())
+        .unwrap()
+        .replace("EVENTS", &events.display().to_string())
+        .replace("http:\n  listen: 127.0.0.1:0\n", &format!("http:\n  listen: 127.0.0.1:0\n{http}"));
     std::fs::write(ws.config(), config).unwrap();
     let node = ws.start_with(prepare);
     (ws, node)
@@ -229,7 +232,7 @@ fn changes_matched(node: &NodeProcess) -> u64 {
 /// answered within 50 ms all the while, and the matcher keeps matching.
 #[test]
 fn healthz_answers_within_50_ms_while_a_large_insert_compiles() {
-    let (_ws, node) = replaying_node("  max_pattern_memory_per_subscription: 1GiB\n", |command| {
+    let (_ws, node) = replaying_node("  max_pattern_memory_per_subscription: 1GiB\n", "", |command| {
         command.env("TOKIO_WORKER_THREADS", "1");
     });
     let mut control = Control::connect(&node);
@@ -287,4 +290,68 @@ fn healthz_within(addr: &str, limit: Duration) -> bool {
         && started.elapsed() <= limit
         && response.starts_with("HTTP/1.1 200")
         && response.ends_with("ok")
+}
+
+/// The status line of `GET path` (with the Bearer `token`), without waiting for the
+/// body (an event stream has no end).
+fn status_of(addr: &str, path: &str, token: Option<&str>) -> u16 {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{authorization}Connection: close\r\n\r\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    line.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("{line:?}"))
+}
+
+/// `GET path` with the Bearer `token`: (status, body).
+fn get_with(addr: &str, path: &str, token: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default())
+}
+
+/// With `http.admin_token` set, a request without it reads no queue and learns no
+/// subscription's name: `/api/v1/events` answers 401, and `/api/v1/status` and
+/// `/metrics` sum the `sub.<name>` queues up instead of listing them.
+#[test]
+fn without_the_admin_token_no_queue_is_read_and_no_subscription_named() {
+    const ADMIN: &str = "test-admin-token-0123456789-abcdefghijklmnop";
+    let (_ws, node) = replaying_node("  enabled: true\n", &format!("  admin_token: {ADMIN}\n"), |_| {});
+    let mut control = Control::connect(&node);
+    let token = control.ask("subscribe watcher").strip_prefix("TOKEN: ").expect("a token").to_string();
+    assert_eq!(control.ask(&format!("auth watcher {token}")), "OK");
+    assert_eq!(control.ask(r#"insert json [{"wiki":"wikidatawiki"}]"#), "1");
+    // The subscription's queue fills as the replay goes on.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !get_with(&node.http, "/api/v1/status", ADMIN).1.contains("\"queue\":\"sub.watcher\"") {
+        assert!(Instant::now() < deadline, "sub.watcher never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let (status, body) = http_get(&node.http, "/api/v1/status");
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("watcher"), "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["private_queues"]["queues"], 1, "{body}");
+    assert!(view["queues"].as_array().unwrap().iter().any(|q| q["queue"] == "reactor"), "{body}");
+    let (status, metrics) = http_get(&node.http, "/metrics");
+    assert_eq!(status, 200);
+    assert!(!metrics.contains("watcher"), "{metrics}");
+    assert!(metrics.contains("\nflotilla_private_queues 1\n"), "{metrics}");
+    assert_eq!(status_of(&node.http, "/api/v1/events?queue=sub.watcher", None), 401);
+    assert_eq!(status_of(&node.http, "/api/v1/events?queue=sub.watcher", Some("not-the-token")), 401);
+
+    // The admin sees them by name, and reads them.
+    let (_, metrics) = get_with(&node.http, "/metrics", ADMIN);
+    assert!(metrics.contains("flotilla_queue_depth{queue=\"sub.watcher\"}"), "{metrics}");
+    assert_eq!(status_of(&node.http, "/api/v1/events?queue=sub.watcher", Some(ADMIN)), 200);
+    // So does the subscription, with its own token, through its own stream.
+    assert_eq!(status_of(&node.http, "/api/v1/subscriptions/watcher/events", Some(&token)), 200);
 }

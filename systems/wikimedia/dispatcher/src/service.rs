@@ -191,6 +191,10 @@ impl RunningService for Dispatcher {
         self.shared().status()
     }
 
+    fn private_queue(&self, queue: &str) -> bool {
+        crate::matcher::is_subscription_queue(queue)
+    }
+
     async fn stop(&self) {
         Dispatcher::stop(self).await;
     }
