@@ -10,6 +10,8 @@
 //!   `tail` and `status` reach a running node (the node holds the bus).
 //! - [`http`]: `/healthz`, `/metrics`, `/api/v1/status` (the dispatcher's
 //!   `/api/v1/subscriptions…` routes are merged in from `flotilla-wikimedia-dispatcher`).
+//! - [`http_server`]: the listener that serves them, with a connection cap, a header
+//!   timeout and an idle timeout.
 //! - [`node`]: starting all of it and shutting it down cleanly.
 //! - [`systemd`]: `READY=1` / `STOPPING=1` for `Type=notify` units.
 //!
@@ -20,6 +22,7 @@ pub mod admin;
 pub mod config;
 pub mod effects;
 pub mod http;
+pub mod http_server;
 pub mod metrics;
 pub mod node;
 pub mod reactor;

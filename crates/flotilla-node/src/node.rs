@@ -143,6 +143,19 @@ async fn open_bus_waiting_for_commands(config: &Config) -> anyhow::Result<Arc<dy
 /// Starts everything the configuration describes.
 pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let started = Instant::now();
+    let open_files = raise_open_files_limit();
+    // What the node's own listeners may hold, plus room for the bus, the store and the
+    // services' listeners.
+    let wanted = config.http_limits.max_connections + admin::MAX_CONNECTIONS + FILES_IN_RESERVE;
+    if open_files < wanted as u64 {
+        tracing::warn!(
+            open_files,
+            http_max_connections = config.http_limits.max_connections,
+            "The limit on open files is below what the HTTP server and the admin socket may hold plus a reserve; \
+             lower http.max_connections or raise the limit (ulimit -n, LimitNOFILE=), or connections will be refused \
+             with 'Too many open files'."
+        );
+    }
     use tokio::signal::unix::{SignalKind, signal};
     let signals = Signals {
         interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
@@ -221,10 +234,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let services: Arc<[Arc<dyn RunningService>]> = services.into();
     let listeners: Vec<_> = services.iter().flat_map(|s| s.listeners()).collect();
 
-    let listener = tokio::net::TcpListener::bind(config.http_listen)
-        .await
+    let listener = crate::http_server::bind(config.http_listen)
         .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
     let http_addr = listener.local_addr()?;
+    if let Some(warning) = crate::http::exposure_warning(http_addr, config.admin_token.is_some()) {
+        tracing::warn!(http = %http_addr, "{warning}");
+    }
     let status = StatusSource {
         node: config.node_name.clone(),
         hostname: config.hostname.clone(),
@@ -248,14 +263,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         }
     }
     let app = crate::http::loopback_only_without_token(app, config.admin_token.is_some());
-    let http_shutdown = stages.servers.clone();
-    servers.push(tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
-        if let Err(error) = serve.await {
-            tracing::error!(%error, "The HTTP server stopped with an error.");
-        }
-    }));
+    servers.push(tokio::spawn(crate::http_server::serve(listener, app, config.http_limits, stages.servers.clone())));
 
     let admin_listener = admin::bind(&config.data_dir).with_context(|| {
         format!("cannot create the admin socket {}", admin::socket_path(&config.data_dir).display())
@@ -271,6 +279,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         data_dir = %config.data_dir.display(),
         connectors = config.connectors.len(),
         rules = config.rules.len(),
+        open_files,
         startup_ms = started.elapsed().as_millis() as u64,
         "Flotilla node is ready."
     );
@@ -291,6 +300,34 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         _dir_lock: dir_lock,
         signals,
     })
+}
+
+/// Open files the node needs besides its listeners' connections: bus segments, the
+/// store, log files, the listeners themselves.
+const FILES_IN_RESERVE: usize = 64;
+
+/// Raises this process's soft limit on open files to its hard limit and returns the
+/// limit in force. Every connection, bus segment and database file takes a descriptor,
+/// and the soft limit is often a small default (1024) far below what the system allows;
+/// the listeners' caps (`http.max_connections`, `dispatcher.max_connections`) are what
+/// keep clients from using them all.
+fn raise_open_files_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit into memory we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "Could not read the limit on open files.");
+        return 0;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        // SAFETY: setrlimit reads one rlimit from memory we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return raised.rlim_cur;
+        }
+        tracing::warn!(error = %std::io::Error::last_os_error(), soft = limit.rlim_cur, hard = limit.rlim_max,
+            "Could not raise the limit on open files to its hard limit.");
+    }
+    limit.rlim_cur
 }
 
 /// Creates the data directory for the node's user alone (0700; the bus, the store and

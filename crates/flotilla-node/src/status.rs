@@ -30,6 +30,18 @@ pub struct NodeStatus {
     /// Each running service's own status, by service name (only services that run).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub services: serde_json::Map<String, serde_json::Value>,
+    /// In the public view ([`StatusSource::public_snapshot`]): the services' private
+    /// queues, summed up, which `queues` then leaves out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_queues: Option<PrivateQueues>,
+}
+
+/// Queues named after a service's users (`sub.<name>`), summed up for the public view.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivateQueues {
+    pub queues: u64,
+    pub depth: u64,
+    pub bytes: u64,
 }
 
 /// A connector as shown (a copy of [`ConnectorStatus`] that can be read back).
@@ -178,7 +190,29 @@ impl StatusSource {
                 last_message_at: (last > 0).then_some(last),
             },
             services: self.services.iter().map(|s| (s.name().to_string(), s.status())).collect(),
+            private_queues: None,
         }
+    }
+
+    /// The status as shown without the admin token (`docs/security.md`): the services'
+    /// private queues (named after their users) summed up rather than listed, and each
+    /// service's public status.
+    pub async fn public_snapshot(&self) -> NodeStatus {
+        let mut status = self.snapshot().await;
+        let private = |queue: &str| self.services.iter().any(|s| s.private_queue(queue));
+        let mut summed = PrivateQueues::default();
+        status.queues.retain(|q| {
+            if !private(&q.queue) {
+                return true;
+            }
+            summed.queues += 1;
+            summed.depth += q.depth;
+            summed.bytes += q.bytes;
+            false
+        });
+        status.private_queues = Some(summed);
+        status.services = self.services.iter().map(|s| (s.name().to_string(), s.public_status())).collect();
+        status
     }
 }
 

@@ -1,7 +1,9 @@
 //! The supervisor with connectors that misbehave on purpose: failing, panicking and
 //! hanging connectors are restarted with backoff, sunk after too many failures, and
 //! never disturb a healthy neighbour. `shutdown.rs`: a whole node stopping in stages.
+//! `http_server.rs`: the HTTP listener's timeouts and cap against clients that hold on.
 
+mod http_server;
 mod shutdown;
 
 use flotilla_test_support::TestNode;

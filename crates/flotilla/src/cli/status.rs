@@ -78,5 +78,6 @@ async fn offline_status(config: &flotilla_node::Config) -> anyhow::Result<NodeSt
         bus: Default::default(),
         reactor: Default::default(),
         services: Default::default(),
+        private_queues: None,
     })
 }

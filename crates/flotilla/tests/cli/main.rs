@@ -6,6 +6,7 @@ mod check;
 mod crash;
 mod dispatcher;
 mod dist;
+mod limits;
 mod manual;
 mod node;
 mod packaging;
