@@ -10,6 +10,8 @@
 //!   `tail` and `status` reach a running node (the node holds the bus).
 //! - [`http`]: `/healthz`, `/metrics`, `/api/v1/status` (the dispatcher's
 //!   `/api/v1/subscriptions…` routes are merged in from `flotilla-wikimedia-dispatcher`).
+//! - [`fleet`]: with a shared bus (Redis), membership in the fleet and running each
+//!   connector only while this node holds its lease (fenced publishes, placement).
 //! - [`node`]: starting all of it and shutting it down cleanly.
 //!
 //! Architecture Invariant: the node knows connector *types* only through the registry
@@ -18,6 +20,7 @@
 pub mod admin;
 pub mod config;
 pub mod effects;
+pub mod fleet;
 pub mod http;
 pub mod metrics;
 pub mod node;

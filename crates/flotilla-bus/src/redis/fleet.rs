@@ -183,7 +183,12 @@ impl Fleet for RedisFleet {
                 });
                 Err(BusError::backend(
                     format!("joining the fleet at {}", self.inner().link.url()),
-                    NameTaken { name: other.name, pid: other.pid, hostname: other.hostname, started_at: other.started_at },
+                    NameTaken {
+                        name: other.name,
+                        pid: other.pid,
+                        hostname: other.hostname,
+                        started_at: other.started_at,
+                    },
                 ))
             }
         }

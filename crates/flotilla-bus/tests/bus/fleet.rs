@@ -30,11 +30,17 @@ async fn a_second_live_node_with_the_same_name_is_refused_until_the_first_leaves
     fleet.join(&first).await.unwrap();
     fleet.join(&first).await.unwrap(); // Its own heartbeat.
     let error = fleet.join(&member("alpha", "two")).await.unwrap_err().to_string();
-    assert!(error.contains("node.name 'alpha' is already used by a live node of this fleet (pid 4242 on here"), "{error}");
+    assert!(
+        error.contains("node.name 'alpha' is already used by a live node of this fleet (pid 4242 on here"),
+        "{error}"
+    );
     fleet.join(&member("beta", "three")).await.unwrap();
 
     let members = fleet.members().await.unwrap();
-    assert_eq!(members.iter().map(|m| (m.member.name.as_str(), m.alive)).collect::<Vec<_>>(), [("alpha", true), ("beta", true)]);
+    assert_eq!(
+        members.iter().map(|m| (m.member.name.as_str(), m.alive)).collect::<Vec<_>>(),
+        [("alpha", true), ("beta", true)]
+    );
     assert!(members[0].last_heartbeat_ms > 0);
 
     fleet.leave(&member("alpha", "two")).await.unwrap(); // Not its to remove.

@@ -5,6 +5,7 @@
 mod check;
 mod crash;
 mod dispatcher;
+mod fleet;
 mod node;
 mod redis_bus;
 mod rules;
