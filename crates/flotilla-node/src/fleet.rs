@@ -27,7 +27,10 @@
 //! share takes free connectors (those whose `nodes:` list allows it), in the order of
 //! a hash of (node, connector) so nodes prefer different ones; a node above its share
 //! stops and releases the excess (among connectors some other live node may run), and
-//! does not take them back for one `lease_ttl`. A connector left free for a whole
+//! does not take them back for one `lease_ttl`; and while some node has fewer than
+//! ⌊N/k⌋ and no connector is free, the fullest node (the first by name among equals)
+//! hands one over, so 4
+//! connectors over 3 nodes end 2, 1, 1 rather than 2, 2, 0. A connector left free for a whole
 //! `lease_ttl` is taken by any allowed node whatever its share (so `nodes:` lists that
 //! skew the counts never leave one unowned). Nodes are expected to share the same
 //! connector configuration.
@@ -317,16 +320,37 @@ impl Placement {
         let now = Instant::now();
         let mut owned = self.slots.iter().filter(|s| s.held.is_some()).count();
 
-        // Above the share: release the excess that another live node may run.
-        if owned > share {
+        // Above the share: release the excess that another live node may run. At the
+        // share but above ⌊N/k⌋ while another node is below it (4 over 3 nodes: 2, 2,
+        // 0): the fullest node (the first by name among equals) releases one it may run.
+        let floor = self.slots.len() / live.len();
+        let mut counts: BTreeMap<&str, usize> = live.iter().map(|n| (n.as_str(), 0)).collect();
+        for lease in &leases {
+            if let Some(count) = counts.get_mut(lease.node.as_str()) {
+                *count += 1;
+            }
+        }
+        counts.insert(me.as_str(), owned);
+        let needy: Vec<&str> = counts.iter().filter(|(n, c)| **n != me && **c < floor).map(|(n, _)| *n).collect();
+        // One hand-over at a time: none while a connector is free for the taking.
+        let any_free = self.slots.iter().any(|s| s.held.is_none() && !owners.contains_key(s.resource.as_str()));
+        let fullest = counts.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))).map(|(n, _)| *n);
+        let (excess, takers): (usize, Vec<&str>) = if owned > share {
+            (owned - share, live.iter().map(String::as_str).filter(|n| *n != me).collect())
+        } else if owned > floor && !needy.is_empty() && fullest == Some(me.as_str()) && !any_free {
+            (1, needy)
+        } else {
+            (0, Vec::new())
+        };
+        if excess > 0 {
             let mut movable: Vec<usize> = (0..self.slots.len())
                 .filter(|&i| {
                     let slot = &self.slots[i];
-                    slot.held.is_some() && live.iter().any(|n| *n != me && slot.allows(n))
+                    slot.held.is_some() && takers.iter().any(|n| slot.allows(n))
                 })
                 .collect();
             movable.sort_by_key(|&i| score(&me, &self.slots[i].connector));
-            for i in movable.into_iter().take(owned - share) {
+            for i in movable.into_iter().take(excess) {
                 let slot = &mut self.slots[i];
                 tracing::info!(connector = %slot.connector, share, nodes = live.len(),
                     "Handing a connector over to even out the fleet.");

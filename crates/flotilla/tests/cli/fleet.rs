@@ -237,3 +237,52 @@ fn a_nodes_list_restricts_where_a_connector_runs() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_node_that_joins_takes_only_the_excess() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(&dir.path().join("redis"));
+    let config = fleet_config(&redis.url(), 6);
+    let spaces: Vec<_> =
+        ["alpha", "beta", "gamma"].iter().map(|name| (*name, Workspace::named(name, &config))).collect();
+    let alpha = spaces[0].1.start();
+    let beta = spaces[1].1.start();
+    // Six over two: three each.
+    let before = until_placed(&[("alpha", &alpha), ("beta", &beta)], 6, 3, Duration::from_secs(20));
+    // Gamma joins: two each now, and only the two it took have moved.
+    let gamma = spaces[2].1.start();
+    let after = until_placed(&[("alpha", &alpha), ("beta", &beta), ("gamma", &gamma)], 6, 2, Duration::from_secs(20));
+    let moved: Vec<_> = after.iter().filter(|(c, node)| before[*c] != **node).collect();
+    assert_eq!(moved.len(), 2, "before {before:?}, after {after:?}");
+    assert!(moved.iter().all(|(_, node)| *node == "gamma"), "{moved:?}");
+
+    // Gamma stops cleanly (its leases released at once): three each again.
+    assert!(gamma.signal_and_wait(libc::SIGTERM).success());
+    until_placed(&[("alpha", &alpha), ("beta", &beta)], 6, 3, Duration::from_secs(20));
+}
+
+#[test]
+fn four_over_three_nodes_end_two_one_one_with_one_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(&dir.path().join("redis"));
+    let config = fleet_config(&redis.url(), 4);
+    let spaces: Vec<_> =
+        ["alpha", "beta", "gamma"].iter().map(|name| (*name, Workspace::named(name, &config))).collect();
+    let alpha = spaces[0].1.start();
+    let beta = spaces[1].1.start();
+    let before = until_placed(&[("alpha", &alpha), ("beta", &beta)], 4, 2, Duration::from_secs(20));
+    let gamma = spaces[2].1.start();
+    // Each at its share of ⌈4/3⌉ = 2 already: gamma still gets one (⌊4/3⌋ = 1 each).
+    let nodes = [("alpha", &alpha), ("beta", &beta), ("gamma", &gamma)];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let after = until_placed(&nodes, 4, 2, Duration::from_secs(20));
+        if after.values().any(|node| node == "gamma") {
+            break after;
+        }
+        assert!(Instant::now() < deadline, "gamma got nothing: {after:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let moved: Vec<_> = after.iter().filter(|(c, node)| before[*c] != **node).collect();
+    assert_eq!(moved.len(), 1, "before {before:?}, after {after:?}");
+}
