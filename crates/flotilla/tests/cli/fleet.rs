@@ -2,8 +2,10 @@
 //! with `lease_ttl: 2s`: each connector runs on exactly one node, spread evenly; a
 //! `kill -9` of an owner moves its connector to another node within `lease_ttl` + 5 s;
 //! a node frozen with SIGSTOP past its lease stops its connectors when resumed; a
-//! second live node with the same name is refused. Every wait polls the nodes' own
-//! `/api/v1/status` with a bound.
+//! second live node with the same name is refused; `nodes:` lists hold; a joining node
+//! takes only the excess; without Redis every connector stops before its lease could
+//! lapse, and all are placed again when Redis is back. Every wait polls the nodes'
+//! own `/api/v1/status` with a bound.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -285,4 +287,45 @@ fn four_over_three_nodes_end_two_one_one_with_one_move() {
     };
     let moved: Vec<_> = after.iter().filter(|(c, node)| before[*c] != **node).collect();
     assert_eq!(moved.len(), 1, "before {before:?}, after {after:?}");
+}
+
+#[test]
+fn without_redis_every_connector_stops_before_its_lease_could_lapse_and_comes_back_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = RedisServer::start(&dir.path().join("redis"));
+    let config = fleet_config(&redis.url(), 3);
+    let alpha = Workspace::named("alpha", &config).start();
+    let beta = Workspace::named("beta", &config).start();
+    let nodes = [("alpha", &alpha), ("beta", &beta)];
+    until_placed(&nodes, 3, 2, Duration::from_secs(20));
+    let fences = |node: &NodeProcess| -> BTreeMap<String, u64> {
+        let status = status(node);
+        let leases = status["fleet"]["leases"].as_array().unwrap().clone();
+        leases.iter().map(|l| (l["resource"].as_str().unwrap().to_string(), l["fence"].as_u64().unwrap())).collect()
+    };
+    let before = fences(&beta);
+
+    // Redis gone: no renewal succeeds, so each node stops what it runs by 5/6 of the
+    // lease after its last renewal (itself at most a third of a lease before the kill).
+    redis.kill();
+    let killed = Instant::now();
+    loop {
+        let still: Vec<_> = nodes.iter().flat_map(|(_, node)| running(&status(node))).collect();
+        if still.is_empty() {
+            break;
+        }
+        assert!(killed.elapsed() < LEASE_TTL, "still running {:?} after the leases could lapse", still);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let fleet = &status(&alpha)["fleet"];
+    assert!(fleet["error"].as_str().is_some_and(|e| e.contains("Redis")), "{fleet}");
+
+    // Redis back (its append-only file kept the leases and counters): placed again. A
+    // lease that outlived the outage is renewed by its holder under the same fencing
+    // number (nobody else held it meanwhile); any other is taken with a larger one.
+    redis.restart();
+    until_placed(&nodes, 3, 2, Duration::from_secs(15));
+    let after = fences(&beta);
+    assert_eq!(after.len(), 3);
+    assert!(after.iter().all(|(resource, fence)| *fence >= before[resource]), "before {before:?}, after {after:?}");
 }
