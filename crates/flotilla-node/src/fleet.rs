@@ -177,7 +177,9 @@ impl FleetRuntime {
     /// what is left and leaves the fleet.
     pub async fn stop(self) {
         for task in self.connectors {
-            let _ = task.await;
+            if let Err(error) = task.await {
+                tracing::error!(%error, "A connector's fleet task failed.");
+            }
         }
         self.stop.cancel();
         let _ = self.loop_task.await;
@@ -457,23 +459,26 @@ async fn run_placed(
             board.clone(),
             grace,
         ));
-        let why = loop {
+        let (why, ended) = loop {
             tokio::select! {
-                _ = intake.cancelled() => break "the node stops",
+                _ = intake.cancelled() => break ("the node stops", false),
                 changed = lease.grants.changed() => {
                     match *lease.grants.borrow_and_update() {
                         Some(grant) if changed.is_ok() && grant.fence == fence => valid_until = grant.valid_until,
-                        _ => break "the lease was handed over or lost",
+                        _ => break ("the lease was handed over or lost", false),
                     }
                 }
-                _ = tokio::time::sleep_until(valid_until) => break "the lease was not renewed in time",
-                _ = &mut task => break "the connector's supervisor ended",
+                _ = tokio::time::sleep_until(valid_until) => break ("the lease was not renewed in time", false),
+                // It ends on its own when sunk, or when the node stops (this branch may
+                // win that race): either way it has been polled to completion.
+                _ = &mut task => break ("the connector's supervisor ended", true),
             }
         };
         stop.cancel();
-        let sunk = task.is_finished() && !intake.is_cancelled() && why.starts_with("the connector's");
-        let _ = (&mut task).await;
-        if sunk {
+        if !ended {
+            let _ = (&mut task).await;
+        }
+        if ended && !intake.is_cancelled() {
             // Sunk: it stays so here (it needs an operator) while this node keeps the lease.
             while lease_valid(*lease.grants.borrow_and_update(), fence) && !intake.is_cancelled() {
                 tokio::select! {
