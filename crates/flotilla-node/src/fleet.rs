@@ -474,6 +474,7 @@ async fn run_placed(
                 _ = &mut task => break ("the connector's supervisor ended", true),
             }
         };
+        let why = if intake.is_cancelled() { "the node stops" } else { why };
         stop.cancel();
         if !ended {
             let _ = (&mut task).await;

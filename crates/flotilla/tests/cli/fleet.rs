@@ -259,7 +259,10 @@ fn a_node_that_joins_takes_only_the_excess() {
     assert!(moved.iter().all(|(_, node)| *node == "gamma"), "{moved:?}");
 
     // Gamma stops cleanly (its leases released at once): three each again.
-    assert!(gamma.signal_and_wait(libc::SIGTERM).success());
+    let (exit, lines) = gamma.stop(libc::SIGTERM);
+    assert!(exit.success(), "{exit:?}");
+    assert_eq!(lines.iter().filter(|l| l.contains("Stopped the connector: the node stops")).count(), 2, "{lines:#?}");
+    assert!(!lines.iter().any(|l| l.contains("panicked") || l.contains("failed")), "{lines:#?}");
     until_placed(&[("alpha", &alpha), ("beta", &beta)], 6, 3, Duration::from_secs(20));
 }
 
