@@ -1,7 +1,7 @@
 //! The Redis bus's own behaviour, on throwaway redis-servers: a `kill -9` of Redis
 //! mid-stream loses nothing whose publish returned and consumers carry on; a dead
 //! consumer's entries go to another consumer of the group after the lease, and a live
-//! one keeps what it works on past it; retention trims only what every group
+//! one keeps what it works on past it; a fetch dropped mid-read strands nothing; retention trims only what every group
 //! acknowledged; a Redis that does not persist, that refuses CONFIG, that cannot be
 //! reached, and a bad URL are each reported clearly.
 
@@ -167,6 +167,33 @@ async fn a_live_consumer_keeps_what_it_works_on_past_the_lease() {
     }
     slow.ack(&ids(&held)).await.unwrap();
     assert!(other.fetch(10, Duration::from_millis(50)).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_dropped_while_its_read_was_taking_entries_strands_none() {
+    let redis = Redis::new();
+    let bus = RedisBus::open(redis.options("node")).await.unwrap();
+    let mut consumer = bus.subscribe("q", "g").await.unwrap();
+    assert!(consumer.fetch(10, Duration::ZERO).await.unwrap().is_empty());
+    // A fetch waiting for new entries is dropped (a stage told to stop); its blocking
+    // read stays with Redis and takes what is published next, but its answer is lost.
+    let dropped = tokio::time::timeout(Duration::from_millis(100), consumer.fetch(10, Duration::from_secs(30))).await;
+    assert!(dropped.is_err(), "the fetch was still waiting");
+    bus.publish("q", payloads(0..4)).await.unwrap();
+    let mut connection = redis.server.connection().await;
+    let give_up = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pending: ::redis::Value =
+            ::redis::cmd("XPENDING").arg("flotilla:q").arg("g").query_async(&mut connection).await.unwrap();
+        if matches!(&pending, ::redis::Value::Array(summary) if summary.first() == Some(&::redis::Value::Int(4))) {
+            break; // The abandoned read took all four.
+        }
+        assert!(Instant::now() < give_up, "the abandoned read took nothing: {pending:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The next fetch reads the consumer's own pending entries first, at once (not
+    // after the lease).
+    assert_eq!(texts(&consumer.fetch(10, Duration::ZERO).await.unwrap()), names(0..4));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,6 +72,10 @@ fn check_connects_to_redis_and_says_what_is_wrong() {
     let out = ws.run(&["check", "--offline"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("bus: redis (not contacted: --offline)"), "{}", stdout(&out));
+    // A node does not start without its bus, and says why.
+    let out = ws.run(&["run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("cannot open the bus: cannot reach Redis at {url}: ")), "{}", stderr(&out));
 
     // A Redis that does not persist: valid, with a warning.
     let dir = tempfile::tempdir().unwrap();
