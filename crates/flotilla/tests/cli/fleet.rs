@@ -332,3 +332,98 @@ fn without_redis_every_connector_stops_before_its_lease_could_lapse_and_comes_ba
     assert_eq!(after.len(), 3);
     assert!(after.iter().all(|(resource, fence)| *fence >= before[resource]), "before {before:?}, after {after:?}");
 }
+
+/// An IRC client of the test's own on ngIRCd, counting the other users there.
+struct Watcher {
+    reader: std::io::BufReader<std::net::TcpStream>,
+    writer: std::net::TcpStream,
+}
+
+impl Watcher {
+    fn connect(port: u16) -> Watcher {
+        let writer = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        writer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let reader = std::io::BufReader::new(writer.try_clone().unwrap());
+        let mut watcher = Watcher { reader, writer };
+        watcher.send("NICK watcher\r\nUSER watcher 0 * :watcher\r\n");
+        watcher.until(" 001 ");
+        watcher
+    }
+
+    fn send(&mut self, text: &str) {
+        use std::io::Write;
+        self.writer.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// Reads until a line containing `marker` (answering PINGs), and returns it.
+    fn until(&mut self, marker: &str) -> String {
+        use std::io::BufRead;
+        for _ in 0..1000 {
+            let mut line = String::new();
+            assert!(self.reader.read_line(&mut line).unwrap() > 0, "ngIRCd closed the watcher's connection");
+            if let Some(token) = line.strip_prefix("PING ") {
+                self.send(&format!("PONG {token}"));
+            } else if line.contains(marker) {
+                return line;
+            }
+        }
+        panic!("no '{marker}' from ngIRCd");
+    }
+
+    /// Registered users other than the watcher (`LUSERS`: "There are N users …").
+    fn others(&mut self) -> u64 {
+        self.send("LUSERS\r\n");
+        let line = self.until(" 251 ");
+        let count = line.split("There are ").nth(1).and_then(|rest| rest.split(' ').next());
+        count.and_then(|n| n.parse::<u64>().ok()).unwrap_or_else(|| panic!("unexpected LUSERS answer: {line}")) - 1
+    }
+}
+
+#[test]
+fn an_irc_connector_moves_after_a_kill_9_and_the_server_never_sees_two_bots() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(&dir.path().join("redis"));
+    let irc = flotilla_test_support::Ngircd::start(flotilla_test_support::NgircdOptions::default());
+    let config = format!(
+        "bus:\n  backend: redis\n  url: {}\n  lease_ttl: 2s\nconnectors:\n  Bot:\n    type: irc\n    \
+         server: 127.0.0.1:{}\n    nick: fbot\n    channels: ['#fleet']\n    min_backoff: 0.3s\n    max_backoff: 1s\n",
+        redis.url(),
+        irc.port
+    );
+    let spaces = [("alpha", Workspace::named("alpha", &config)), ("beta", Workspace::named("beta", &config))];
+    let mut nodes: Vec<(&str, NodeProcess)> = spaces.iter().map(|(name, ws)| (*name, ws.start())).collect();
+    let mut watcher = Watcher::connect(irc.port);
+    let view: Vec<_> = nodes.iter().map(|(name, node)| (*name, node)).collect();
+    let owner = until_placed(&view, 1, 1, Duration::from_secs(20))["Bot"].clone();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let others = watcher.others();
+        assert!(others <= 1, "{others} bots of one connector on the server");
+        if others == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the bot never connected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // kill -9 the owner: its connection closes with it; the other node's bot connects
+    // once the lease has lapsed, and the server never has two at once.
+    let index = nodes.iter().position(|(name, _)| *name == owner).unwrap();
+    let (_, mut victim) = nodes.remove(index);
+    victim.child.kill().unwrap();
+    victim.child.wait().unwrap();
+    let killed = Instant::now();
+    let (survivor, node) = (nodes[0].0, &nodes[0].1);
+    let mut saw_none = false;
+    loop {
+        let others = watcher.others();
+        assert!(others <= 1, "{others} bots of one connector on the server");
+        saw_none |= others == 0;
+        if saw_none && others == 1 && running(&status(node)).contains("Bot") {
+            break;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(15), "{survivor} never connected the bot");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("the bot was back on IRC {:?} after the kill -9 of {owner}", killed.elapsed());
+}
