@@ -3,7 +3,7 @@
 //! with every connector constructed and the rules compiled.
 //!
 //! Each connector section has common keys the node handles (`type`, `enabled` — or
-//! wubot's `enable` —, `queue`, `restart`); the rest is decoded by the connector
+//! wubot's `enable` —, `queue`, `restart`, `nodes`); the rest is decoded by the connector
 //! type's own `build`.
 
 use std::collections::BTreeMap;
@@ -87,6 +87,9 @@ pub struct ConnectorPlan {
     /// Where its messages go.
     pub queue: String,
     pub restart: RestartPolicy,
+    /// `nodes: [..]`: the nodes it may run on (`None`: any). A node not in the list
+    /// never runs it, in a fleet or alone.
+    pub nodes: Option<Vec<String>>,
     pub connector: Arc<dyn Connector>,
 }
 
@@ -232,9 +235,10 @@ struct RawCommon {
     enable: Option<Located<serde_json::Value>>,
     queue: Option<Located<String>>,
     restart: Option<RawRestart>,
+    nodes: Option<Located<Vec<String>>>,
 }
 
-const COMMON_KEYS: [&str; 5] = ["type", "enabled", "enable", "queue", "restart"];
+const COMMON_KEYS: [&str; 6] = ["type", "enabled", "enable", "queue", "restart", "nodes"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -608,6 +612,16 @@ fn connector_plan(
         }
         restart.max_restarts = raw.max_restarts.unwrap_or(0);
     }
+    let nodes = match common.nodes {
+        Some(nodes) if nodes.value.is_empty() || nodes.value.iter().any(|n| n.trim().is_empty()) => {
+            problems.at(
+                &nodes.location,
+                format!("{path}.nodes: list at least one node name (or leave the key out: any node)"),
+            );
+            None
+        }
+        other => other.map(|nodes| nodes.value),
+    };
     let connector_section = ConnectorSection { name, node: &rest, path: path.clone() };
     match (connector_type.build)(&connector_section) {
         Ok(connector) => Some(ConnectorPlan {
@@ -616,6 +630,7 @@ fn connector_plan(
             enabled,
             queue,
             restart,
+            nodes,
             connector: Arc::from(connector),
         }),
         Err(errors) => {

@@ -12,6 +12,8 @@
 //!   `/api/v1/subscriptions…` routes are merged in from `flotilla-wikimedia-dispatcher`).
 //! - [`http_server`]: the listener that serves them, with a connection cap, a header
 //!   timeout and an idle timeout.
+//! - [`fleet`]: with a shared bus (Redis), membership in the fleet and running each
+//!   connector only while this node holds its lease (fenced publishes, placement).
 //! - [`node`]: starting all of it and shutting it down cleanly.
 //! - [`systemd`]: `READY=1` / `STOPPING=1` for `Type=notify` units.
 //!
@@ -21,6 +23,7 @@
 pub mod admin;
 pub mod config;
 pub mod effects;
+pub mod fleet;
 pub mod http;
 pub mod http_server;
 pub mod metrics;

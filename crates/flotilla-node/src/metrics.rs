@@ -144,6 +144,7 @@ mod tests {
             connectors: Vec::new(),
             queues: Vec::new(),
             private_queues: None,
+            fleet: None,
             bus: Default::default(),
             reactor: Default::default(),
             services: services.as_object().cloned().unwrap_or_default(),

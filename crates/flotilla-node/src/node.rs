@@ -2,10 +2,11 @@
 //!
 //! Start order: data directory (made 0700 when it is new: [`prepare_data_dir`]) and its
 //! lock (the embedded bus takes it; with another backend the node takes
-//! `<data_dir>/node.lock`), so two nodes never share one, bus, store, connectors under
-//! the supervisor, the reactor, the services the configuration asks for (each applies
-//! its migrations, loads its state, binds its listeners), the HTTP server (with the
-//! services' routes), the admin socket.
+//! `<data_dir>/node.lock`), so two nodes never share one, bus (with a shared bus:
+//! joining the fleet, refused when the name is taken), store, connectors under the
+//! supervisor (in a fleet: each only while this node holds its lease), the reactor, the
+//! services the configuration asks for (each applies its migrations, loads its state,
+//! binds its listeners), the HTTP server (with the services' routes), the admin socket.
 //!
 //! Shutdown is one tree of three stages, cancelled in the order messages flow
 //! ([`Stages`]): **intake** (the connectors: each gets its grace period and may still
@@ -21,7 +22,8 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 use flotilla_bus::embedded::io::{Filesystem, RealFs};
-use flotilla_bus::{Bus, BusError, EmbeddedBus, RedisBus};
+use flotilla_bus::fleet::{Fleet, Member};
+use flotilla_bus::{Bus, BusError, EmbeddedBus, RedisBus, RedisFleet};
 use flotilla_connector::{ConnectorState, NodeServices, StatusBoard};
 use flotilla_service::{RunningService, ServiceContext};
 use flotilla_store::Store;
@@ -59,6 +61,8 @@ pub struct RunningNode {
     stop_requested: CancellationToken,
     stages: Stages,
     connectors: Vec<JoinHandle<()>>,
+    /// With a shared bus: the fleet loop and the connectors it places.
+    fleet: Option<crate::fleet::FleetRuntime>,
     reactor: JoinHandle<anyhow::Result<()>>,
     services: Arc<[Arc<dyn RunningService>]>,
     servers: Vec<JoinHandle<()>>,
@@ -140,6 +144,9 @@ async fn open_bus_waiting_for_commands(config: &Config) -> anyhow::Result<Arc<dy
     }
 }
 
+/// The fleet this node joined, and itself as a member of it.
+type Joined = (Arc<dyn Fleet>, Member);
+
 /// Starts everything the configuration describes.
 pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let started = Instant::now();
@@ -166,7 +173,18 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     }
     prepare_data_dir(&config.data_dir)?;
     let dir_lock = lock_data_dir(&config)?;
-    let bus = open_bus_waiting_for_commands(&config).await?;
+    // A shared backend also carries the fleet (membership, leases), on the bus's
+    // connection; the node joins before it starts anything.
+    let (bus, fleet): (Arc<dyn Bus>, Option<Joined>) = match &config.bus {
+        BusSettings::Redis(options) => {
+            let bus = RedisBus::open(options.clone()).await.context("cannot open the bus")?;
+            let fleet: Arc<dyn Fleet> = Arc::new(RedisFleet::new(&bus));
+            let member = crate::fleet::member(&config.node_name, &config.hostname);
+            crate::fleet::join(fleet.as_ref(), &member).await?;
+            (Arc::new(bus), Some((fleet, member)))
+        }
+        BusSettings::Embedded(_) => (open_bus_waiting_for_commands(&config).await?, None),
+    };
     let store = Arc::new(Store::open(&config.store_url).await.context("cannot open the store")?);
     let stages = Stages::default();
     let board = StatusBoard::default();
@@ -180,8 +198,27 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     };
 
     let mut connectors = Vec::new();
+    let mut placed = Vec::new();
     for plan in &config.connectors {
         if !plan.enabled {
+            board.register(&plan.name, &plan.kind, ConnectorState::Stopped);
+            continue;
+        }
+        if fleet.is_some() {
+            placed.push(crate::fleet::Placed {
+                name: plan.name.clone(),
+                kind: plan.kind.clone(),
+                queue: plan.queue.clone(),
+                restart: plan.restart.clone(),
+                connector: plan.connector.clone(),
+                nodes: plan.nodes.clone(),
+            });
+            continue;
+        }
+        if let Some(nodes) = &plan.nodes
+            && !nodes.contains(&config.node_name)
+        {
+            tracing::info!(connector = %plan.name, "The connector's nodes: list does not name this node; it does not run here.");
             board.register(&plan.name, &plan.kind, ConnectorState::Stopped);
             continue;
         }
@@ -194,6 +231,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
             board.clone(),
         )));
     }
+
+    let fleet_runtime = fleet.as_ref().map(|(fleet, member)| {
+        crate::fleet::FleetRuntime::start(fleet.clone(), member.clone(), placed, &shared, &board, &stages.intake)
+    });
 
     let counters = Arc::new(ReactorCounters::default());
     let effects = Arc::new(NodeEffects::new(bus.clone(), store.clone()));
@@ -250,6 +291,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         bus: bus.clone(),
         reactor: counters,
         services: services.clone(),
+        fleet: fleet.map(|(fleet, _)| fleet),
     };
     let mut servers = Vec::new();
     let mut app = crate::http::router(crate::http::HttpState {
@@ -292,6 +334,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         stop_requested: CancellationToken::new(),
         stages,
         connectors,
+        fleet: fleet_runtime,
         reactor,
         services,
         servers,
@@ -388,6 +431,9 @@ impl RunningNode {
         self.stages.intake.cancel();
         for task in self.connectors {
             let _ = task.await;
+        }
+        if let Some(fleet) = self.fleet {
+            fleet.stop().await; // Its connectors stop, their leases are released, it leaves.
         }
         // 2. Processing: the reactor and the services drain what is on the bus now,
         //    finish the batch in hand and acknowledge it.

@@ -6,6 +6,7 @@ mod check;
 mod crash;
 mod dispatcher;
 mod dist;
+mod fleet;
 mod limits;
 mod manual;
 mod node;

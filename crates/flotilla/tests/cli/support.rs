@@ -21,6 +21,11 @@ impl Workspace {
     /// and lets the HTTP and control servers pick free ports (unless `config` has its
     /// own `control:` section), so tests can run nodes side by side.
     pub fn new(config: &str) -> Workspace {
+        Workspace::named("testnode", config)
+    }
+
+    /// As [`Workspace::new`], for a node named `name` (nodes of one fleet).
+    pub fn named(name: &str, config: &str) -> Workspace {
         let dir = tempfile::Builder::new().prefix("flt").tempdir_in("/tmp").unwrap();
         let control = if config.contains("\ncontrol:") || config.starts_with("control:") {
             ""
@@ -28,7 +33,7 @@ impl Workspace {
             "control:\n  listen: 127.0.0.1:0\n"
         };
         let text = format!(
-            "node:\n  name: testnode\n  data_dir: {}/data\nhttp:\n  listen: 127.0.0.1:0\n{control}{config}",
+            "node:\n  name: {name}\n  data_dir: {}/data\nhttp:\n  listen: 127.0.0.1:0\n{control}{config}",
             dir.path().display()
         );
         std::fs::write(dir.path().join("flotilla.yaml"), text).unwrap();
