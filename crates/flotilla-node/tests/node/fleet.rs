@@ -137,7 +137,10 @@ async fn a_node_that_cannot_renew_stops_its_connector_while_the_lease_still_hold
     let blocked = Instant::now();
     let held = lease().await.expect("held");
     let expires = blocked + Duration::from_millis(held.expires_in_ms);
-    until("the connector stops", ttl, async || !ticker.running.load(Ordering::SeqCst)).await;
+    // The bound is loose (the last renewal may have landed up to T/3 before the block,
+    // and the stop comes by 5/6·T after it); what matters is the check after it: the
+    // connector stopped before the lease could lapse.
+    until("the connector stops", ttl * 2, async || !ticker.running.load(Ordering::SeqCst)).await;
     let stopped = ticker.stopped_at.lock().unwrap().expect("it recorded its stop");
     assert!(stopped < expires, "stopped {:?} after the lease lapsed", stopped - expires);
     eprintln!("stopped {:?} after renewals hung, {:?} before the lease lapsed", stopped - blocked, expires - stopped);
