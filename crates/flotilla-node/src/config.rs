@@ -185,7 +185,7 @@ struct RawRetention {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawStore {
-    url: Option<String>,
+    url: Option<Located<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -322,7 +322,13 @@ fn build(
     let data_dir = PathBuf::from(raw.node.data_dir.unwrap_or_else(|| "./flotilla-data".to_string()));
 
     let bus = bus_options(&raw.bus, problems);
-    let store_url = raw.store.url.unwrap_or_else(|| format!("sqlite://{}/flotilla.db", data_dir.display()));
+    if let Some(url) = &raw.store.url
+        && let Err(problem) = flotilla_store::check_url(&url.value)
+    {
+        problems.at(&url.location, format!("store.url: {problem}"));
+    }
+    let store_url =
+        raw.store.url.map(|url| url.value).unwrap_or_else(|| format!("sqlite://{}/flotilla.db", data_dir.display()));
     let http_listen = problems.listen(&raw.http.listen, "http.listen", "127.0.0.1:8080");
     let admin_token = admin_token(raw.http.admin_token, problems);
     let idle_warning = match &raw.reactor.idle_warning {
