@@ -67,6 +67,8 @@ pub struct DispatcherSettings {
     pub source_queue: String,
     /// Where deliveries go (`redis.url`); `None` keeps them on the bus only.
     pub redis_url: Option<String>,
+    /// The CA file to trust for a `rediss://` URL (`redis.tls_ca`); `None`: the system's.
+    pub redis_tls_ca: Option<std::path::PathBuf>,
     pub control: ControlLimits,
     /// Cap on definitions per subscription.
     pub max_definitions: usize,
@@ -79,6 +81,7 @@ impl Default for DispatcherSettings {
         DispatcherSettings {
             source_queue: "reactor".to_string(),
             redis_url: Some("redis://127.0.0.1:6379/0".to_string()),
+            redis_tls_ca: None,
             control: ControlLimits::default(),
             max_definitions: flotilla_wikimedia_core::subscription::DEFAULT_MAX_DEFINITIONS,
             admin_token: None,
@@ -102,7 +105,8 @@ impl Dispatcher {
     /// tasks end when `shutdown` is cancelled (then [`Dispatcher::stop`] waits for them).
     ///
     /// # Errors
-    /// The store could not be read.
+    /// The store could not be read, or Redis's URL, CA file or TLS certificate is wrong
+    /// ([`redis_delivery::Redis::open`]; a Redis that is down is no error).
     pub async fn start(
         settings: DispatcherSettings,
         bus: Arc<dyn Bus>,
@@ -110,6 +114,11 @@ impl Dispatcher {
         control: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Dispatcher> {
+        // First: a wrong certificate refuses the start before any listener is bound.
+        let redis = match &settings.redis_url {
+            Some(url) => Some(redis_delivery::Redis::open(url, settings.redis_tls_ca.as_deref()).await?),
+            None => None,
+        };
         let wikis = Wikis::embedded();
         let mut subscriptions = Subscriptions::new(wikis).with_max_definitions(settings.max_definitions);
         let persisted = store.map(persist::SubscriptionStore::new);
@@ -139,8 +148,8 @@ impl Dispatcher {
                 tokio::spawn(async move { shared.keep_saving(shutdown).await })
             },
         ];
-        if let Some(url) = settings.redis_url.clone() {
-            tasks.push(tokio::spawn(redis_delivery::run(bus.clone(), url, shared.clone(), shutdown.clone())));
+        if let Some(redis) = redis {
+            tasks.push(tokio::spawn(redis_delivery::run(bus.clone(), redis, shared.clone(), shutdown.clone())));
         }
         let api = http::ApiState {
             shared: shared.clone(),

@@ -15,11 +15,18 @@
 //!
 //! The connection has its own generous response timeout (redis-rs's default of 500 ms
 //! would fail large batches on a busy server).
+//!
+//! `rediss://` is TLS ([`flotilla_bus::redis_client`]), trusting the system's roots or
+//! `redis.tls_ca`. [`Redis::open`] connects once when the dispatcher starts: a server
+//! whose certificate the CA did not sign refuses the start (waiting cannot fix it),
+//! while a Redis that is down does not (deliveries wait on the bus as above).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use flotilla_bus::redis_client::RedisSetupError;
 use flotilla_bus::stage::{Outputs, Stage, Work};
 use flotilla_bus::{Bus, Delivery};
 use redis::aio::MultiplexedConnection;
@@ -35,15 +42,53 @@ const BATCH: usize = 4096;
 const MIN_PAUSE: Duration = Duration::from_millis(100);
 const MAX_PAUSE: Duration = Duration::from_secs(30);
 
-/// Checks a `redis.url` without connecting.
+/// Checks `redis.url` and `redis.tls_ca` without connecting.
 ///
 /// # Errors
-/// What is wrong with it, in a sentence.
-pub fn check_url(url: &str) -> Result<(), String> {
-    if url.starts_with("rediss://") {
-        return Err("TLS (rediss://) is not part of this build; use redis:// or unix://".to_string());
+/// What is wrong with them ([`RedisSetupError::is_about_ca`] says which).
+pub fn check_url(url: &str, ca: Option<&Path>) -> Result<(), RedisSetupError> {
+    flotilla_bus::redis_client::client(url, ca).map(drop)
+}
+
+/// Where deliveries go: the client, and the connection made at start if Redis was up.
+pub struct Redis {
+    client: redis::Client,
+    connection: Option<MultiplexedConnection>,
+}
+
+impl Redis {
+    /// The client for `url` (trusting `ca` for `rediss://`), and one connection.
+    ///
+    /// # Errors
+    /// The URL or CA file is wrong, or the server's certificate is not trusted; a
+    /// Redis that cannot be reached is not an error (it is logged and retried).
+    pub async fn open(url: &str, ca: Option<&Path>) -> anyhow::Result<Redis> {
+        let client = flotilla_bus::redis_client::client(url, ca)?;
+        let connection = match connect(&client).await {
+            Ok(connection) => Some(connection),
+            Err(error) => {
+                if let Some(problem) = flotilla_bus::redis_client::certificate_problem(&error) {
+                    anyhow::bail!(
+                        "Redis at {}: a TLS certificate problem: the server's certificate is not trusted ({problem}); \
+                         redis.tls_ca must name the CA that signed it, and the URL's host must be in it",
+                        crate::redact(url)
+                    );
+                }
+                tracing::warn!(redis = %crate::redact(url), %error,
+                    "Cannot reach Redis now; deliveries wait on the bus until it answers.");
+                None
+            }
+        };
+        Ok(Redis { client, connection })
     }
-    redis::Client::open(url).map(|_| ()).map_err(|e| format!("'{}' is not a Redis URL: {e}", crate::redact(url)))
+}
+
+/// A connection with the worker's timeouts.
+async fn connect(client: &redis::Client) -> redis::RedisResult<MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(30)));
+    client.get_multiplexed_async_connection_with_config(&config).await
 }
 
 /// Runs the delivery worker until `shutdown`.
@@ -52,16 +97,9 @@ pub fn check_url(url: &str) -> Result<(), String> {
 /// work is the push, and the stage retries a failed push on the same batch with the
 /// workspace's one backoff (100 ms doubling to 30 s, with jitter) until Redis takes
 /// it or the worker is told to stop (then the batch stays on the bus).
-pub async fn run(bus: Arc<dyn Bus>, url: String, shared: Arc<Shared>, shutdown: CancellationToken) {
-    let client = match redis::Client::open(url.as_str()) {
-        Ok(client) => client,
-        Err(error) => {
-            tracing::error!(%error, "The Redis URL is invalid; deliveries wait on the bus.");
-            return;
-        }
-    };
+pub async fn run(bus: Arc<dyn Bus>, redis: Redis, shared: Arc<Shared>, shutdown: CancellationToken) {
     let stage = Stage::new("Redis delivery", DELIVERY_QUEUE, GROUP, BATCH).retry(MIN_PAUSE, MAX_PAUSE);
-    let mut worker = Worker { client, connection: None, shared, down_since: None };
+    let mut worker = Worker { client: redis.client, connection: redis.connection, shared, down_since: None };
     // Not drained at shutdown: Redis may be the reason deliveries wait, and they wait
     // durably on the bus for the next start.
     let _closed = stage.run(bus, pipeline, &mut worker, &shutdown).await;
@@ -99,7 +137,11 @@ impl Work for Worker {
                 self.connection = None;
                 if self.down_since.is_none() {
                     self.down_since = Some(std::time::Instant::now());
-                    tracing::warn!(%error, "Cannot deliver to Redis; deliveries wait on the bus and go out in order when it is back.");
+                    if flotilla_bus::redis_client::certificate_problem(&error).is_some() {
+                        tracing::error!(%error, "Redis's TLS certificate is not trusted (check redis.tls_ca); deliveries wait on the bus.");
+                    } else {
+                        tracing::warn!(%error, "Cannot deliver to Redis; deliveries wait on the bus and go out in order when it is back.");
+                    }
                 }
                 Err(error)
             }
@@ -114,10 +156,7 @@ impl Work for Worker {
 impl Worker {
     async fn push(&mut self, pipeline: &redis::Pipeline) -> redis::RedisResult<()> {
         if self.connection.is_none() {
-            let config = redis::AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(5)))
-                .set_response_timeout(Some(Duration::from_secs(30)));
-            self.connection = Some(self.client.get_multiplexed_async_connection_with_config(&config).await?);
+            self.connection = Some(connect(&self.client).await?);
         }
         let Some(connection) = self.connection.as_mut() else { return Ok(()) };
         pipeline.query_async::<()>(connection).await
