@@ -24,7 +24,9 @@ use rustls::pki_types::pem::PemObject;
 pub enum RedisSetupError {
     #[error("'{url}' is not a Redis URL: {detail}")]
     Url { url: String, detail: String },
-    #[error("'{url}' asks for TLS without checking the server's certificate (#insecure), which is not supported: give the CA that signed the server's certificate as tls_ca instead")]
+    #[error(
+        "'{url}' asks for TLS without checking the server's certificate (#insecure), which is not supported: give the CA that signed the server's certificate as tls_ca instead"
+    )]
     Insecure { url: String },
     #[error("a CA file means nothing for '{url}', which is not a TLS URL (rediss://)")]
     CaWithoutTls { url: String },
@@ -38,7 +40,10 @@ impl RedisSetupError {
     /// Whether the CA file (not the URL) is what is wrong, so a configuration error can
     /// point at the right key.
     pub fn is_about_ca(&self) -> bool {
-        matches!(self, RedisSetupError::CaWithoutTls { .. } | RedisSetupError::CaFile { .. } | RedisSetupError::EmptyCa { .. })
+        matches!(
+            self,
+            RedisSetupError::CaWithoutTls { .. } | RedisSetupError::CaFile { .. } | RedisSetupError::EmptyCa { .. }
+        )
     }
 }
 

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use flotilla_bus::{Bus, EmbeddedBus, EmbeddedOptions};
 use flotilla_connector::{ConnectorContext, ConnectorState, NodeServices, StatusBoard};
 use flotilla_store::Store;
-use tokio_util::sync::CancellationToken;
 pub use tls::{PgTlsServer, TestCa};
+use tokio_util::sync::CancellationToken;
 
 /// Declares a test harness type wrapping a [`TestNode`] (reachable through `Deref`), so
 /// a crate's tests can add helpers of their own to it:

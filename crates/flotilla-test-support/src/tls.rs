@@ -131,8 +131,7 @@ impl PgTlsServer {
             "--locale=C.UTF-8",
             "-N",
         ]));
-        std::fs::write(data.join("pg_hba.conf"), "local all all trust\nhostssl all all 127.0.0.1/32 trust\n")
-            .unwrap();
+        std::fs::write(data.join("pg_hba.conf"), "local all all trust\nhostssl all all 127.0.0.1/32 trust\n").unwrap();
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file={} -c ssl_key_file={} -c fsync=off",
             server.port,
@@ -141,9 +140,13 @@ impl PgTlsServer {
             certificate.key.display()
         );
         let log = server.dir.path().join("postgres.log");
-        run(server.command("pg_ctl").arg("-D").arg(&data).arg("-l").arg(&log).args([
-            "-w", "-t", "30", "-o", &options, "start",
-        ]));
+        run(server
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "30", "-o", &options, "start"]));
         server
     }
 
@@ -168,7 +171,8 @@ impl PgTlsServer {
 impl Drop for PgTlsServer {
     fn drop(&mut self) {
         let data = self.dir.path().join("data");
-        let _ = self.command("pg_ctl").arg("-D").arg(&data).args(["-m", "immediate", "-w", "-t", "30", "stop"]).output();
+        let _ =
+            self.command("pg_ctl").arg("-D").arg(&data).args(["-m", "immediate", "-w", "-t", "30", "stop"]).output();
     }
 }
 

@@ -77,18 +77,16 @@ fn check_url_names_a_bad_sslrootcert_or_sslmode() {
     let dir = tempfile::tempdir().unwrap();
     let url = |query: &str| format!("postgres://u:hunter2@db.example/flotilla?{query}");
 
-    let missing = flotilla_store::check_url(&url("sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"))
-        .unwrap_err()
-        .to_string();
+    let missing =
+        flotilla_store::check_url(&url("sslmode=verify-full&sslrootcert=/nonexistent/ca.pem")).unwrap_err().to_string();
     assert!(missing.contains("sslrootcert /nonexistent/ca.pem"), "{missing}");
     assert!(missing.contains("postgres://u:***@db.example") && !missing.contains("hunter2"), "{missing}");
 
     let not_pem = dir.path().join("ca file.pem");
     std::fs::write(&not_pem, "not a certificate\n").unwrap();
     let escaped = not_pem.display().to_string().replace(' ', "%20");
-    let empty = flotilla_store::check_url(&url(&format!("sslmode=verify-ca&sslrootcert={escaped}")))
-        .unwrap_err()
-        .to_string();
+    let empty =
+        flotilla_store::check_url(&url(&format!("sslmode=verify-ca&sslrootcert={escaped}"))).unwrap_err().to_string();
     assert!(empty.contains(&format!("sslrootcert {} holds no PEM certificate", not_pem.display())), "{empty}");
 
     let mode = flotilla_store::check_url(&url("sslmode=sometimes")).unwrap_err().to_string();
