@@ -159,9 +159,11 @@ fn check_postgres(url: &str) -> Result<(), String> {
     use rustls::pki_types::pem::PemObject;
     sqlx::postgres::PgConnectOptions::from_str(url).map_err(|e| e.to_string())?;
     let query = url.split_once('?').map_or("", |(_, query)| query);
-    let root_certs = query.split('&').filter_map(|pair| pair.split_once('=')).filter_map(|(key, value)| {
-        matches!(key, "sslrootcert" | "ssl-root-cert" | "ssl-ca").then(|| percent_decode(value))
-    });
+    let root_certs = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(key, _)| matches!(*key, "sslrootcert" | "ssl-root-cert" | "ssl-ca"))
+        .map(|(_, value)| percent_decode(value));
     for path in root_certs {
         let certificates = CertificateDer::pem_file_iter(&path)
             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
