@@ -51,6 +51,17 @@ BENCHES = {
             ("Redis delivery (LPUSH/s)", r"s: " + NUMBER + r" LPUSH/s", True),
         ],
     ),
+    "dispatch_match": (
+        [],
+        [
+            ("matching, 100,000 definitions (ns/change)", r"match, 100000 definitions: [^(]*\(([0-9.]+)() ns/change", False),
+            ("parse + match + format (changes/s)", r"pipeline parse\+match\+format [^:]*: " + NUMBER + r"changes/s", True),
+        ],
+    ),
+    "irc_fleet": (
+        ["connections", "2000"],
+        [("RSS per bot connection (KiB)", r"([0-9.]+)() KiB per connection", False)],
+    ),
     "irc_logging": (
         ["300000", "10000"],
         [

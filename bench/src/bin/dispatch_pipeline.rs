@@ -220,6 +220,7 @@ async fn run(changes: u64) {
     let worker = tokio::spawn(flotilla_wikimedia_dispatcher::redis_delivery::run(
         bus.clone(),
         target,
+        String::new(),
         shared.clone(),
         shutdown.clone(),
     ));

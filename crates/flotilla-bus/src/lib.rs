@@ -17,20 +17,46 @@
 //! whatever talks to Redis.
 //!
 //! Payloads are opaque bytes (Flotilla puts JSON messages in them); the bus never looks
-//! inside. Backends: [`embedded`] (a segment log on local disk, the default, needs
-//! nothing but the binary). Redis Streams and NATS JetStream fit the same trait: their
-//! delivery ids are text, hence [`DeliveryId::Text`].
+//! inside. Backends, each behind the same trait and run through the same conformance
+//! tests (`tests/bus/`):
+//!
+//! - [`embedded`] (the default): a segment log on local disk; needs nothing but the
+//!   binary; one node.
+//! - [`redis`] (`bus.backend: redis`): a Redis Stream per queue, consumer groups,
+//!   `XACK`, `XAUTOCLAIM` after `lease_ttl`; many nodes share it. Its delivery ids are
+//!   stream entry ids, hence [`DeliveryId::Text`]; it does not number deliveries
+//!   (`seq` 0).
+//! - NATS JetStream is to come as a third module here, with a third arm in the
+//!   node's `open_bus` and a third backend in the conformance tests.
+//!
+//! # What a `kill -9` can lose
+//!
+//! | | `kill -9` of the node | `kill -9` of Redis |
+//! |---|---|---|
+//! | embedded, `durability: sync` | nothing whose publish returned; a group repeats what it acknowledged in the last second | — |
+//! | embedded, `interval`/`buffered` | nothing whose publish returned (the data reached the kernel); power loss loses up to the interval (or what the kernel had not written) | — |
+//! | redis, `appendfsync always` | nothing; what the node held unacknowledged goes to another node after `lease_ttl` (to itself at once when it restarts first) | nothing whose publish or acknowledgement was answered; a publish in flight may be lost or kept (it was never confirmed), or kept twice if its answer was lost |
+//! | redis, `appendfsync everysec` | as above | as above (Redis had written its file); power loss of Redis's machine loses up to about a second |
+//! | redis, no append-only file | as above | every queue (or back to the last snapshot): the bus warns at start and `flotilla check` says so |
+//!
+//! Delivery is at-least-once everywhere: a consumer may see a message again after any
+//! crash, never miss one. Fleet membership, connector ownership by lease and fleet-wide
+//! status (SPEC §5.1) build on a shared backend but live outside the bus: the bus only
+//! moves messages; `lease_ttl` here bounds how long a dead consumer's entries wait.
 
 pub mod embedded;
+pub mod redis;
 pub mod redis_client;
 pub mod stage;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 
 pub use embedded::{Durability, EmbeddedBus, EmbeddedOptions};
+pub use redis::{RedisBus, RedisOptions};
 
 /// Identifies one delivered message to its backend for acknowledgement.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -38,7 +64,7 @@ pub enum DeliveryId {
     /// A sequence number within the queue (embedded bus).
     Seq(u64),
     /// A backend-specific id (a Redis stream entry id, a JetStream ack subject).
-    Text(std::sync::Arc<str>),
+    Text(Arc<str>),
 }
 
 /// One message handed to a consumer or reader.
@@ -46,7 +72,8 @@ pub enum DeliveryId {
 pub struct Delivery {
     /// What to pass to [`Consumer::ack`].
     pub id: DeliveryId,
-    /// Sequence number within the queue when the backend has one (0 otherwise).
+    /// Sequence number within the queue when the backend numbers messages (the
+    /// embedded bus); 0 otherwise (Redis).
     pub seq: u64,
     /// When the bus accepted the message, milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
@@ -63,18 +90,19 @@ pub enum ReadFrom {
     End,
 }
 
-/// The sequence numbers a publish was given (embedded bus; empty for backends without).
+/// The places in the queue a publish took (for Redis, counted by the stream's
+/// `entries-added`).
 pub type SeqRange = std::ops::Range<u64>;
 
 /// A queue's figures for `flotilla status` and `/metrics`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct QueueStats {
     pub queue: String,
-    /// Sequence number of the oldest retained message (embedded bus).
+    /// Sequence number of the oldest retained message.
     pub first_seq: u64,
     /// Sequence number the next published message will get.
     pub next_seq: u64,
-    /// Bytes on disk.
+    /// Bytes on disk (Redis: its estimate of the stream's memory).
     pub bytes: u64,
     /// Messages not yet acknowledged by the slowest group (all retained messages when
     /// the queue has no groups).
@@ -86,7 +114,8 @@ pub struct QueueStats {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct GroupStats {
     pub group: String,
-    /// Every message up to and including this sequence number is acknowledged.
+    /// Every message up to and including this sequence number is acknowledged (Redis:
+    /// known only while nothing is in flight).
     pub acked_seq: Option<u64>,
     /// Messages delivered and not yet acknowledged.
     pub in_flight: u64,
@@ -106,6 +135,32 @@ pub struct BusCounters {
     pub acked: u64,
     pub corrupt_records_skipped: u64,
     pub publish_errors: u64,
+}
+
+/// The live counters behind [`BusCounters`], shared by a bus's parts.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub published: AtomicU64,
+    pub publish_batches: AtomicU64,
+    pub syncs: AtomicU64,
+    pub delivered: AtomicU64,
+    pub acked: AtomicU64,
+    pub corrupt_records_skipped: AtomicU64,
+    pub publish_errors: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> BusCounters {
+        BusCounters {
+            published: self.published.load(Ordering::Relaxed),
+            publish_batches: self.publish_batches.load(Ordering::Relaxed),
+            syncs: self.syncs.load(Ordering::Relaxed),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            acked: self.acked.load(Ordering::Relaxed),
+            corrupt_records_skipped: self.corrupt_records_skipped.load(Ordering::Relaxed),
+            publish_errors: self.publish_errors.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Why a bus operation failed.
@@ -129,7 +184,11 @@ pub enum BusError {
     Locked { path: String, holder: String },
     #[error("the bus is closed")]
     Closed,
-    /// The backend (a server, a task of the bus's own) failed; `source` is why.
+    /// The queue was deleted ([`Bus::delete_queue`]) while this consumer or reader used it.
+    #[error("queue '{0}' was deleted")]
+    Deleted(String),
+    /// A backend's own failure (Redis refused or could not be reached, a task of the
+    /// bus failed); `source` is the cause, kept whole.
     #[error("{context}: {source}")]
     Backend {
         context: String,
@@ -163,6 +222,21 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Follows `queue` without consuming.
     async fn read(&self, queue: &str, from: ReadFrom) -> Result<Box<dyn Reader>, BusError>;
+
+    /// Deletes `queue`: every message in it and every consumer group's position, as if
+    /// nothing had ever been published to it. Returns once that is durable. Deleting a
+    /// queue that does not exist is not an error.
+    ///
+    /// A publish that starts after this returns creates the queue afresh: empty, with
+    /// no groups, its sequence numbers possibly starting over. A publish running at the
+    /// same time is either deleted with the queue or fails (publishing again then
+    /// creates the new queue). Consumers and readers attached before the delete belong to the old queue:
+    /// callers drop them, and must not count on what they return afterwards (the
+    /// embedded bus fails their fetches).
+    ///
+    /// For data that must not outlive its owner: the dispatcher purges a deleted
+    /// subscription's `sub.<name>` with it, so whoever takes the name next starts empty.
+    async fn delete_queue(&self, queue: &str) -> Result<(), BusError>;
 
     /// Figures for every queue.
     async fn stats(&self) -> Result<Vec<QueueStats>, BusError>;

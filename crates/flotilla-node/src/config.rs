@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use flotilla_bus::{Durability, EmbeddedOptions};
+use flotilla_bus::{Durability, EmbeddedOptions, RedisOptions};
 use flotilla_config::{Diagnostic, Located, Location, Node, decode_at};
 use flotilla_connector::{Connector, ConnectorSection, ConnectorType, FileRulesLoader, RulesFile, split_section};
 use flotilla_core::{parse_duration, parse_size};
@@ -28,7 +28,7 @@ pub struct Config {
     /// Short host name (up to the first dot).
     pub hostname: String,
     pub data_dir: PathBuf,
-    pub bus: EmbeddedOptions,
+    pub bus: BusSettings,
     pub store_url: String,
     pub http_listen: SocketAddr,
     pub admin_token: Option<AdminToken>,
@@ -40,6 +40,15 @@ pub struct Config {
     /// What is valid but risky ([`Connector::warnings`]), in file order: `check` prints
     /// them, `run` logs them.
     pub warnings: Vec<Diagnostic>,
+}
+
+/// Which bus the node opens (`bus.backend`), with its settings.
+#[derive(Debug, Clone)]
+pub enum BusSettings {
+    /// The segment log under `<data_dir>/bus`.
+    Embedded(EmbeddedOptions),
+    /// Redis Streams: a fleet of nodes sharing one Redis (SPEC §5.1).
+    Redis(RedisOptions),
 }
 
 /// A secret that never shows in logs.
@@ -164,8 +173,13 @@ struct RawNode {
 struct RawBus {
     /// `embedded` (default), `redis` or `nats`.
     backend: Option<Located<String>>,
-    url: Option<String>,
-    /// `sync` (default), `interval` or `buffered`.
+    /// Redis / NATS: where the backend is.
+    url: Option<Located<String>>,
+    /// Redis / NATS: the fleet's name space (`<prefix>:<queue>` streams).
+    prefix: Option<Located<String>>,
+    /// Redis / NATS: how long a dead node keeps what it held.
+    lease_ttl: Option<Located<String>>,
+    /// Embedded: `sync` (default), `interval` or `buffered`.
     durability: Option<Located<String>>,
     /// With `durability: interval`: how often to sync (default 50ms).
     sync_interval: Option<Located<String>>,
@@ -321,7 +335,7 @@ fn build(
     };
     let data_dir = PathBuf::from(raw.node.data_dir.unwrap_or_else(|| "./flotilla-data".to_string()));
 
-    let bus = bus_options(&raw.bus, problems);
+    let bus = bus_settings(&raw.bus, &node_name, problems);
     if let Some(url) = &raw.store.url
         && let Err(problem) = flotilla_store::check_url(&url.value)
     {
@@ -388,22 +402,88 @@ fn admin_token(raw: Option<Located<String>>, problems: &mut Problems) -> Option<
     Some(AdminToken(token.value))
 }
 
-fn bus_options(raw: &RawBus, problems: &mut Problems) -> EmbeddedOptions {
-    let mut options = EmbeddedOptions::default();
-    if let Some(backend) = &raw.backend {
-        match backend.value.as_str() {
-            "embedded" => {}
-            "redis" | "nats" => problems.at(
-                &backend.location,
-                format!("bus.backend: the '{}' backend is not part of this build yet; use 'embedded'", backend.value),
-            ),
-            other => problems.at(
-                &backend.location,
-                format!("bus.backend: unknown backend '{other}' (expected embedded, redis or nats)"),
-            ),
+/// The bus section: the backend, and the keys that apply to it (a key of another
+/// backend is an error, so a setting never silently does nothing).
+fn bus_settings(raw: &RawBus, node_name: &str, problems: &mut Problems) -> BusSettings {
+    let backend = raw.backend.as_ref().map_or("embedded", |b| b.value.as_str());
+    // A problem with the backend as a whole is reported where it is named.
+    let at_backend = |problems: &mut Problems, message: String| match &raw.backend {
+        Some(named) => problems.at(&named.location, message),
+        None => problems.0.push(Diagnostic::global(message)),
+    };
+    let only = |problems: &mut Problems, key: &Option<Located<String>>, name: &str, applies: &str| {
+        if let Some(key) = key {
+            problems.at(&key.location, format!("bus.{name}: applies to {applies}, not to bus.backend '{backend}'"));
+        }
+    };
+    let fleet_keys = [(&raw.url, "url"), (&raw.prefix, "prefix"), (&raw.lease_ttl, "lease_ttl")];
+    let embedded_keys = [
+        (&raw.durability, "durability"),
+        (&raw.sync_interval, "sync_interval"),
+        (&raw.segment_size, "segment_size"),
+        (&raw.retention.max_size, "retention.max_size"),
+    ];
+    let max_message_bytes = problems.size(&raw.max_message_size, "bus.max_message_size").map(|b| b as usize);
+    match backend {
+        "embedded" => {
+            for (key, name) in fleet_keys {
+                only(problems, key, name, "the redis and nats backends");
+            }
+            BusSettings::Embedded(embedded_options(raw, max_message_bytes, problems))
+        }
+        "redis" => {
+            for (key, name) in embedded_keys {
+                only(problems, key, name, "the embedded bus (Redis persists by its own appendonly/appendfsync)");
+            }
+            let mut options = RedisOptions::new("", node_name);
+            match &raw.url {
+                Some(url) => {
+                    if let Err(why) = flotilla_bus::redis::check_url(&url.value) {
+                        problems.at(&url.location, format!("bus.url: {why}"));
+                    }
+                    options.url = url.value.clone();
+                }
+                None => at_backend(
+                    problems,
+                    "bus.url: required with bus.backend redis (e.g. redis://127.0.0.1:6379/0)".to_string(),
+                ),
+            }
+            if let Some(prefix) = &raw.prefix {
+                if !flotilla_bus::valid_name(&prefix.value) {
+                    problems.at(&prefix.location, "bus.prefix: use 1 to 200 characters from A-Z a-z 0-9 _ . -");
+                }
+                options.prefix = prefix.value.clone();
+            }
+            if let Some(lease_ttl) = problems.duration(&raw.lease_ttl, "bus.lease_ttl") {
+                match &raw.lease_ttl {
+                    Some(key) if lease_ttl.is_zero() => {
+                        problems.at(&key.location, "bus.lease_ttl: must be more than 0")
+                    }
+                    _ => options.lease_ttl = lease_ttl,
+                }
+            }
+            if let Some(bytes) = max_message_bytes {
+                options.max_message_bytes = bytes;
+            }
+            if raw.retention.max_age.is_some() {
+                options.max_age = problems.duration(&raw.retention.max_age, "bus.retention.max_age");
+            }
+            BusSettings::Redis(options)
+        }
+        other => {
+            let message = if other == "nats" {
+                "bus.backend: the 'nats' backend is not part of this build yet; use 'embedded' or 'redis'".to_string()
+            } else {
+                format!("bus.backend: unknown backend '{other}' (expected embedded, redis or nats)")
+            };
+            at_backend(problems, message);
+            BusSettings::Embedded(embedded_options(raw, max_message_bytes, problems))
         }
     }
-    let _ = &raw.url; // Used by the redis and nats backends.
+}
+
+fn embedded_options(raw: &RawBus, max_message_bytes: Option<usize>, problems: &mut Problems) -> EmbeddedOptions {
+    let mut options = EmbeddedOptions::default();
     let interval = problems.duration(&raw.sync_interval, "bus.sync_interval").unwrap_or(Duration::from_millis(50));
     if let Some(durability) = &raw.durability {
         options.durability = match durability.value.as_str() {
@@ -422,8 +502,8 @@ fn bus_options(raw: &RawBus, problems: &mut Problems) -> EmbeddedOptions {
     if let Some(bytes) = problems.size(&raw.segment_size, "bus.segment_size") {
         options.segment_bytes = bytes.max(4096);
     }
-    if let Some(bytes) = problems.size(&raw.max_message_size, "bus.max_message_size") {
-        options.max_message_bytes = bytes as usize;
+    if let Some(bytes) = max_message_bytes {
+        options.max_message_bytes = bytes;
     }
     if raw.retention.max_age.is_some() {
         options.retention.max_age = problems.duration(&raw.retention.max_age, "bus.retention.max_age");

@@ -1,5 +1,7 @@
 //! `/metrics` in the Prometheus text format, rendered from a [`NodeStatus`] at scrape
-//! time (no registry to keep in sync).
+//! time (no registry to keep in sync). Each running service's status numbers appear as
+//! `flotilla_<service>_<field>` (`flotilla_dispatcher_redis_parked`): the services say
+//! what they count in one place, their status.
 
 use std::fmt::Write;
 
@@ -93,5 +95,52 @@ pub fn render(status: &NodeStatus) -> String {
     t.counter("flotilla_reactor_rejected_total", "Payloads in the reactor queue that were not messages.", r.rejected);
     t.family("flotilla_uptime_seconds", "gauge", "Seconds since the node started.");
     t.sample("flotilla_uptime_seconds", &[], status.uptime_seconds);
+    // The node cannot tell a service's counters from its gauges: `untyped`. Only the
+    // top-level numbers; lists (names of things) stay in the status.
+    for (service, detail) in &status.services {
+        let Some(fields) = detail.as_object() else { continue };
+        for (field, value) in fields {
+            let Some(number) = value.as_u64() else { continue };
+            let name = format!("flotilla_{}_{}", metric_name(service), metric_name(field));
+            t.family(&name, "untyped", &format!("The {service} service's `{field}` (its status in /api/v1/status)."));
+            t.sample(&name, &[], number);
+        }
+    }
     t.0
+}
+
+/// `text` with every character a metric name cannot hold replaced by `_`.
+fn metric_name(text: &str) -> String {
+    text.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_services_status_numbers_are_metrics_and_its_lists_are_not() {
+        let services = serde_json::json!({"dispatcher": {"redis_parked": 2, "redis_parked_keys": ["a"], "note": "x"}});
+        let status = NodeStatus {
+            node: "n".into(),
+            hostname: "h".into(),
+            version: "0".into(),
+            pid: 1,
+            state: "running".into(),
+            started_at: 0,
+            uptime_seconds: 5,
+            http_listen: None,
+            connectors: Vec::new(),
+            queues: Vec::new(),
+            bus: Default::default(),
+            reactor: Default::default(),
+            services: services.as_object().cloned().unwrap_or_default(),
+        };
+        let text = render(&status);
+        assert!(
+            text.contains("# TYPE flotilla_dispatcher_redis_parked untyped\nflotilla_dispatcher_redis_parked 2\n"),
+            "{text}"
+        );
+        assert!(!text.contains("redis_parked_keys") && !text.contains("note"), "{text}");
+    }
 }

@@ -1,10 +1,11 @@
 //! Starting a node and stopping it cleanly.
 //!
-//! Start order: data directory (made 0700 when it is new: [`prepare_data_dir`]), bus
-//! (which takes the directory's lock, so two nodes never share one), store, connectors
-//! under the supervisor, the reactor, the services the configuration asks for (each
-//! applies its migrations, loads its state, binds its listeners), the HTTP server (with
-//! the services' routes), the admin socket.
+//! Start order: data directory (made 0700 when it is new: [`prepare_data_dir`]) and its
+//! lock (the embedded bus takes it; with another backend the node takes
+//! `<data_dir>/node.lock`), so two nodes never share one, bus, store, connectors under
+//! the supervisor, the reactor, the services the configuration asks for (each applies
+//! its migrations, loads its state, binds its listeners), the HTTP server (with the
+//! services' routes), the admin socket.
 //!
 //! Shutdown is one tree of three stages, cancelled in the order messages flow
 //! ([`Stages`]): **intake** (the connectors: each gets its grace period and may still
@@ -19,7 +20,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
-use flotilla_bus::{Bus, BusError, EmbeddedBus};
+use flotilla_bus::embedded::io::{Filesystem, RealFs};
+use flotilla_bus::{Bus, BusError, EmbeddedBus, RedisBus};
 use flotilla_connector::{ConnectorState, NodeServices, StatusBoard};
 use flotilla_service::{RunningService, ServiceContext};
 use flotilla_store::Store;
@@ -27,7 +29,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin;
-use crate::config::Config;
+use crate::config::{BusSettings, Config};
 use crate::effects::NodeEffects;
 use crate::reactor::{self, ReactorCounters};
 use crate::status::StatusSource;
@@ -62,6 +64,8 @@ pub struct RunningNode {
     servers: Vec<JoinHandle<()>>,
     bus: Arc<dyn Bus>,
     store: Arc<Store>,
+    /// The data directory's lock when the bus does not hold it (Redis).
+    _dir_lock: Option<Box<dyn std::any::Any + Send + Sync>>,
     /// Registered before the node says it is ready, so a signal sent the moment it is
     /// ready is handled rather than killing the process.
     signals: Signals,
@@ -72,9 +76,34 @@ struct Signals {
     terminate: tokio::signal::unix::Signal,
 }
 
-/// Opens the node's bus in its data directory.
-pub fn open_bus(config: &Config) -> Result<EmbeddedBus, BusError> {
-    EmbeddedBus::open(&config.data_dir.join("bus"), config.bus.clone())
+/// Opens the node's bus: the embedded one in its data directory, or the shared one
+/// the configuration names. (NATS goes here too, once it is part of the build.)
+pub async fn open_bus(config: &Config) -> Result<Arc<dyn Bus>, BusError> {
+    Ok(match &config.bus {
+        BusSettings::Embedded(options) => Arc::new(EmbeddedBus::open(&config.data_dir.join("bus"), options.clone())?),
+        BusSettings::Redis(options) => Arc::new(RedisBus::open(options.clone()).await?),
+    })
+}
+
+/// With a bus that does not live in the data directory, the node locks the directory
+/// itself (its store and admin socket live there).
+fn lock_data_dir(config: &Config) -> anyhow::Result<Option<Box<dyn std::any::Any + Send + Sync>>> {
+    if matches!(config.bus, BusSettings::Embedded(_)) {
+        return Ok(None); // The embedded bus takes the directory's lock.
+    }
+    let path = config.data_dir.join("node.lock");
+    match RealFs.lock(&path) {
+        Ok(lock) => Ok(Some(lock)),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            anyhow::bail!(
+                "another node is already running with data directory {} (pid {})",
+                config.data_dir.display(),
+                holder.trim()
+            )
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
 }
 
 /// How long a starting node waits for a short-lived command (`flotilla send`, `tail`,
@@ -84,11 +113,11 @@ const COMMAND_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10
 /// Opens the bus; when another process holds it, tells a running node (its admin socket
 /// answers: refused at once) from a short-lived command that wrote to the bus directly
 /// (waited for, up to [`COMMAND_LOCK_WAIT`], with a message).
-async fn open_bus_waiting_for_commands(config: &Config) -> anyhow::Result<EmbeddedBus> {
+async fn open_bus_waiting_for_commands(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
     let deadline = tokio::time::Instant::now() + COMMAND_LOCK_WAIT;
     let mut said = false;
     loop {
-        match open_bus(config) {
+        match open_bus(config).await {
             Ok(bus) => return Ok(bus),
             Err(BusError::Locked { holder, .. }) => {
                 let socket = admin::socket_path(&config.data_dir);
@@ -123,7 +152,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         tracing::warn!("{warning}");
     }
     prepare_data_dir(&config.data_dir)?;
-    let bus: Arc<dyn Bus> = Arc::new(open_bus_waiting_for_commands(&config).await?);
+    let dir_lock = lock_data_dir(&config)?;
+    let bus = open_bus_waiting_for_commands(&config).await?;
     let store = Arc::new(Store::open(&config.store_url).await.context("cannot open the store")?);
     let stages = Stages::default();
     let board = StatusBoard::default();
@@ -258,6 +288,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         servers,
         bus,
         store,
+        _dir_lock: dir_lock,
         signals,
     })
 }

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use flotilla_bus::Reader;
+use flotilla_bus::{DeliveryId, Reader};
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
@@ -76,8 +76,9 @@ struct Tail {
 
 /// A server-sent event stream of a queue's messages, read with `reader` (which does not
 /// consume): each message is one event whose id is its sequence number, so a client
-/// resumes with `Last-Event-ID` (pass it as `after`). The stream ends when `shutdown`
-/// is cancelled.
+/// resumes with `Last-Event-ID` (pass it as `after`; on a bus that does not number
+/// messages, Redis, the id is the entry id and the stream starts where the reader does).
+/// The stream ends when `shutdown` is cancelled.
 pub fn event_stream(
     reader: Box<dyn Reader>,
     after: Option<u64>,
@@ -102,14 +103,23 @@ pub fn event_stream(
                 }
             };
             for delivery in deliveries {
-                if tail.after.is_some_and(|after| delivery.seq <= after) {
-                    continue;
-                }
+                // The event id is the sequence number where the bus numbers messages
+                // (embedded), else the backend's id (a Redis entry id, which a
+                // `Last-Event-ID` cannot skip by: such a stream resumes where asked).
+                let id = match &delivery.id {
+                    DeliveryId::Seq(seq) => {
+                        if tail.after.is_some_and(|after| *seq <= after) {
+                            continue;
+                        }
+                        seq.to_string()
+                    }
+                    DeliveryId::Text(text) => text.to_string(),
+                };
                 if tail.filter.as_ref().is_some_and(|keep| !keep(&delivery.payload)) {
                     continue;
                 }
                 let text = String::from_utf8_lossy(&delivery.payload);
-                tail.ready.push_back(Event::default().id(delivery.seq.to_string()).data(text));
+                tail.ready.push_back(Event::default().id(id).data(text));
             }
         }
     });

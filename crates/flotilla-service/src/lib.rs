@@ -100,6 +100,12 @@ pub struct ConfiguredConnector {
 /// A service, built from its configuration and ready to start.
 #[async_trait::async_trait]
 pub trait Service: Send + Sync + 'static {
+    /// What `flotilla check` should tell about how the service is configured beyond
+    /// its mistakes (a default that depends on another setting, say), one line each.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Applies the service's migrations, binds its listeners, loads its state and spawns
     /// its tasks. A failure here stops the node from starting (with the error).
     async fn start(self: Box<Self>, ctx: ServiceContext) -> anyhow::Result<Arc<dyn RunningService>>;

@@ -156,13 +156,23 @@ pub struct RedisServer {
     pub dir: PathBuf,
     /// With TLS: the server's certificate and key, and the CA file that signed them.
     tls: Option<tls::ServerCertificate>,
+    /// Settings given after the defaults (they override them).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     /// Starts one keeping its files in `dir`; returns once it answers PING.
     pub fn start(dir: &Path) -> RedisServer {
-        let mut server = RedisServer { port: free_port(), dir: dir.to_path_buf(), tls: None, child: None };
+        RedisServer::start_with(dir, &[])
+    }
+
+    /// Starts one with extra command-line settings after the defaults, which they
+    /// override (`["--appendonly", "no"]`: a Redis that does not persist); kept for
+    /// restarts.
+    pub fn start_with(dir: &Path, extra: &[&str]) -> RedisServer {
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut server = RedisServer { port: free_port(), dir: dir.to_path_buf(), tls: None, extra, child: None };
         server.spawn();
         server
     }
@@ -172,7 +182,7 @@ impl RedisServer {
     pub fn start_tls(dir: &Path, ca: &TestCa) -> RedisServer {
         std::fs::create_dir_all(dir).unwrap();
         let tls = Some(ca.server_certificate(dir, "redis"));
-        let mut server = RedisServer { port: free_port(), dir: dir.to_path_buf(), tls, child: None };
+        let mut server = RedisServer { port: free_port(), dir: dir.to_path_buf(), tls, extra: Vec::new(), child: None };
         server.spawn();
         server
     }
@@ -211,6 +221,7 @@ impl RedisServer {
         let child = command
             .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -218,6 +229,7 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
+            // PING answers LOADING until the append-only file is read back.
             if let Ok(mut c) = self.client().get_connection()
                 && redis::cmd("PING").query::<String>(&mut c).is_ok()
             {

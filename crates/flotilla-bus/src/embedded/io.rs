@@ -56,6 +56,8 @@ pub trait Filesystem: Send + Sync + 'static {
     /// Last modification time, for age-based retention.
     fn modified(&self, path: &Path) -> io::Result<std::time::SystemTime>;
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Removes an empty directory.
+    fn remove_dir(&self, path: &Path) -> io::Result<()>;
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Takes an exclusive lock that lasts as long as the returned guard; fails at once
     /// with `WouldBlock` when another process holds it.
@@ -157,6 +159,10 @@ impl Filesystem for RealFs {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         fs::remove_file(path)
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        fs::remove_dir(path)
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

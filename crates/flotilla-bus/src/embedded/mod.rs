@@ -64,6 +64,16 @@
 //! that last second (at-least-once). A group seen for the first time starts at the oldest
 //! retained message.
 //!
+//! # Deleting a queue
+//!
+//! [`Bus::delete_queue`] goes through the writer, after the appends sent before it.
+//! Holding the queue registry (so no publish can recreate the queue meanwhile), the
+//! writer puts a `DELETED` file in the queue's directory and syncs it: the deletion is
+//! then decided. It removes the segments, `groups.log`, the marker and the directory,
+//! and wakes the queue's readers and consumers, whose fetches fail from then on. A
+//! directory found with the marker (a crash half-way) is removed at the next open, or
+//! before the name is used again, so no part of a deleted queue ever comes back.
+//!
 //! # Retention
 //!
 //! Sealed segments are removed, oldest first, when they are older than `max_age` or
@@ -191,6 +201,11 @@ impl EmbeddedBus {
             if !fs.is_dir(&entry) || !valid_name(&name) {
                 continue;
             }
+            if writer::is_marked_deleted(fs.as_ref(), &entry) {
+                writer::finish_delete(fs.as_ref(), &entry)?;
+                tracing::info!(queue = %name, "Finished deleting a queue whose deletion a crash interrupted.");
+                continue;
+            }
             let context = QueueContext {
                 max_payload: options.max_message_bytes,
                 counters: counters.clone(),
@@ -257,6 +272,10 @@ impl EmbeddedBus {
         }
         let inner = &self.inner;
         let dir = inner.root.join(name);
+        if writer::is_marked_deleted(inner.fs.as_ref(), &dir) {
+            // What a failed removal left of a deleted queue of this name goes first.
+            writer::finish_delete(inner.fs.as_ref(), &dir)?;
+        }
         let io_error = |e: std::io::Error| BusError::io(format!("creating queue directory {}", dir.display()), e);
         inner.fs.create_dir_all(&dir).map_err(io_error)?;
         inner.fs.sync_dir(&inner.root).map_err(io_error)?;
@@ -313,6 +332,19 @@ impl Bus for EmbeddedBus {
         answer.await.map_err(|_| BusError::Closed)?
     }
 
+    async fn delete_queue(&self, queue: &str) -> Result<(), BusError> {
+        self.check_open()?;
+        if !valid_name(queue) {
+            return Err(BusError::InvalidQueueName(queue.to_string()));
+        }
+        let Some(queue) = self.inner.registry.lock().unwrap_or_else(|p| p.into_inner()).get(queue).cloned() else {
+            return Ok(());
+        };
+        let (reply, answer) = oneshot::channel();
+        self.inner.writer.0.send(WriterMsg::Delete { queue, reply }).map_err(|_| BusError::Closed)?;
+        answer.await.map_err(|_| BusError::Closed)?
+    }
+
     async fn subscribe(&self, queue: &str, group: &str) -> Result<Box<dyn Consumer>, BusError> {
         self.check_open()?;
         if !valid_name(group) {
@@ -340,16 +372,7 @@ impl Bus for EmbeddedBus {
     }
 
     fn counters(&self) -> BusCounters {
-        let c = &self.inner.counters;
-        BusCounters {
-            published: c.published.load(Ordering::Relaxed),
-            publish_batches: c.publish_batches.load(Ordering::Relaxed),
-            syncs: c.syncs.load(Ordering::Relaxed),
-            delivered: c.delivered.load(Ordering::Relaxed),
-            acked: c.acked.load(Ordering::Relaxed),
-            corrupt_records_skipped: c.corrupt_records_skipped.load(Ordering::Relaxed),
-            publish_errors: c.publish_errors.load(Ordering::Relaxed),
-        }
+        self.inner.counters.snapshot()
     }
 
     async fn close(&self) -> Result<(), BusError> {

@@ -15,6 +15,7 @@ use super::io::ReadFile;
 use super::record::{self, Decoded};
 use super::segment::HEADER_LEN;
 use super::writer::WriterTx;
+pub(crate) use crate::Counters;
 use crate::{BusError, Delivery, DeliveryId, GroupStats, QueueStats};
 
 /// A place in a queue: a byte offset in a segment, and the sequence number of the
@@ -33,18 +34,6 @@ pub(crate) struct SegmentMeta {
     pub file: Arc<dyn ReadFile>,
     /// The final length once the writer moved on to a newer segment.
     pub sealed_len: Option<u64>,
-}
-
-/// Counters shared by every queue of a bus.
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub published: AtomicU64,
-    pub publish_batches: AtomicU64,
-    pub syncs: AtomicU64,
-    pub delivered: AtomicU64,
-    pub acked: AtomicU64,
-    pub corrupt_records_skipped: AtomicU64,
-    pub publish_errors: AtomicU64,
 }
 
 /// A consumer group's state in one queue.
@@ -121,6 +110,9 @@ pub(crate) struct Queue {
     pub counters: Arc<Counters>,
     pub writer: WriterTx,
     next_consumer_id: AtomicU64,
+    /// Set by the writer when the queue is deleted (`Bus::delete_queue`): its readers
+    /// and consumers fail from then on, and appends are refused.
+    pub deleted: AtomicBool,
 }
 
 impl Queue {
@@ -137,7 +129,13 @@ impl Queue {
             counters: context.counters.clone(),
             writer: context.writer.clone(),
             next_consumer_id: AtomicU64::new(1),
+            deleted: AtomicBool::new(false),
         }
+    }
+
+    /// The error a reader or consumer of a deleted queue gets.
+    pub fn deleted_error(&self) -> Option<BusError> {
+        self.deleted.load(Ordering::Acquire).then(|| BusError::Deleted(self.name.clone()))
     }
 
     /// The first position of the oldest retained segment.
@@ -401,6 +399,9 @@ impl crate::Consumer for EmbeddedConsumer {
     async fn fetch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
+            if let Some(error) = self.queue.deleted_error() {
+                return Err(error);
+            }
             self.end_rx.borrow_and_update();
             // Registered before looking, so a hand-back in between is not missed.
             let queue = self.queue.clone();
@@ -471,6 +472,9 @@ impl crate::Reader for EmbeddedReader {
     async fn fetch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
+            if let Some(error) = self.queue.deleted_error() {
+                return Err(error);
+            }
             self.end_rx.borrow_and_update();
             let mut found = Vec::new();
             self.cursor.read(&self.queue, max.max(1), &mut found)?;

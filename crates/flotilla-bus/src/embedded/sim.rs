@@ -266,6 +266,14 @@ impl Filesystem for SimFs {
         self.lock_disk().files.remove(path).map(|_| ()).ok_or_else(|| not_found(path))
     }
 
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        let mut disk = self.lock_disk();
+        if disk.files.keys().chain(disk.dirs.iter()).any(|p| p.parent() == Some(path)) {
+            return Err(io::Error::new(io::ErrorKind::DirectoryNotEmpty, format!("{} is not empty", path.display())));
+        }
+        if disk.dirs.remove(path) { Ok(()) } else { Err(not_found(path)) }
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut disk = self.lock_disk();
         let file = disk.files.remove(from).ok_or_else(|| not_found(from))?;

@@ -1,7 +1,7 @@
 //! The writer thread: the only code that appends to segments. It takes every publish
 //! waiting in its channel, appends them all, syncs each touched file once, and only
 //! then answers the publishers: group commit, so concurrent publishers share fsyncs.
-//! It also persists consumer group positions and applies retention.
+//! It also persists consumer group positions, applies retention and deletes queues.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -23,9 +23,21 @@ use crate::{BusError, SeqRange};
 pub(crate) type PublishReply = oneshot::Sender<Result<SeqRange, BusError>>;
 
 pub(crate) enum WriterMsg {
-    Append { queue: Arc<Queue>, payloads: Vec<Bytes>, reply: PublishReply },
+    Append {
+        queue: Arc<Queue>,
+        payloads: Vec<Bytes>,
+        reply: PublishReply,
+    },
     GroupsDirty(Arc<Queue>),
-    Close { reply: oneshot::Sender<Result<(), BusError>> },
+    /// `Bus::delete_queue`; always the last message of its commit, so the appends
+    /// sent before it are written (and deleted) first.
+    Delete {
+        queue: Arc<Queue>,
+        reply: oneshot::Sender<Result<(), BusError>>,
+    },
+    Close {
+        reply: oneshot::Sender<Result<(), BusError>>,
+    },
 }
 
 /// The sending side of the writer's channel.
@@ -118,6 +130,7 @@ impl Writer {
         };
         loop {
             let mut batch = Vec::new();
+            let ends_commit = |msg: &WriterMsg| matches!(msg, WriterMsg::Delete { .. });
             match rx.recv_timeout(tick) {
                 Ok(first) => batch.push(first),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -130,7 +143,7 @@ impl Writer {
             // sync for them so one fsync serves them all (PostgreSQL's commit_delay).
             let gather_until = (self.last_commit_appends > 1 && !batch.is_empty())
                 .then(|| Instant::now() + self.last_sync_time.min(MAX_GATHER) / 2);
-            while bytes < MAX_COMMIT_BYTES {
+            while bytes < MAX_COMMIT_BYTES && !batch.last().is_some_and(ends_commit) {
                 let next = match gather_until {
                     Some(deadline) if appends + 1 < self.last_commit_appends => {
                         match deadline.checked_duration_since(Instant::now()) {
@@ -172,12 +185,18 @@ impl Writer {
         let mut replies: Vec<(String, SeqRange, PublishReply)> = Vec::new();
         let mut touched: Vec<String> = Vec::new();
         let mut dirty_groups: BTreeMap<String, Arc<Queue>> = BTreeMap::new();
+        let mut delete = None;
         let now_ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
 
         for msg in batch {
             match msg {
                 WriterMsg::Append { queue, payloads, reply } => {
                     let name = queue.name.clone();
+                    if queue.deleted.load(Ordering::Acquire) {
+                        // Looked up before the queue was deleted (`Bus::delete_queue`).
+                        let _ = reply.send(Err(BusError::Deleted(name.clone())));
+                        continue;
+                    }
                     if let Err(error) = self.prepare(&queue) {
                         self.counters.publish_errors.fetch_add(1, Ordering::Relaxed);
                         let _ = reply.send(Err(error));
@@ -200,6 +219,7 @@ impl Writer {
                 WriterMsg::GroupsDirty(queue) => {
                     dirty_groups.insert(queue.name.clone(), queue);
                 }
+                WriterMsg::Delete { queue, reply } => delete = Some((queue, reply)),
                 WriterMsg::Close { reply } => close = Some(reply),
             }
         }
@@ -288,7 +308,37 @@ impl Writer {
                 queue.groups_flush_pending.store(false, Ordering::Release);
             }
         }
+        if let Some((queue, reply)) = delete {
+            let _ = reply.send(self.delete_queue(&queue));
+        }
         close
+    }
+
+    /// Deletes a queue (`Bus::delete_queue`). The directory is marked first: from then
+    /// on the deletion is decided, and whatever of it a crash interrupts is finished at
+    /// the next open (or when the name is published to again). The registry lock is
+    /// held throughout, so no publish creates the queue afresh in the directory being
+    /// emptied. Readers and consumers of the queue are woken and fail.
+    fn delete_queue(&mut self, queue: &Arc<Queue>) -> Result<(), BusError> {
+        if queue.deleted.load(Ordering::Acquire) {
+            return Ok(()); // Deleted by an earlier request.
+        }
+        let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        mark_deleted(self.fs.as_ref(), &queue.dir)?;
+        if registry.get(&queue.name).is_some_and(|current| Arc::ptr_eq(current, queue)) {
+            registry.remove(&queue.name);
+        }
+        queue.deleted.store(true, Ordering::Release);
+        self.writers.remove(&queue.name);
+        self.groups_logs.remove(&queue.name);
+        if let Err(error) = finish_delete(self.fs.as_ref(), &queue.dir) {
+            tracing::warn!(queue = %queue.name, %error, "A deleted queue's files could not all be removed yet; they are removed at the next open.");
+        }
+        drop(registry);
+        queue.end.send_modify(|_| {});
+        queue.redelivery.notify_waiters();
+        tracing::debug!(queue = %queue.name, "Deleted a queue.");
+        Ok(())
     }
 
     /// Makes sure the queue has an open writer with room in its segment.
@@ -328,6 +378,9 @@ impl Writer {
 
     fn flush_groups(&mut self, queue: &Arc<Queue>) -> Result<(), BusError> {
         queue.groups_flush_pending.store(false, Ordering::Release);
+        if queue.deleted.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let lines: Vec<(String, Position)> = {
             let mut groups = queue.lock_groups();
             groups
@@ -520,6 +573,40 @@ fn roll(fs: &dyn Filesystem, qw: &mut QueueWriter) -> Result<(), BusError> {
     qw.written = HEADER_LEN;
     qw.synced = HEADER_LEN;
     qw.queue.end.send_replace(Position { segment: base, offset: HEADER_LEN, seq: base });
+    Ok(())
+}
+
+/// The file that marks a queue directory as deleted.
+pub(crate) const DELETED_MARKER: &str = "DELETED";
+
+/// Whether `dir` is a deleted queue's directory that still has to be removed.
+pub(crate) fn is_marked_deleted(fs: &dyn Filesystem, dir: &Path) -> bool {
+    let marker = dir.join(DELETED_MARKER);
+    fs.list_dir(dir).is_ok_and(|entries| entries.contains(&marker))
+}
+
+/// Marks a queue directory as deleted, durably.
+fn mark_deleted(fs: &dyn Filesystem, dir: &Path) -> Result<(), BusError> {
+    let io_error = |e: std::io::Error| BusError::io(format!("marking {} deleted", dir.display()), e);
+    fs.open_append(&dir.join(DELETED_MARKER), true).map_err(io_error)?;
+    fs.sync_dir(dir).map_err(io_error)
+}
+
+/// Removes a directory marked deleted: its files, then the marker, then itself.
+pub(crate) fn finish_delete(fs: &dyn Filesystem, dir: &Path) -> Result<(), BusError> {
+    let io_error = |e: std::io::Error| BusError::io(format!("removing deleted queue {}", dir.display()), e);
+    let marker = dir.join(DELETED_MARKER);
+    for entry in fs.list_dir(dir).map_err(io_error)? {
+        if entry != marker {
+            fs.remove_file(&entry).map_err(io_error)?;
+        }
+    }
+    fs.sync_dir(dir).map_err(io_error)?;
+    fs.remove_file(&marker).map_err(io_error)?;
+    fs.remove_dir(dir).map_err(io_error)?;
+    if let Some(parent) = dir.parent() {
+        fs.sync_dir(parent).map_err(io_error)?;
+    }
     Ok(())
 }
 

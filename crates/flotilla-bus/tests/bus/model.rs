@@ -1,6 +1,14 @@
-//! A proptest model of the embedded bus: random sequences of publishes, fetches,
-//! acknowledgements, crashes (with torn unsynced writes) and clean restarts, on the
-//! simulated disk with tiny segments, checked against a plain in-memory model:
+//! A proptest model of the bus: random sequences of publishes, fetches,
+//! acknowledgements, crashes and clean restarts, checked against a plain in-memory
+//! model, on every backend:
+//!
+//! - embedded: on the simulated disk with tiny segments; a crash keeps or loses the
+//!   torn unsynced writes;
+//! - Redis: on a throwaway redis-server per case (append-only, fsync always); a crash
+//!   is the node's and Redis's at once (`kill -9` of redis-server, then a restart on
+//!   the same directory and port).
+//!
+//! The model:
 //!
 //! - every acknowledged publish is readable, exactly once, in order, after anything;
 //! - a group never skips a message it has not acknowledged, and receives its queue in
@@ -14,7 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_bus::embedded::sim::{SimFs, Torn};
-use flotilla_bus::{Bus, Consumer, DeliveryId, EmbeddedBus, EmbeddedOptions, ReadFrom};
+use flotilla_bus::{Bus, Consumer, DeliveryId, EmbeddedBus, EmbeddedOptions, ReadFrom, RedisBus, RedisOptions};
+use flotilla_test_support::RedisServer;
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -48,10 +57,55 @@ struct GroupModel {
     resume_unknown: bool,
 }
 
+/// Where the bus keeps its queues, and what a crash does to them.
+enum Storage {
+    Sim { fs: SimFs, options: EmbeddedOptions },
+    Redis { server: RedisServer, _dir: tempfile::TempDir },
+}
+
+impl Storage {
+    fn sim() -> Storage {
+        let options = EmbeddedOptions {
+            segment_bytes: 150,
+            retention: flotilla_bus::embedded::Retention { max_age: None, max_bytes: None },
+            ..EmbeddedOptions::default()
+        };
+        Storage::Sim { fs: SimFs::new(), options }
+    }
+
+    fn redis() -> Storage {
+        let dir = tempfile::tempdir().unwrap();
+        Storage::Redis { server: RedisServer::start(&dir.path().join("redis")), _dir: dir }
+    }
+
+    async fn open(&self) -> Arc<dyn Bus> {
+        match self {
+            Storage::Sim { fs, options } => {
+                Arc::new(EmbeddedBus::open_with(Arc::new(fs.clone()), Path::new("/d/bus"), options.clone()).unwrap())
+            }
+            Storage::Redis { server, .. } => {
+                Arc::new(RedisBus::open(RedisOptions::new(server.url(), "model")).await.unwrap())
+            }
+        }
+    }
+
+    /// The process dies; the embedded bus's disk keeps or loses its torn writes, Redis
+    /// is killed (`kill -9`) and started again.
+    async fn crash(&mut self, keep_torn: bool) {
+        match self {
+            Storage::Sim { fs, .. } => {
+                // Let the writer persist what it has been told, as time would.
+                tokio::time::sleep(Duration::from_millis(if keep_torn { 5 } else { 0 })).await;
+                *fs = fs.crash(if keep_torn { Torn::Keep(usize::MAX / 2) } else { Torn::LoseAll });
+            }
+            Storage::Redis { server, .. } => server.restart(),
+        }
+    }
+}
+
 struct World {
-    fs: SimFs,
-    options: EmbeddedOptions,
-    bus: EmbeddedBus,
+    storage: Storage,
+    bus: Arc<dyn Bus>,
     consumers: HashMap<(usize, usize), Box<dyn Consumer>>,
     published: [usize; 2],
     groups: HashMap<(usize, usize), GroupModel>,
@@ -61,20 +115,10 @@ fn queue_name(queue: usize) -> String {
     format!("q{queue}")
 }
 
-fn open(fs: &SimFs, options: &EmbeddedOptions) -> EmbeddedBus {
-    EmbeddedBus::open_with(Arc::new(fs.clone()), Path::new("/d/bus"), options.clone()).unwrap()
-}
-
 impl World {
-    fn new() -> World {
-        let fs = SimFs::new();
-        let options = EmbeddedOptions {
-            segment_bytes: 150,
-            retention: flotilla_bus::embedded::Retention { max_age: None, max_bytes: None },
-            ..EmbeddedOptions::default()
-        };
-        let bus = open(&fs, &options);
-        World { fs, options, bus, consumers: HashMap::new(), published: [0, 0], groups: HashMap::new() }
+    async fn new(storage: Storage) -> World {
+        let bus = storage.open().await;
+        World { storage, bus, consumers: HashMap::new(), published: [0, 0], groups: HashMap::new() }
     }
 
     async fn apply(&mut self, op: &Op) -> Result<(), TestCaseError> {
@@ -127,12 +171,9 @@ impl World {
                 }
             }
             Op::Crash { keep_torn } => {
-                // Let the writer persist what it has been told, as time would.
-                tokio::time::sleep(Duration::from_millis(if keep_torn { 5 } else { 0 })).await;
-                let image = self.fs.crash(if keep_torn { Torn::Keep(usize::MAX / 2) } else { Torn::LoseAll });
+                self.storage.crash(keep_torn).await;
                 self.consumers.clear();
-                self.fs = image;
-                self.bus = open(&self.fs, &self.options);
+                self.bus = self.storage.open().await;
                 for model in self.groups.values_mut() {
                     model.outstanding.clear();
                     model.resume_unknown = true;
@@ -141,7 +182,7 @@ impl World {
             Op::Restart => {
                 self.consumers.clear();
                 self.bus.close().await.unwrap(); // Releases the directory lock.
-                self.bus = open(&self.fs, &self.options);
+                self.bus = self.storage.open().await;
                 for model in self.groups.values_mut() {
                     model.outstanding.clear();
                     if !model.resume_unknown {
@@ -174,18 +215,32 @@ fn index_of(payload: &[u8], queue: usize) -> usize {
     i.parse().unwrap()
 }
 
+fn run(storage: impl FnOnce() -> Storage, ops: &[Op]) -> Result<(), TestCaseError> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut world = World::new(storage()).await;
+        for op in ops {
+            world.apply(op).await?;
+        }
+        Ok::<(), TestCaseError>(())
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn bus_matches_the_model(ops in proptest::collection::vec(op(), 1..60)) {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async {
-            let mut world = World::new();
-            for op in &ops {
-                world.apply(op).await?;
-            }
-            Ok::<(), TestCaseError>(())
-        })?;
+    fn embedded_bus_matches_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+        run(Storage::sim, &ops)?;
+    }
+}
+
+proptest! {
+    // Each case starts a redis-server, and each crash restarts it.
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn redis_bus_matches_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+        run(Storage::redis, &ops)?;
     }
 }

@@ -1,8 +1,10 @@
-//! The bus stage (`flotilla_bus::stage`) on the embedded bus: outputs are durable
-//! before their input is acknowledged (a crash in between delivers the input again),
-//! outputs keep input order through the pipelined schedule, failed work is retried
-//! with doubling, jittered pauses until it recovers, and shutdown finishes the batch in
-//! hand.
+//! The bus stage (`flotilla_bus::stage`) on every backend: outputs are durable before
+//! their input is acknowledged (a crash in between delivers the input again), outputs
+//! keep input order through the pipelined schedule, shutdown finishes the batch in
+//! hand, draining takes what is there. Failed work is retried with doubling, jittered
+//! pauses until it recovers: those two tests measure pauses on tokio's paused clock,
+//! which a backend across a real network cannot run under, so they use the embedded
+//! bus.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,11 +21,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::*;
 
+conformance!(
+    pipelined_outputs_keep_input_order_and_are_durable_before_each_acknowledgement,
+    a_crash_between_publish_and_acknowledgement_delivers_the_input_again,
+    shutdown_finishes_the_batch_in_hand_and_fetches_no_more,
+    shutdown_finishes_the_batch_in_hand_and_fetches_no_more_pipelined,
+    draining_returns_once_the_queue_is_empty,
+);
+
 const INPUT: &str = "in";
 const OUTPUT: &str = "out";
 const GROUP: &str = "stage";
 
-/// The embedded bus, watched: counts what reached `out`, checks at each
+/// A bus, watched: counts what reached `out`, checks at each
 /// acknowledgement that the outputs of everything acknowledged so far are durable,
 /// and can "crash" at the first acknowledgement (it then never returns).
 struct Watched {
@@ -79,6 +89,9 @@ impl Bus for Watched {
     }
     async fn read(&self, queue: &str, from: ReadFrom) -> Result<Box<dyn Reader>, BusError> {
         self.inner.read(queue, from).await
+    }
+    async fn delete_queue(&self, queue: &str) -> Result<(), BusError> {
+        self.inner.delete_queue(queue).await
     }
     async fn stats(&self) -> Result<Vec<QueueStats>, BusError> {
         self.inner.stats().await
@@ -185,11 +198,9 @@ fn outs(range: std::ops::Range<usize>) -> Vec<String> {
     names(range).into_iter().map(|n| format!("out:{n}")).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pipelined_outputs_keep_input_order_and_are_durable_before_each_acknowledgement() {
-    let dir = tempfile::tempdir().unwrap();
-    let embedded: Arc<dyn Bus> = Arc::new(EmbeddedBus::open(dir.path(), EmbeddedOptions::default()).unwrap());
-    let watched = Arc::new(Watched::new(embedded.clone(), false));
+async fn pipelined_outputs_keep_input_order_and_are_durable_before_each_acknowledgement(backend: &dyn Backend) {
+    let inner = backend.open().await;
+    let watched = Arc::new(Watched::new(inner.clone(), false));
     let bus: Arc<dyn Bus> = watched.clone();
     for chunk in 0..10 {
         bus.publish(INPUT, payloads(chunk * 10..chunk * 10 + 10)).await.unwrap();
@@ -213,13 +224,11 @@ async fn pipelined_outputs_keep_input_order_and_are_durable_before_each_acknowle
     bus.close().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_between_publish_and_acknowledgement_delivers_the_input_again() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_crash_between_publish_and_acknowledgement_delivers_the_input_again(backend: &dyn Backend) {
     {
-        let embedded: Arc<dyn Bus> = Arc::new(EmbeddedBus::open(dir.path(), EmbeddedOptions::default()).unwrap());
-        embedded.publish(INPUT, payloads(0..4)).await.unwrap();
-        let watched = Arc::new(Watched::new(embedded.clone(), true));
+        let inner = backend.open().await;
+        inner.publish(INPUT, payloads(0..4)).await.unwrap();
+        let watched = Arc::new(Watched::new(inner.clone(), true));
         let reached_ack = watched.reached_ack.clone();
         let bus: Arc<dyn Bus> = watched.clone();
         let shutdown = CancellationToken::new();
@@ -234,10 +243,10 @@ async fn a_crash_between_publish_and_acknowledgement_delivers_the_input_again() 
         task.abort();
         assert!(task.await.unwrap_err().is_cancelled());
         drop(watched);
-        embedded.close().await.unwrap();
+        inner.close().await.unwrap();
     }
-    let bus = EmbeddedBus::open(dir.path(), EmbeddedOptions::default()).unwrap();
-    assert_eq!(read_out(&bus, 4).await, outs(0..4), "the outputs survived");
+    let bus = backend.open().await;
+    assert_eq!(read_out(bus.as_ref(), 4).await, outs(0..4), "the outputs survived");
     let mut consumer = bus.subscribe(INPUT, GROUP).await.unwrap();
     assert_eq!(texts(&fetch_all(consumer.as_mut(), 4).await), names(0..4), "the input is delivered again");
     bus.close().await.unwrap();
@@ -303,47 +312,49 @@ async fn shutdown_while_failing_leaves_the_batch_on_the_bus() {
     bus.close().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_finishes_the_batch_in_hand_and_fetches_no_more() {
-    for pipelined in [false, true] {
-        let dir = tempfile::tempdir().unwrap();
-        let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::open(dir.path(), EmbeddedOptions::default()).unwrap());
-        bus.publish(INPUT, payloads(0..3)).await.unwrap();
-        let shutdown = CancellationToken::new();
-        let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-        let mut stage = Stage::new("test", INPUT, GROUP, 3);
-        if pipelined {
-            stage = stage.prepare_ahead().publish_behind();
-        }
-        let task = {
-            let (bus, shutdown) = (bus.clone(), shutdown.clone());
-            let hold = Some((started.clone(), release.clone()));
-            tokio::spawn(async move {
-                let mut work = Echo { hold, ..Echo::default() };
-                stage.run(bus, prepare, &mut work, &shutdown).await.map(|()| work.acknowledged)
-            })
-        };
-        started.notified().await;
-        // Arrives while the batch is being worked on, after shutdown: not taken.
-        shutdown.cancel();
-        bus.publish(INPUT, payloads(3..6)).await.unwrap();
-        release.notify_one();
-        assert_eq!(task.await.unwrap().unwrap(), 3, "pipelined: {pipelined}");
-        assert_eq!(read_out(bus.as_ref(), 3).await, outs(0..3));
-        let stats = bus.stats().await.unwrap();
-        let input = stats.iter().find(|q| q.queue == INPUT).unwrap();
-        assert_eq!(input.groups[0].acked_seq, Some(2), "the batch in hand is acknowledged, pipelined: {pipelined}");
-        let mut consumer = bus.subscribe(INPUT, GROUP).await.unwrap();
-        assert_eq!(texts(&fetch_all(consumer.as_mut(), 3).await), names(3..6), "the rest waits on the bus");
-        drop(consumer);
-        bus.close().await.unwrap();
-    }
+async fn shutdown_finishes_the_batch_in_hand_and_fetches_no_more(backend: &dyn Backend) {
+    shutdown_finishes_the_batch_in_hand(backend, false).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn draining_returns_once_the_queue_is_empty() {
-    let dir = tempfile::tempdir().unwrap();
-    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::open(dir.path(), EmbeddedOptions::default()).unwrap());
+async fn shutdown_finishes_the_batch_in_hand_and_fetches_no_more_pipelined(backend: &dyn Backend) {
+    shutdown_finishes_the_batch_in_hand(backend, true).await;
+}
+
+async fn shutdown_finishes_the_batch_in_hand(backend: &dyn Backend, pipelined: bool) {
+    let bus = backend.open().await;
+    bus.publish(INPUT, payloads(0..3)).await.unwrap();
+    let shutdown = CancellationToken::new();
+    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let mut stage = Stage::new("test", INPUT, GROUP, 3);
+    if pipelined {
+        stage = stage.prepare_ahead().publish_behind();
+    }
+    let task = {
+        let (bus, shutdown) = (bus.clone(), shutdown.clone());
+        let hold = Some((started.clone(), release.clone()));
+        tokio::spawn(async move {
+            let mut work = Echo { hold, ..Echo::default() };
+            stage.run(bus, prepare, &mut work, &shutdown).await.map(|()| work.acknowledged)
+        })
+    };
+    started.notified().await;
+    // Arrives while the batch is being worked on, after shutdown: not taken.
+    shutdown.cancel();
+    bus.publish(INPUT, payloads(3..6)).await.unwrap();
+    release.notify_one();
+    assert_eq!(task.await.unwrap().unwrap(), 3, "pipelined: {pipelined}");
+    assert_eq!(read_out(bus.as_ref(), 3).await, outs(0..3));
+    let stats = bus.stats().await.unwrap();
+    let input = stats.iter().find(|q| q.queue == INPUT).unwrap();
+    assert_eq!(input.groups[0].acked_seq, Some(2), "the batch in hand is acknowledged, pipelined: {pipelined}");
+    let mut consumer = bus.subscribe(INPUT, GROUP).await.unwrap();
+    assert_eq!(texts(&fetch_all(consumer.as_mut(), 3).await), names(3..6), "the rest waits on the bus");
+    drop(consumer);
+    bus.close().await.unwrap();
+}
+
+async fn draining_returns_once_the_queue_is_empty(backend: &dyn Backend) {
+    let bus = backend.open().await;
     bus.publish(INPUT, payloads(0..20)).await.unwrap();
     let drain = CancellationToken::new();
     drain.cancel();

@@ -1,15 +1,24 @@
 //! `flotilla check`: validate the configuration and print every error, and on stderr
-//! every warning (valid but risky, such as a password sent in clear text).
+//! every warning (valid but risky, such as a password sent in clear text). With a shared
+//! bus (`bus.backend: redis`) it also connects to it, unless `--offline`: an unreachable
+//! or too old Redis is an error (exit 2), one that does not persist (or hides how) a
+//! warning.
 
-use super::{ConfigArg, Outcome, load};
+use flotilla_bus::RedisBus;
+use flotilla_node::config::BusSettings;
+
+use super::{ConfigArg, Failure, Outcome, load};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     config: ConfigArg,
+    /// Check the files only; do not connect to the bus's backend (Redis).
+    #[arg(long)]
+    offline: bool,
 }
 
-pub fn run(args: Args) -> Outcome {
+pub async fn run(args: Args) -> Outcome {
     let config = load(&args.config)?;
     for warning in &config.warnings {
         eprintln!("warning: {warning}");
@@ -26,5 +35,23 @@ pub fn run(args: Args) -> Outcome {
         config.rules.len(),
         if config.rules.len() == 1 { "" } else { "s" },
     );
+    for plan in &config.services {
+        for note in plan.service.notes() {
+            println!("  {}: {note}", plan.name);
+        }
+    }
+    match &config.bus {
+        BusSettings::Embedded(_) => {}
+        BusSettings::Redis(_) if args.offline => println!("bus: redis (not contacted: --offline)"),
+        BusSettings::Redis(options) => {
+            let check = RedisBus::check(options)
+                .await
+                .map_err(|e| Failure::Runtime(anyhow::Error::new(e).context("bus.url")))?;
+            println!("bus: Redis {} (persistence: {})", check.version, check.persistence);
+            for warning in &check.warnings {
+                eprintln!("warning: bus: {warning}");
+            }
+        }
+    }
     Ok(())
 }

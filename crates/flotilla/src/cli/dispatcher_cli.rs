@@ -6,7 +6,7 @@
 //!
 //! | flags | sends | prints |
 //! |---|---|---|
-//! | `--subscribe NAME` | `subscribe NAME` | `TOKEN: <token>` |
+//! | `--subscribe NAME [--token ADMIN_TOKEN]` | `subscribe NAME [ADMIN_TOKEN]` | `TOKEN: <token>` |
 //! | `--unsubscribe NAME --token T` | `unsubscribe NAME T` | `OK` |
 //! | `--insert NAME --token T --wiki W [--page P \| --pagerx RX] [--user U \| --userrx RX]` | `auth`, `insert json [...]` | `Inserted: N` |
 //! | `--remove NAME --token T --wiki W …` | `auth`, `remove json [...]` | `Removed: N` |
@@ -19,7 +19,9 @@
 //!
 //! `--token T` is the original's flag, but a command line is visible to every local
 //! user (`ps`); `--token-file PATH` (its first line) and the environment variable
-//! [`TOKEN_ENV`] keep the token off it. The first of the three given is used.
+//! [`TOKEN_ENV`] keep the token off it. The first of the three given is used. With
+//! `--subscribe`, the token is the admin token, for a dispatcher where creating
+//! subscriptions needs it (`dispatcher.subscribe: admin`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -39,8 +41,8 @@ pub struct Args {
     /// The control protocol's port.
     #[arg(long, default_value_t = 29438)]
     port: u16,
-    /// The subscription's token (visible to other users in `ps`: prefer --token-file or
-    /// FLOTILLA_TOKEN).
+    /// The subscription's token, or with --subscribe the admin token where needed
+    /// (visible to other users in `ps`: prefer --token-file or FLOTILLA_TOKEN).
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
     /// A file whose first line is the subscription's token.
@@ -104,9 +106,10 @@ fn definition_document(args: &Args) -> Result<String, Failure> {
 pub const TOKEN_ENV: &str = "FLOTILLA_TOKEN";
 
 /// The token: `--token`, else the first line of `--token-file`, else [`TOKEN_ENV`].
-fn token(args: &Args) -> Result<String, Failure> {
+/// The token from `--token`, `--token-file` or the environment, if any was given.
+fn token(args: &Args) -> Result<Option<String>, Failure> {
     if let Some(token) = &args.token {
-        return Ok(token.clone());
+        return Ok(Some(token.clone()));
     }
     if let Some(path) = &args.token_file {
         let text = std::fs::read_to_string(path)
@@ -115,12 +118,9 @@ fn token(args: &Args) -> Result<String, Failure> {
         if token.is_empty() {
             return Err(usage(&format!("--token-file: {} holds no token on its first line", path.display())));
         }
-        return Ok(token.to_string());
+        return Ok(Some(token.to_string()));
     }
-    match std::env::var(TOKEN_ENV) {
-        Ok(token) if !token.is_empty() => Ok(token),
-        _ => Err(usage(&format!("this action needs --token, --token-file or {TOKEN_ENV}"))),
-    }
+    Ok(std::env::var(TOKEN_ENV).ok().filter(|token| !token.is_empty()))
 }
 
 /// Authenticates; the error line if the server refused.
@@ -137,7 +137,12 @@ pub async fn run(args: Args) -> Outcome {
     // Check the arguments before connecting.
     let document =
         if args.insert.is_some() || args.remove.is_some() { Some(definition_document(&args)?) } else { None };
-    let token = if args.subscribe.is_none() { token(&args)? } else { String::new() };
+    // For --subscribe the token is the admin token, needed only where subscribing needs it.
+    let token = match token(&args)? {
+        Some(token) => token,
+        None if args.subscribe.is_some() => String::new(),
+        None => return Err(usage(&format!("this action needs --token, --token-file or {TOKEN_ENV}"))),
+    };
     let mut connection =
         Connection::connect(&args.host, args.port, Duration::from_secs(10)).await.map_err(Failure::Runtime)?;
     match perform(&args, &token, document, &mut connection).await.map_err(Failure::Runtime)? {
@@ -153,8 +158,8 @@ pub async fn run(args: Args) -> Outcome {
     }
 }
 
-/// Does the action (`token` is empty for `--subscribe`); the lines to print, or the
-/// server's error line.
+/// Does the action (for `--subscribe`, `token` is the admin token or empty); the lines
+/// to print, or the server's error line.
 async fn perform(
     args: &Args,
     token: &str,
@@ -163,7 +168,8 @@ async fn perform(
 ) -> anyhow::Result<Result<Vec<String>, ServerError>> {
     let mut lines = Vec::new();
     if let Some(name) = &args.subscribe {
-        let reply = match connection.ask(&format!("subscribe {name}")).await? {
+        let line = if token.is_empty() { format!("subscribe {name}") } else { format!("subscribe {name} {token}") };
+        let reply = match connection.ask(&line).await? {
             Ok(reply) => reply,
             Err(error) => return Ok(Err(error)),
         };

@@ -153,7 +153,7 @@ pub fn main() -> ExitCode {
     let outcome = runtime.block_on(async move {
         match cli.command {
             Command::Run(args) => run::run(args).await,
-            Command::Check(args) => check::run(args),
+            Command::Check(args) => check::run(args).await,
             Command::Send(args) => send::run(args).await,
             Command::Tail(args) => tail::run(args).await,
             Command::Status(args) => status::run(args).await,
@@ -175,7 +175,8 @@ pub fn main() -> ExitCode {
             if is_broken_pipe(&error) {
                 return ExitCode::SUCCESS; // `flotilla tail | head` is not a failure.
             }
-            eprintln!("error: {error:#}");
+            // Each cause once (a bus error names its cause and also keeps it as source).
+            eprintln!("error: {}", flotilla_core::error_chain(error.as_ref()));
             ExitCode::from(2)
         }
     }

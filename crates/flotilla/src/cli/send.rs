@@ -2,7 +2,6 @@
 //! is one, else straight to the bus in the data directory.
 
 use anyhow::Context;
-use flotilla_bus::Bus;
 use flotilla_core::Message;
 use flotilla_node::admin::{self, AdminClient};
 use serde_json::Value;
@@ -76,8 +75,8 @@ pub async fn run(args: Args) -> Outcome {
 }
 
 async fn send_direct(config: &flotilla_node::Config, queue: &str, message: Message) -> anyhow::Result<admin::Receipt> {
-    let bus = flotilla_node::node::open_bus(config).context("opening the bus (no node is running)")?;
-    let receipt = admin::publish_message(&bus, &config.hostname, queue, message).await?;
+    let bus = flotilla_node::node::open_bus(config).await.context("opening the bus (no node is running here)")?;
+    let receipt = admin::publish_message(bus.as_ref(), &config.hostname, queue, message).await?;
     bus.close().await?;
     Ok(receipt)
 }

@@ -2,7 +2,6 @@
 //! directory holds.
 
 use anyhow::Context;
-use flotilla_bus::Bus;
 use flotilla_node::admin::{self, AdminClient};
 use flotilla_node::status::{NodeStatus, QueueView, render_table};
 
@@ -42,8 +41,10 @@ pub async fn run(args: Args) -> Outcome {
 
 /// What can be known without a node: the configured connectors (stopped) and the queues.
 async fn offline_status(config: &flotilla_node::Config) -> anyhow::Result<NodeStatus> {
-    let queues: Vec<QueueView> = if config.data_dir.join("bus").exists() {
-        let bus = flotilla_node::node::open_bus(config).context("opening the bus (no node is running)")?;
+    // The embedded bus only if it was ever created; a shared one (Redis) always.
+    let embedded = matches!(config.bus, flotilla_node::config::BusSettings::Embedded(_));
+    let queues: Vec<QueueView> = if !embedded || config.data_dir.join("bus").exists() {
+        let bus = flotilla_node::node::open_bus(config).await.context("opening the bus (no node is running here)")?;
         let stats = bus.stats().await?;
         bus.close().await?;
         stats.into_iter().map(QueueView::from).collect()

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
-use flotilla_bus::{Bus, ReadFrom};
+use flotilla_bus::ReadFrom;
 use flotilla_core::Message;
 use flotilla_core::condition::Condition;
 use flotilla_core::escape_controls;
@@ -91,8 +91,8 @@ pub async fn run(args: Args) -> Outcome {
             emit(&mut stdout, payload, filter.as_ref()).context("writing to standard output")?;
         }
     }
-    // No node: read the bus in the data directory.
-    let bus = flotilla_node::node::open_bus(&config).context("opening the bus (no node is running)")?;
+    // No node here: read the bus itself (the data directory's, or the shared one).
+    let bus = flotilla_node::node::open_bus(&config).await.context("opening the bus (no node is running here)")?;
     let mut reader = bus
         .read(&args.queue, if from == TailFrom::Start { ReadFrom::Start } else { ReadFrom::End })
         .await

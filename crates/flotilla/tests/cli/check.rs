@@ -26,6 +26,56 @@ fn a_valid_configuration_passes() {
     assert!(stdout(&out).contains("0 rules, no services)"), "{}", stdout(&out));
 }
 
+/// `dispatcher.subscribe` defaults to `open` only while the control port is on
+/// loopback; `check` says which applies and why, and refuses what cannot work.
+#[test]
+fn check_says_who_may_create_subscriptions() {
+    let with_admin_token = |ws: Workspace| {
+        let config = std::fs::read_to_string(ws.config()).unwrap();
+        let token = "http:\n  admin_token: a-long-enough-admin-token-for-the-check-test\n";
+        std::fs::write(ws.config(), config.replace("http:\n", token)).unwrap();
+        ws
+    };
+    let cases = [
+        (
+            "dispatcher:\n",
+            false,
+            "dispatcher.subscribe: open (the default while control.listen 127.0.0.1:0 is on loopback)",
+        ),
+        (
+            "dispatcher:\ncontrol:\n  listen: 0.0.0.0:0\n",
+            false,
+            "dispatcher.subscribe: admin (the default, as control.listen 0.0.0.0:0 is not on loopback): creating a \
+             subscription needs http.admin_token, and none is set: no one can",
+        ),
+        (
+            "dispatcher:\ncontrol:\n  listen: 0.0.0.0:0\n",
+            true,
+            "dispatcher.subscribe: admin (the default, as control.listen 0.0.0.0:0 is not on loopback): creating a \
+             subscription needs http.admin_token (`subscribe NAME ADMIN_TOKEN`",
+        ),
+        ("dispatcher:\n  subscribe: closed\n", false, "dispatcher.subscribe: closed: no new subscriptions"),
+    ];
+    for (config, admin_token, expected) in cases {
+        let ws = if admin_token { with_admin_token(Workspace::new(config)) } else { Workspace::new(config) };
+        let out = ws.run(&["check"]);
+        assert!(out.status.success(), "{config}: {}", stderr(&out));
+        assert!(stdout(&out).contains(&format!("  dispatcher: {expected}")), "{config}: {}", stdout(&out));
+    }
+    for (config, expected) in [
+        ("dispatcher:\n  subscribe: admin\n", "dispatcher.subscribe: admin needs http.admin_token"),
+        (
+            "dispatcher:\n  subscribe: sometimes\n",
+            "dispatcher.subscribe: expected open, admin or closed, found 'sometimes'",
+        ),
+        ("redis:\n  key_prefix: \"a b\"\n", "redis.key_prefix: no spaces or control characters"),
+    ] {
+        let out = Workspace::new(config).run(&["check"]);
+        assert_eq!(out.status.code(), Some(1), "{config}: {}", stdout(&out));
+        assert!(stderr(&out).contains(expected), "{config}: {}", stderr(&out));
+    }
+}
+
 #[test]
 fn every_mistake_is_reported_with_its_place() {
     let ws = Workspace::new(

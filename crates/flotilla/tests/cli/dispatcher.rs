@@ -177,3 +177,28 @@ fn the_example_is_valid_and_dispatcher_mistakes_are_located() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("unknown key 'colour' in dispatcher (expected one of: enabled, source_queue"));
 }
+
+/// With `dispatcher.subscribe: admin`, `--subscribe` needs the admin token, given with
+/// `--token`; nothing else changes for the subscription's owner.
+#[test]
+fn dispatcher_cli_gives_the_admin_token_where_subscribing_needs_it() {
+    const ADMIN: &str = "a-long-enough-admin-token-for-the-cli-test";
+    let ws = Workspace::new("dispatcher:\n  subscribe: admin\nredis:\n  url: redis://127.0.0.1:1/0\n");
+    let config = std::fs::read_to_string(ws.config()).unwrap();
+    std::fs::write(ws.config(), config.replace("http:\n", &format!("http:\n  admin_token: {ADMIN}\n"))).unwrap();
+    let node = ws.start();
+    let out = cli(&node, &["--subscribe", "mybot"]);
+    assert_eq!(
+        (out.status.code(), stderr(&out).trim()),
+        (Some(1), "E022: Subscribing needs the admin token: subscribe NAME ADMIN_TOKEN")
+    );
+    let out = cli(&node, &["--subscribe", "mybot", "--token", "not-the-admin-token"]);
+    assert_eq!((out.status.code(), stderr(&out).trim()), (Some(1), "E005: Invalid token or name"));
+    let out = cli(&node, &["--subscribe", "mybot", "--token", ADMIN]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = stdout(&out).trim().strip_prefix("TOKEN: ").map(str::to_string).unwrap_or_default();
+    let out = cli(&node, &["--insert", "mybot", "--token", &token, "--wiki", "enwiki"]);
+    assert_eq!((out.status.code(), stdout(&out).trim()), (Some(0), "Inserted: 1"), "{}", stderr(&out));
+    let (exit, _) = node.stop(libc::SIGTERM);
+    assert!(exit.success());
+}

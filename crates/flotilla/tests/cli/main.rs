@@ -1,5 +1,6 @@
-//! Black-box tests of the `flotilla` binary: the commands, a running node, and a
-//! `kill -9` under load with a message audit. One test binary; one module per area.
+//! Black-box tests of the `flotilla` binary: the commands, a running node, a `kill -9`
+//! under load with a message audit, and a node on a Redis bus. One test binary; one
+//! module per area.
 
 mod check;
 mod crash;
@@ -8,6 +9,7 @@ mod dist;
 mod manual;
 mod node;
 mod packaging;
+mod redis_bus;
 mod rules;
 mod security;
 mod send;

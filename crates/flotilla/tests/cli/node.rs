@@ -204,6 +204,11 @@ fn a_service_that_is_not_configured_does_not_start() {
     assert!(groups.contains("dispatcher"), "the matcher's group on the source queue: {json:#}");
     let table = stdout(&ws.run(&["status"]));
     assert!(table.lines().any(|l| l.starts_with("dispatcher: ") && l.contains("subscriptions 0")), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("dispatcher: ") && l.contains("redis_parked 0")), "{table}");
+    let (_, metrics) = http_get(&node.http, "/metrics");
+    for expected in ["flotilla_dispatcher_subscriptions 0\n", "flotilla_dispatcher_redis_parked 0\n"] {
+        assert!(metrics.contains(expected), "missing {expected} in\n{metrics}");
+    }
     let (exit, _) = node.stop(libc::SIGTERM);
     assert!(exit.success());
 }

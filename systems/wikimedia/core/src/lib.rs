@@ -36,7 +36,9 @@
 //! - **Delivery**: for each event, [`parse_change`] then [`Subscriptions::dispatch`], which
 //!   yields one [`Delivery`] (queue name and payload in the subscription's format) per
 //!   matching subscription, once each; canaries yield nothing. `LPUSH` the payload to the
-//!   Redis list named after the subscription and append it to bus queue `sub.<name>`.
+//!   Redis list named after the subscription and append it to bus queue `sub.<name>`,
+//!   unless [`Subscriptions::incarnation`] says the subscription it was matched for has
+//!   been deleted since (its name may have a new owner).
 //! - **HTTP API**: call the same [`Subscriptions`] methods (the [`SubscriptionBackend`]
 //!   trait) and persist the same mutations.
 //!
@@ -57,9 +59,9 @@ pub use definition::{Definition, DefinitionFields, DocumentFormat, Flags};
 pub use event::{Change, EventError, parse_change};
 pub use format::{OutputFormat, render};
 pub use index::{Index, MatchScratch};
-pub use protocol::{ErrorReply, Output, Reply, Session, SessionLimits};
+pub use protocol::{ErrorReply, Output, Reply, Session, SessionLimits, SubscribeAccess, SubscribePolicy};
 pub use subscription::{
-    Delivery, Mutation, Restored, SubscriptionBackend, SubscriptionId, SubscriptionName, Subscriptions,
+    Delivery, Incarnation, Mutation, Restored, SubscriptionBackend, SubscriptionId, SubscriptionName, Subscriptions,
 };
 pub use token::{Token, TokenHash};
 pub use wiki::{Wiki, Wikis};

@@ -91,6 +91,24 @@ impl SubscriptionId {
     }
 }
 
+/// Which life of a subscription name something belongs to: a name deleted and taken
+/// again is a new incarnation, so deliveries matched for the old owner can be told
+/// from the new owner's and dropped. Derived from the token hash (each subscription
+/// gets a fresh token), so it is the same after a restart and nothing more is stored;
+/// hashed again, so what travels on the bus says nothing about the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Incarnation(pub u64);
+
+impl Incarnation {
+    fn of(token_hash: &TokenHash) -> Incarnation {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new().chain_update(b"flotilla incarnation\0").chain_update(token_hash.to_hex()).finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        Incarnation(u64::from_be_bytes(first))
+    }
+}
+
 /// What changed, for the integrator to persist. Each record is complete on its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mutation {
@@ -255,6 +273,8 @@ pub trait SubscriptionBackend {
 pub struct Delivery {
     /// Where it goes.
     pub subscription: SubscriptionName,
+    /// Which subscription of that name it is for.
+    pub incarnation: Incarnation,
     /// The change in the subscription's format; shared between subscriptions with the
     /// same format.
     pub payload: Arc<str>,
@@ -276,6 +296,7 @@ pub struct Restored {
 struct Record {
     name: SubscriptionName,
     token_hash: TokenHash,
+    incarnation: Incarnation,
     format: OutputFormat,
 }
 
@@ -362,7 +383,8 @@ impl Subscriptions {
         let id = SubscriptionId(self.next_id);
         self.next_id += 1;
         self.by_name.insert(name.clone(), id);
-        self.records.insert(id, Record { name, token_hash, format });
+        let incarnation = Incarnation::of(&token_hash);
+        self.records.insert(id, Record { name, token_hash, incarnation, format });
         id
     }
 
@@ -394,6 +416,12 @@ impl Subscriptions {
     /// Every subscription's id and name, in no particular order.
     pub fn names(&self) -> impl Iterator<Item = (SubscriptionId, &SubscriptionName)> + '_ {
         self.records.iter().map(|(id, record)| (*id, &record.name))
+    }
+
+    /// The incarnation of the subscription now named `name`, if there is one: a
+    /// delivery of another incarnation was matched for a subscription since deleted.
+    pub fn incarnation(&self, name: &str) -> Option<Incarnation> {
+        self.records.get(self.by_name.get(name)?).map(|r| r.incarnation)
     }
 
     /// A subscription's output format.
@@ -451,7 +479,11 @@ impl Subscriptions {
             };
             let slot = &mut rendered[record.format as usize];
             let payload = slot.get_or_insert_with(|| Arc::from(render(change, record.format)));
-            deliveries.push(Delivery { subscription: record.name.clone(), payload: Arc::clone(payload) });
+            deliveries.push(Delivery {
+                subscription: record.name.clone(),
+                incarnation: record.incarnation,
+                payload: Arc::clone(payload),
+            });
         }
         deliveries
     }
@@ -545,6 +577,25 @@ mod tests {
         fn shareable<T: Send + Sync>() {}
         shareable::<Subscriptions>();
         shareable::<crate::protocol::Session>();
+    }
+
+    #[test]
+    fn a_name_taken_again_is_a_new_incarnation_and_a_restart_keeps_it() {
+        let wikis = Wikis::embedded();
+        let mut subscriptions = Subscriptions::new(wikis);
+        let name = SubscriptionName::parse("bot").unwrap();
+        let first = subscriptions.subscribe(name.clone()).unwrap();
+        let before = subscriptions.incarnation("bot").unwrap();
+        subscriptions.unsubscribe(first.id).unwrap();
+        assert_eq!(subscriptions.incarnation("bot"), None);
+        let second = subscriptions.subscribe(name.clone()).unwrap();
+        let after = subscriptions.incarnation("bot").unwrap();
+        assert_ne!(before, after);
+
+        let Mutation::Created { token_hash, format, .. } = second.mutation else { panic!("a creation") };
+        let mut restarted = Subscriptions::new(wikis);
+        restarted.restore_all([Restored { name, token_hash, format, definitions: Vec::new() }]).unwrap();
+        assert_eq!(restarted.incarnation("bot"), Some(after));
     }
 
     #[test]

@@ -14,6 +14,9 @@
 //!   is applied only when complete;
 //! - non-UTF-8 and binary lines get `E006`; nothing a client sends can panic the server.
 //!
+//! Who may create subscriptions is the [`SubscribeAccess`] every session gets
+//! (`dispatcher.subscribe`; see the protocol's docs).
+//!
 //! The server takes a bound listener and a cancellation token (tests bind port 0). On
 //! shutdown it stops accepting and closes every connection after the line in hand.
 
@@ -23,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flotilla_wikimedia_core::protocol::frame::{Frame, next_line};
-use flotilla_wikimedia_core::{Session, SessionLimits};
+use flotilla_wikimedia_core::{Session, SessionLimits, SubscribeAccess};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -80,8 +83,15 @@ impl Drop for SlotGuard {
     }
 }
 
-/// Serves the control protocol on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: ControlLimits, shutdown: CancellationToken) {
+/// Serves the control protocol on `listener` until `shutdown`; `access` says who may
+/// create subscriptions.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    limits: ControlLimits,
+    access: SubscribeAccess,
+    shutdown: CancellationToken,
+) {
     let slots = Arc::new(Mutex::new(Slots::default()));
     let mut connections = JoinSet::new();
     loop {
@@ -106,10 +116,11 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: ControlLi
         };
         let shared = shared.clone();
         let shutdown = shutdown.clone();
+        let session = Session::new(limits.session).with_access(access.clone());
         connections.spawn(async move {
             let _guard = guard;
             shared.mutate(|s| (s.connection_opened(), Vec::new())).await;
-            if let Err(error) = handle(stream, &shared, limits, &shutdown).await {
+            if let Err(error) = handle(stream, session, &shared, limits, &shutdown).await {
                 tracing::debug!(%peer, %error, "A control connection ended with an error.");
             }
             shared.mutate(|s| (s.connection_closed(), Vec::new())).await;
@@ -140,12 +151,12 @@ async fn refuse(mut stream: TcpStream) {
 /// One connection: read, frame, feed the session, persist, reply.
 async fn handle(
     mut stream: TcpStream,
+    mut session: Session,
     shared: &Shared,
     limits: ControlLimits,
     shutdown: &CancellationToken,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
-    let mut session = Session::new(limits.session);
     let max_line = limits.session.max_line_bytes;
     let mut buffer: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];

@@ -18,14 +18,16 @@
 //! get the same 401, so the API does not reveal which names exist. Creating needs the
 //! admin token; without one configured the API is read-only (SPEC §11: creating answers
 //! 403, and the node serves the API to loopback only), and subscriptions are created
-//! with the control protocol's `subscribe`. Errors are JSON
+//! with the control protocol's `subscribe`. With `dispatcher.subscribe: closed`
+//! creating answers 403 whatever the token, as `subscribe` does on the control port. Errors are JSON
 //! `{"error": "…"}`; document problems carry the control protocol's line
 //! (`E014: Unknown wiki: …`) so both interfaces say the same thing.
 //!
 //! The event stream reads bus queue `sub.<name>`: new changes by default, everything
 //! retained with `?from=start`, or what follows a `Last-Event-ID` (each event's `id` is
 //! its sequence number in the queue), so a client that reconnects misses nothing. It
-//! ends when the node shuts down.
+//! ends when the node shuts down, and when its subscription is deleted (so a stream of
+//! a name's old owner never shows what a new owner of the name receives).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,11 +39,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use flotilla_bus::{Bus, ReadFrom};
+use flotilla_bus::{Bus, BusError, Delivery, ReadFrom, Reader};
 use flotilla_wikimedia_core::definition::{DocumentFormat, parse_document, write_document};
 use flotilla_wikimedia_core::protocol::ErrorReply;
 use flotilla_wikimedia_core::subscription::{InsertError, SubscribeError};
-use flotilla_wikimedia_core::{OutputFormat, SubscriptionBackend, SubscriptionId, SubscriptionName, Wikis};
+use flotilla_wikimedia_core::{
+    OutputFormat, SubscribePolicy, SubscriptionBackend, SubscriptionId, SubscriptionName, Wikis,
+};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +61,9 @@ pub struct ApiState {
     pub bus: Arc<dyn Bus>,
     pub wikis: &'static Wikis,
     pub admin_token: Option<Arc<str>>,
+    /// Who may create subscriptions (`dispatcher.subscribe`): over HTTP, `open` and
+    /// `admin` both need the admin token (SPEC §11); `closed` refuses everyone.
+    pub subscribe: SubscribePolicy,
     /// Ends open event streams when the node stops.
     pub shutdown: CancellationToken,
 }
@@ -106,6 +113,12 @@ fn json_body(body: &Bytes) -> ApiResult<serde_json::Value> {
 }
 
 async fn create(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+    if state.subscribe == SubscribePolicy::Closed {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "creating subscriptions is closed on this dispatcher (dispatcher.subscribe: closed)",
+        ));
+    }
     // SPEC §11: without `http.admin_token` the API is read-only; subscriptions are
     // then created with the control protocol's `subscribe` (or `dispatcher-cli`).
     if state.admin_token.is_none() {
@@ -303,7 +316,7 @@ async fn events(
     Path(name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    state.authorize(&headers, &name)?;
+    let id = state.authorize(&headers, &name)?;
     let after = last_event_id(&headers);
     let from = match query.get("from").map(String::as_str) {
         _ if after.is_some() => ReadFrom::Start,
@@ -321,5 +334,68 @@ async fn events(
         .read(&subscription_queue(&name), from)
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot read the queue: {e}")))?;
+    let reader = Box::new(OwnQueue { reader, shared: state.shared.clone(), id, name });
     Ok(event_stream(reader, after, None, state.shutdown.clone()))
+}
+
+/// A subscription's queue as its event stream reads it: nothing more once the
+/// subscription is deleted (its fetches then fail, which ends the stream), whatever
+/// the bus does with a queue deleted and created again under the same name.
+struct OwnQueue {
+    reader: Box<dyn Reader>,
+    shared: Arc<Shared>,
+    id: SubscriptionId,
+    name: String,
+}
+
+#[async_trait::async_trait]
+impl Reader for OwnQueue {
+    async fn fetch(&mut self, max: usize, wait: std::time::Duration) -> Result<Vec<Delivery>, BusError> {
+        let deliveries = self.reader.fetch(max, wait).await?;
+        // Checked after the fetch: whatever it returned was published before the
+        // subscription was deleted, or is not handed out.
+        if self.shared.read().name(self.id).is_none() {
+            return Err(BusError::Deleted(format!("sub.{}", self.name)));
+        }
+        Ok(deliveries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use flotilla_wikimedia_core::Subscriptions;
+
+    use super::*;
+
+    /// Hands out one message per fetch, as a queue created again under the old name
+    /// by a backend that keeps readers on names would.
+    struct Endless;
+
+    #[async_trait::async_trait]
+    impl Reader for Endless {
+        async fn fetch(&mut self, _: usize, _: Duration) -> Result<Vec<Delivery>, BusError> {
+            let payload = bytes::Bytes::from_static(b"the new owner's change");
+            Ok(vec![Delivery { id: flotilla_bus::DeliveryId::Seq(0), seq: 0, timestamp_ms: 0, payload }])
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_of_a_deleted_subscription_hands_out_nothing_more() {
+        let mut subscriptions = Subscriptions::new(Wikis::embedded());
+        let id = subscriptions.subscribe(SubscriptionName::parse("old").unwrap()).unwrap().id;
+        let shared = Arc::new(Shared::new(subscriptions, None));
+        let mut reader = OwnQueue { reader: Box::new(Endless), shared: shared.clone(), id, name: "old".into() };
+        assert_eq!(reader.fetch(10, Duration::ZERO).await.unwrap().len(), 1);
+        shared
+            .mutate(|s| {
+                let deleted = s.unsubscribe(id).unwrap();
+                let again = s.subscribe(SubscriptionName::parse("old").unwrap()).unwrap();
+                ((), vec![deleted, again.mutation])
+            })
+            .await;
+        let error = reader.fetch(10, Duration::ZERO).await.unwrap_err();
+        assert_eq!(error.to_string(), "queue 'sub.old' was deleted");
+    }
 }

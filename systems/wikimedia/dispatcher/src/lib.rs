@@ -12,6 +12,9 @@
 //!  HTTP API ─────────────┴──▶ Subscriptions (in memory, RwLock) ──▶ store (write-behind, in order)
 //! ```
 //!
+//! Deleting a subscription puts a purge entry on `dispatch.redis`, which both of its
+//! consumers act on in order: whoever takes the name next starts empty ([`state`]).
+//!
 //! - [`client`]: a client of the control protocol (the CLI's and the tests').
 //! - [`persist`]: subscriptions in the SQL store, loaded at start with `restore_all`.
 //! - [`state`]: the shared subscriptions and the ordered write-behind of their changes.
@@ -19,7 +22,8 @@
 //! - [`matcher`]: the bus consumer that matches changes and queues deliveries.
 //! - [`fanout`]: copies the deliveries into each subscription's bus queue.
 //! - [`redis_delivery`]: the worker that pushes deliveries into Redis, in order, losing
-//!   nothing while Redis is down.
+//!   nothing while Redis is down, and parking a key Redis refuses so it holds up no
+//!   other.
 //! - [`http`]: the subscription API and the per-subscription event stream.
 //!
 //! - [`service`]: the node service (its configuration sections, when it runs).
@@ -50,7 +54,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use flotilla_bus::Bus;
 use flotilla_store::Store;
-use flotilla_wikimedia_core::{Subscriptions, Wikis};
+use flotilla_wikimedia_core::{SubscribeAccess, SubscribePolicy, Subscriptions, TokenHash, Wikis};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -69,11 +73,18 @@ pub struct DispatcherSettings {
     pub redis_url: Option<String>,
     /// The CA file to trust for a `rediss://` URL (`redis.tls_ca`); `None`: the system's.
     pub redis_tls_ca: Option<std::path::PathBuf>,
+    /// Put before each subscription's name to make its Redis key (`redis.key_prefix`;
+    /// empty by default: `LPUSH <name>`).
+    pub redis_key_prefix: String,
     pub control: ControlLimits,
     /// Cap on definitions per subscription.
     pub max_definitions: usize,
-    /// `http.admin_token`, which the HTTP API accepts for any subscription.
+    /// `http.admin_token`, which the HTTP API accepts for any subscription, and which
+    /// `subscribe NAME ADMIN_TOKEN` gives on the control protocol.
     pub admin_token: Option<String>,
+    /// Who may create subscriptions (`dispatcher.subscribe`), over the control
+    /// protocol and over HTTP.
+    pub subscribe: SubscribePolicy,
 }
 
 impl Default for DispatcherSettings {
@@ -82,9 +93,11 @@ impl Default for DispatcherSettings {
             source_queue: "reactor".to_string(),
             redis_url: Some("redis://127.0.0.1:6379/0".to_string()),
             redis_tls_ca: None,
+            redis_key_prefix: String::new(),
             control: ControlLimits::default(),
             max_definitions: flotilla_wikimedia_core::subscription::DEFAULT_MAX_DEFINITIONS,
             admin_token: None,
+            subscribe: SubscribePolicy::default(),
         }
     }
 }
@@ -136,10 +149,14 @@ impl Dispatcher {
                 "Dispatcher subscriptions loaded."
             );
         }
-        let shared = Arc::new(Shared::new(subscriptions, persisted));
+        let shared = Arc::new(Shared::new(subscriptions, persisted).with_bus(bus.clone()));
         let control_addr = control.local_addr().context("reading the control server's address")?;
+        let access = SubscribeAccess {
+            policy: settings.subscribe,
+            admin_token: settings.admin_token.as_deref().map(TokenHash::of),
+        };
         let mut tasks = vec![
-            tokio::spawn(control::serve(control, shared.clone(), settings.control, shutdown.clone())),
+            tokio::spawn(control::serve(control, shared.clone(), settings.control, access, shutdown.clone())),
             tokio::spawn(matcher::run(bus.clone(), settings.source_queue.clone(), shared.clone(), shutdown.clone())),
             tokio::spawn(fanout::run(bus.clone(), shared.clone(), shutdown.clone())),
             {
@@ -149,16 +166,22 @@ impl Dispatcher {
             },
         ];
         if let Some(redis) = redis {
-            tasks.push(tokio::spawn(redis_delivery::run(bus.clone(), redis, shared.clone(), shutdown.clone())));
+            let prefix = settings.redis_key_prefix.clone();
+            tasks.push(tokio::spawn(redis_delivery::run(bus.clone(), redis, prefix, shared.clone(), shutdown.clone())));
         }
         let api = http::ApiState {
             shared: shared.clone(),
             bus,
             wikis,
-            admin_token: settings.admin_token.map(Arc::from),
+            admin_token: settings.admin_token.as_deref().map(Arc::from),
+            subscribe: settings.subscribe,
             shutdown: shutdown.clone(),
         };
-        tracing::info!(control = %control_addr, source = %settings.source_queue,
+        if settings.subscribe == SubscribePolicy::Admin && settings.admin_token.is_none() {
+            tracing::warn!(control = %control_addr,
+                "dispatcher.subscribe is admin (the default when the control port is not on loopback) but http.admin_token is not set: no one can create subscriptions.");
+        }
+        tracing::info!(control = %control_addr, source = %settings.source_queue, subscribe = settings.subscribe.name(),
             redis = settings.redis_url.as_deref().map(redact).as_deref().unwrap_or("off"), "Dispatcher started.");
         Ok(Dispatcher { shared, control_addr, api, shutdown, tasks: std::sync::Mutex::new(tasks) })
     }

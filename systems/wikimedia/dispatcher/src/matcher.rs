@@ -1,7 +1,7 @@
 //! The matching consumer: reads the queue the recent-change source writes to (default
 //! `reactor`, in its own group `dispatcher`, so the reactor and the dispatcher each see
 //! every message), matches each change against the subscriptions, and for every
-//! delivery appends an entry (subscription and payload) to the delivery queue
+//! delivery appends an entry (subscription, its incarnation, payload) to the delivery queue
 //! `dispatch.redis`; only then does it acknowledge the batch. The delivery queue is
 //! the one queue on the hot path, so a batch costs one durable append however many
 //! subscriptions it reaches; [`crate::fanout`] and [`crate::redis_delivery`] take the
@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use flotilla_bus::stage::{DRAIN_GRACE, Outputs, Stage, Work};
 use flotilla_bus::{Bus, Delivery};
-use flotilla_wikimedia_core::{MatchScratch, parse_change};
+use flotilla_wikimedia_core::{Incarnation, MatchScratch, Subscriptions, parse_change};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
@@ -54,22 +54,60 @@ struct Envelope<'a> {
     event: Option<&'a RawValue>,
 }
 
-/// One entry of the delivery queue: which list, and what to push.
+/// One entry of the delivery queue: a delivery (which subscription, which incarnation
+/// of it, what to push), or the purge of a deleted subscription ([`Shared::mutate`]
+/// records one). Both consumers of the queue take the entries in order, so a purge
+/// comes after every delivery matched before the deletion, and before every delivery
+/// for a subscription that takes the name next.
+///
+/// [`Shared::mutate`]: crate::state::Shared::mutate
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct DeliveryEntry<'a> {
     #[serde(borrow)]
     pub subscription: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
+    /// The [`Incarnation`](flotilla_wikimedia_core::Incarnation) the delivery was
+    /// matched for; absent in entries written before it existed (those are delivered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<u64>,
+    #[serde(borrow, default)]
     pub payload: std::borrow::Cow<'a, str>,
+    /// A purge: delete the subscription's `sub.<name>` queue and Redis list.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub purge: bool,
+}
+
+fn is_false(flag: &bool) -> bool {
+    !*flag
 }
 
 impl DeliveryEntry<'_> {
-    /// The entry as the delivery queue holds it (a JSON object, so `flotilla tail`
+    /// A delivery as the delivery queue holds it (a JSON object, so `flotilla tail`
     /// shows it readably).
-    pub fn encode(subscription: &str, payload: &str) -> Bytes {
-        let entry = DeliveryEntry { subscription: subscription.into(), payload: payload.into() };
-        // Serializing two strings into a Vec cannot fail.
+    pub fn encode(subscription: &str, incarnation: Incarnation, payload: &str) -> Bytes {
+        let entry = DeliveryEntry {
+            subscription: subscription.into(),
+            incarnation: Some(incarnation.0),
+            payload: payload.into(),
+            purge: false,
+        };
+        // Serializing strings and a number into a Vec cannot fail.
         Bytes::from(serde_json::to_vec(&entry).unwrap_or_default())
+    }
+
+    /// The purge of deleted subscription `subscription`.
+    pub fn encode_purge(subscription: &str) -> Bytes {
+        let entry =
+            DeliveryEntry { subscription: subscription.into(), incarnation: None, payload: "".into(), purge: true };
+        Bytes::from(serde_json::to_vec(&entry).unwrap_or_default())
+    }
+
+    /// Whether the subscription this delivery was matched for still exists: a
+    /// delivery for a deleted subscription is dropped, whoever has its name now.
+    pub fn is_current(&self, subscriptions: &Subscriptions) -> bool {
+        match self.incarnation {
+            Some(incarnation) => subscriptions.incarnation(&self.subscription) == Some(Incarnation(incarnation)),
+            None => true,
+        }
     }
 }
 
@@ -116,7 +154,7 @@ pub fn match_batch(shared: &Shared, batch: &[Delivery], scratch: &mut MatchScrat
     // The whole batch at once: the index pipelines its lookups across changes.
     subscriptions.dispatch_each(&changes, scratch, |_, deliveries| {
         for found in deliveries {
-            matched.entries.push(DeliveryEntry::encode(found.subscription.as_str(), &found.payload));
+            matched.entries.push(DeliveryEntry::encode(found.subscription.as_str(), found.incarnation, &found.payload));
         }
     });
     matched
@@ -205,9 +243,17 @@ mod tests {
     fn delivery_entries_round_trip() {
         for (name, payload) in [("bot", "enwiki|A|U|edit|1|2|+3|x"), ("b.2", "<rc title=\"&quot;\">\"</rc>"), ("x", "")]
         {
-            let bytes = DeliveryEntry::encode(name, payload);
+            let bytes = DeliveryEntry::encode(name, Incarnation(u64::MAX), payload);
             let entry: DeliveryEntry<'_> = serde_json::from_slice(&bytes).unwrap();
             assert_eq!((entry.subscription.as_ref(), entry.payload.as_ref()), (name, payload));
+            assert_eq!((entry.incarnation, entry.purge), (Some(u64::MAX), false));
         }
+        let purge = DeliveryEntry::encode_purge("gone");
+        let purge: DeliveryEntry<'_> = serde_json::from_slice(&purge).unwrap();
+        assert_eq!((purge.subscription.as_ref(), purge.purge), ("gone", true));
+        // Entries written before incarnations existed still read, as current.
+        let old: DeliveryEntry<'_> = serde_json::from_slice(br#"{"subscription":"a","payload":"p"}"#).unwrap();
+        assert_eq!((old.incarnation, old.purge), (None, false));
+        assert!(old.is_current(&Subscriptions::new(flotilla_wikimedia_core::Wikis::embedded())));
     }
 }

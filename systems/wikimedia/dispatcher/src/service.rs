@@ -8,6 +8,10 @@
 //! port and creates no queue or consumer group. `control:` and `redis:` are its
 //! settings; they are checked whenever present, so `flotilla check` reports their
 //! mistakes even while the dispatcher is off.
+//!
+//! `dispatcher.subscribe` (who may create subscriptions) defaults to `open` only while
+//! `control.listen` is a loopback address, and to `admin` otherwise; `flotilla check`
+//! says which applies and why ([`Service::notes`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +19,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use flotilla_config::{Diagnostic, Located};
 use flotilla_service::{RunningService, Service, ServiceConfig, ServiceContext, ServiceType};
-use flotilla_wikimedia_core::{FILE_CONNECTOR_TYPE, STREAM_CONNECTOR_TYPE};
+use flotilla_wikimedia_core::{FILE_CONNECTOR_TYPE, STREAM_CONNECTOR_TYPE, SubscribePolicy};
 use serde::Deserialize;
 
 use crate::{Dispatcher, DispatcherSettings};
@@ -42,6 +46,7 @@ struct RawDispatcher {
     max_connections_per_ip: Option<Located<u64>>,
     max_definitions: Option<Located<u64>>,
     idle_timeout: Option<Located<String>>,
+    subscribe: Option<Located<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -55,12 +60,15 @@ struct RawControl {
 struct RawRedis {
     url: Option<Located<String>>,
     tls_ca: Option<Located<String>>,
+    key_prefix: Option<Located<String>>,
 }
 
 /// The dispatcher, configured and ready to start.
 struct DispatcherService {
     settings: DispatcherSettings,
     control_listen: SocketAddr,
+    /// Whether `dispatcher.subscribe` was written (or is the default).
+    subscribe_given: bool,
 }
 
 fn build(config: &ServiceConfig<'_>) -> Result<Option<Box<dyn Service>>, Vec<Diagnostic>> {
@@ -120,6 +128,24 @@ fn build(config: &ServiceConfig<'_>) -> Result<Option<Box<dyn Service>>, Vec<Dia
         }
     }
 
+    settings.subscribe = match &raw.subscribe {
+        Some(given) => {
+            let policy = SubscribePolicy::parse(&given.value);
+            if policy.is_none() {
+                let message = format!("dispatcher.subscribe: expected open, admin or closed, found '{}'", given.value);
+                problems.push(Diagnostic::at(&given.location, message));
+            }
+            if policy == Some(SubscribePolicy::Admin) && config.admin_token.is_none() {
+                problems.push(Diagnostic::at(
+                    &given.location,
+                    "dispatcher.subscribe: admin needs http.admin_token (the token clients give as `subscribe NAME ADMIN_TOKEN`)",
+                ));
+            }
+            policy.unwrap_or(SubscribePolicy::Closed)
+        }
+        None => default_subscribe(control_listen),
+    };
+
     let redis_url = redis.url.as_ref().map_or(DEFAULT_REDIS_URL, |url| url.value.as_str());
     let redis_tls_ca = redis.tls_ca.as_ref().map(|ca| std::path::PathBuf::from(&ca.value));
     if let Err(problem) = crate::redis_delivery::check_url(redis_url, redis_tls_ca.as_deref()) {
@@ -130,6 +156,12 @@ fn build(config: &ServiceConfig<'_>) -> Result<Option<Box<dyn Service>>, Vec<Dia
     }
     settings.redis_url = Some(redis_url.to_string());
     settings.redis_tls_ca = redis_tls_ca;
+    if let Some(prefix) = &redis.key_prefix {
+        match crate::redis_delivery::check_key_prefix(&prefix.value) {
+            Ok(()) => settings.redis_key_prefix = prefix.value.clone(),
+            Err(problem) => problems.push(Diagnostic::at(&prefix.location, format!("redis.key_prefix: {problem}"))),
+        }
+    }
 
     if !problems.is_empty() {
         return Err(problems);
@@ -137,11 +169,46 @@ fn build(config: &ServiceConfig<'_>) -> Result<Option<Box<dyn Service>>, Vec<Dia
     if !enabled {
         return Ok(None);
     }
-    Ok(Some(Box::new(DispatcherService { settings, control_listen })))
+    let subscribe_given = raw.subscribe.is_some();
+    Ok(Some(Box::new(DispatcherService { settings, control_listen, subscribe_given })))
+}
+
+/// `dispatcher.subscribe` when not given: `open` only while the control port listens
+/// on loopback (then only local users reach it), `admin` otherwise.
+pub fn default_subscribe(control_listen: SocketAddr) -> SubscribePolicy {
+    if control_listen.ip().is_loopback() { SubscribePolicy::Open } else { SubscribePolicy::Admin }
+}
+
+/// Who may create subscriptions, and why, for `flotilla check`.
+fn subscribe_note(policy: SubscribePolicy, given: bool, listen: SocketAddr, admin_token: bool) -> String {
+    let why = match (given, listen.ip().is_loopback()) {
+        (true, _) => String::new(),
+        (false, true) => format!(" (the default while control.listen {listen} is on loopback)"),
+        (false, false) => format!(" (the default, as control.listen {listen} is not on loopback)"),
+    };
+    let what = match policy {
+        SubscribePolicy::Open if listen.ip().is_loopback() => {
+            "anyone who can reach the control port, every local user, can create subscriptions".to_string()
+        }
+        SubscribePolicy::Open => format!("anyone who can reach {listen} can create subscriptions"),
+        SubscribePolicy::Admin if admin_token => {
+            "creating a subscription needs http.admin_token (`subscribe NAME ADMIN_TOKEN`, or the HTTP API)".to_string()
+        }
+        SubscribePolicy::Admin => "creating a subscription needs http.admin_token, and none is set: no one can; \
+             set http.admin_token, or dispatcher.subscribe: open to let anyone who can reach the port"
+            .to_string(),
+        SubscribePolicy::Closed => "no new subscriptions, over the control protocol or HTTP".to_string(),
+    };
+    format!("dispatcher.subscribe: {}{why}: {what}", policy.name())
 }
 
 #[async_trait::async_trait]
 impl Service for DispatcherService {
+    fn notes(&self) -> Vec<String> {
+        let admin_token = self.settings.admin_token.is_some();
+        vec![subscribe_note(self.settings.subscribe, self.subscribe_given, self.control_listen, admin_token)]
+    }
+
     async fn start(self: Box<Self>, ctx: ServiceContext) -> anyhow::Result<Arc<dyn RunningService>> {
         let control = tokio::net::TcpListener::bind(self.control_listen).await.with_context(|| {
             format!("cannot listen for the dispatcher's control protocol on {}", self.control_listen)

@@ -8,15 +8,25 @@
 //! order they were made; if the store refuses, they are kept and written before the next
 //! ones (and retried in the background), so the copy in the store is late at worst,
 //! never out of order.
+//!
+//! Deleting a subscription also records its purge on the delivery queue
+//! ([`DeliveryEntry::encode_purge`]) before the change is done: the fan-out then
+//! deletes its `sub.<name>` queue and the Redis worker its list, each in order with
+//! the deliveries around it, so whoever takes the name next starts empty (and
+//! deliveries still waiting for the old owner are dropped: their incarnation is gone).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
+use flotilla_bus::{Bus, BusError};
+use flotilla_core::Backoff;
 use flotilla_wikimedia_core::{Mutation, Subscriptions};
 use tokio_util::sync::CancellationToken;
 
+use crate::matcher::{DELIVERY_QUEUE, DeliveryEntry};
 use crate::persist::SubscriptionStore;
+use crate::redis_delivery::Parking;
 
 /// Counters for status and benchmarks.
 #[derive(Debug, Default)]
@@ -33,6 +43,9 @@ pub struct Counters {
     pub redis_pushed: AtomicU64,
     /// Failed attempts to push to Redis.
     pub redis_failures: AtomicU64,
+    /// Deliveries dropped because their subscription was deleted after they were
+    /// matched.
+    pub stale_dropped: AtomicU64,
     /// Subscription records the store has not taken yet.
     pub unsaved_records: AtomicU64,
 }
@@ -48,6 +61,7 @@ impl Counters {
             "queued": get(&self.queued),
             "redis_pushed": get(&self.redis_pushed),
             "redis_failures": get(&self.redis_failures),
+            "stale_dropped": get(&self.stale_dropped),
             "unsaved_records": get(&self.unsaved_records),
         })
     }
@@ -59,7 +73,12 @@ pub struct Shared {
     /// Records not yet in the store, oldest first; the lock also orders changes.
     pending: tokio::sync::Mutex<Vec<Mutation>>,
     store: Option<SubscriptionStore>,
+    /// Where purges of deleted subscriptions are recorded (`None`: nowhere, for
+    /// benchmarks that delete nothing).
+    bus: Option<Arc<dyn Bus>>,
     pub counters: Counters,
+    /// Redis keys that refuse their pushes, parked by the Redis worker.
+    pub parking: Parking,
 }
 
 impl Shared {
@@ -70,6 +89,9 @@ impl Shared {
         value["subscriptions"] = serde_json::json!(info.subscriptions);
         value["watched_wikis"] = serde_json::json!(info.wikis);
         value["control_connections"] = serde_json::json!(info.connections);
+        let parked = self.parking.keys();
+        value["redis_parked"] = serde_json::json!(parked.len());
+        value["redis_parked_keys"] = serde_json::json!(parked);
         value
     }
 
@@ -80,8 +102,17 @@ impl Shared {
             subscriptions: RwLock::new(subscriptions),
             pending: tokio::sync::Mutex::new(Vec::new()),
             store,
+            bus: None,
             counters: Counters::default(),
+            parking: Parking::default(),
         }
+    }
+
+    /// Records the purges of deleted subscriptions on `bus`'s delivery queue.
+    #[must_use]
+    pub fn with_bus(mut self, bus: Arc<dyn Bus>) -> Shared {
+        self.bus = Some(bus);
+        self
     }
 
     /// The subscriptions, for reading.
@@ -92,15 +123,53 @@ impl Shared {
     /// Changes the subscriptions with `change`, which returns its result and the
     /// records to persist; returns once the records are written (or kept for a retry,
     /// if the store refused: see the module docs).
+    ///
+    /// A deletion's purge is on the delivery queue before this returns, and before any
+    /// later change (a subscription taking the name again) is made: see the module docs.
     pub async fn mutate<R>(&self, change: impl FnOnce(&mut Subscriptions) -> (R, Vec<Mutation>)) -> R {
         let mut pending = self.pending.lock().await;
         let (result, mutations) = {
             let mut subscriptions = self.subscriptions.write().unwrap_or_else(|p| p.into_inner());
             change(&mut subscriptions)
         };
+        let deleted: Vec<&str> = mutations
+            .iter()
+            .filter_map(|m| match m {
+                Mutation::Deleted { name } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        if !deleted.is_empty() {
+            self.record_purges(&deleted).await;
+        }
         pending.extend(mutations);
         self.flush(&mut pending).await;
         result
+    }
+
+    /// Puts the purges of `deleted` on the delivery queue, retrying while the bus
+    /// refuses (a full disk). Changes wait meanwhile: no subscription may take one of
+    /// the names before its purge is recorded, or the purge would delete its queue.
+    async fn record_purges(&self, deleted: &[&str]) {
+        let Some(bus) = &self.bus else { return };
+        let entries: Vec<bytes::Bytes> = deleted.iter().map(|name| DeliveryEntry::encode_purge(name)).collect();
+        let mut retry = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+        loop {
+            match bus.publish(DELIVERY_QUEUE, entries.clone()).await {
+                Ok(_) => return,
+                Err(BusError::Closed) => {
+                    tracing::error!(subscriptions = ?deleted,
+                        "The bus closed before the purge of deleted subscriptions was recorded: delete their sub.<name> queues and Redis lists by hand before the names are used again.");
+                    return;
+                }
+                Err(error) => {
+                    let delay = retry.next_delay();
+                    tracing::error!(%error, subscriptions = ?deleted, ?delay,
+                        "Cannot record the purge of deleted subscriptions on the bus; subscription changes wait until it can.");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
     }
 
     /// Writes what is pending; keeps it if the store refuses.

@@ -17,7 +17,7 @@
 //! |---|---|
 //! | `E001: Invalid name` | `subscribe` without a valid name (`[A-Za-z0-9_.-]{1,64}`) |
 //! | `E002: This subscription exist` | `subscribe` with a taken name |
-//! | `E005: Invalid token or name` | `auth`/`unsubscribe` with a wrong name or token, or the wrong number of words |
+//! | `E005: Invalid token or name` | `auth`/`unsubscribe` with a wrong name or token, or the wrong number of words; `subscribe NAME TOKEN` with a token that is not the admin token |
 //! | `E006: Command not understood` | an unknown command, unexpected words, or a line that is not UTF-8 |
 //! | `E007: No such feed` | `unsubscribe NAME TOKEN` for a name that does not exist; any command on a subscription deleted since `auth` |
 //! | `E008: Missing parameter for insert` / `… for delete` | `insert`/`remove` without a format |
@@ -38,6 +38,20 @@
 //! | `E017: Unknown flag: <flag>` | a flag other than `bot`, `nobot`, `minor`, `nominor`, `new`, `log` |
 //! | `E018: Missing wiki` | a definition without a wiki |
 //! | `E019: Could not create a token` | the system random source failed |
+//! | `E022: Subscribing needs the admin token: subscribe NAME ADMIN_TOKEN` | `subscribe NAME` where [`SubscribePolicy::Admin`] applies |
+//! | `E023: Subscribing is closed` | `subscribe` where [`SubscribePolicy::Closed`] applies |
+//!
+//! (`E021: Too many connections` is the server's, before any session: see the
+//! dispatcher's control server.)
+//!
+//! # Who may subscribe
+//!
+//! The original let anyone who reached the port create subscriptions. A session
+//! follows a [`SubscribeAccess`] ([`Session::with_access`]): `open` (the original's
+//! behaviour), `admin` (only a client that gives the admin token as the optional
+//! second word, `subscribe NAME ADMIN_TOKEN`: the one addition to the command, so
+//! every other command and reply stays the original's) or `closed`. A token given is
+//! always checked, in constant time, whatever the policy.
 //!
 //! Names echoed in error lines are cut to 200 characters and control characters in them
 //! are escaped, so no client input can break a reply into two lines.
@@ -76,7 +90,7 @@ use std::fmt;
 
 use crate::definition::{DefinitionError, DocumentError};
 use crate::subscription::{Info, Mutation, SubscriptionBackend, SubscriptionId};
-use crate::token::Token;
+use crate::token::{Token, TokenHash};
 
 use self::document::{DocumentCommand, DocumentOp, PendingDocument, Progress};
 
@@ -152,6 +166,10 @@ pub enum ErrorReply {
     MissingWiki,
     /// E019.
     TokenUnavailable,
+    /// E022.
+    AdminTokenNeeded,
+    /// E023.
+    SubscribingClosed,
     /// E020.
     NotAuthenticated,
     /// E060.
@@ -180,6 +198,8 @@ impl ErrorReply {
             ErrorReply::UnknownFlag(_) => "E017",
             ErrorReply::MissingWiki => "E018",
             ErrorReply::TokenUnavailable => "E019",
+            ErrorReply::AdminTokenNeeded => "E022",
+            ErrorReply::SubscribingClosed => "E023",
             ErrorReply::NotAuthenticated => "E020",
             ErrorReply::InvalidXml => "E060",
             ErrorReply::InvalidJson => "E062",
@@ -238,6 +258,10 @@ impl fmt::Display for ErrorReply {
             }
             ErrorReply::MissingWiki => write!(f, "{code}: Missing wiki"),
             ErrorReply::TokenUnavailable => write!(f, "{code}: Could not create a token"),
+            ErrorReply::AdminTokenNeeded => {
+                write!(f, "{code}: Subscribing needs the admin token: subscribe NAME ADMIN_TOKEN")
+            }
+            ErrorReply::SubscribingClosed => write!(f, "{code}: Subscribing is closed"),
             ErrorReply::NotAuthenticated => {
                 write!(f, "{code}: Authentication was not completed")
             }
@@ -327,10 +351,71 @@ impl Output {
     }
 }
 
+/// Who may create subscriptions with `subscribe` (`dispatcher.subscribe`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SubscribePolicy {
+    /// Anyone who can reach the control port (the original's behaviour).
+    #[default]
+    Open,
+    /// Only a client that gives the admin token: `subscribe NAME ADMIN_TOKEN`.
+    Admin,
+    /// No one: no new subscriptions.
+    Closed,
+}
+
+impl SubscribePolicy {
+    /// The policy named `open`, `admin` or `closed`.
+    pub fn parse(name: &str) -> Option<SubscribePolicy> {
+        match name {
+            "open" => Some(SubscribePolicy::Open),
+            "admin" => Some(SubscribePolicy::Admin),
+            "closed" => Some(SubscribePolicy::Closed),
+            _ => None,
+        }
+    }
+
+    /// Its name in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            SubscribePolicy::Open => "open",
+            SubscribePolicy::Admin => "admin",
+            SubscribePolicy::Closed => "closed",
+        }
+    }
+}
+
+/// What `subscribe` requires of a client: the policy, and the admin token's hash to
+/// check a given token against.
+#[derive(Debug, Clone, Default)]
+pub struct SubscribeAccess {
+    pub policy: SubscribePolicy,
+    /// The hash of the admin token (`http.admin_token`), if one is configured.
+    pub admin_token: Option<TokenHash>,
+}
+
+impl SubscribeAccess {
+    /// Whether a client that gave `token` (or none) may create a subscription; the
+    /// refusal otherwise. A given token is checked (in constant time) whatever the
+    /// policy, so a wrong one is never silently accepted.
+    ///
+    /// # Errors
+    /// `E023` when closed, `E005` for a wrong token, `E022` when the token is needed.
+    pub fn check(&self, token: Option<&str>) -> Result<(), ErrorReply> {
+        let valid = |token: &str| self.admin_token.as_ref().is_some_and(|admin| admin.verify(token));
+        match (self.policy, token) {
+            (SubscribePolicy::Closed, _) => Err(ErrorReply::SubscribingClosed),
+            (_, Some(token)) if !valid(token) => Err(ErrorReply::InvalidTokenOrName),
+            (SubscribePolicy::Admin, None) => Err(ErrorReply::AdminTokenNeeded),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// One control connection's state.
 #[derive(Debug)]
 pub struct Session {
     limits: SessionLimits,
+    access: SubscribeAccess,
     authenticated: Option<SubscriptionId>,
     pending: Option<PendingDocument>,
     closed: bool,
@@ -343,9 +428,16 @@ impl Default for Session {
 }
 
 impl Session {
-    /// A fresh, unauthenticated session.
+    /// A fresh, unauthenticated session; anyone may subscribe (see [`Session::with_access`]).
     pub fn new(limits: SessionLimits) -> Session {
-        Session { limits, authenticated: None, pending: None, closed: false }
+        Session { limits, access: SubscribeAccess::default(), authenticated: None, pending: None, closed: false }
+    }
+
+    /// Who may create subscriptions in this session.
+    #[must_use]
+    pub fn with_access(mut self, access: SubscribeAccess) -> Session {
+        self.access = access;
+        self
     }
 
     /// The subscription this session is authenticated to.
@@ -495,7 +587,7 @@ impl Command {
         B: SubscriptionBackend + ?Sized,
     {
         match self {
-            Command::Subscribe(c) => c.apply(backend, out),
+            Command::Subscribe(c) => c.apply(&session.access, backend, out),
             Command::Auth(c) => c.apply(session, backend, out),
             Command::Unsubscribe(c) => c.apply(session, backend, out),
             Command::Document(c) => c.apply(session, backend, out),

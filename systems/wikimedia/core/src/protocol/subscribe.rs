@@ -1,26 +1,34 @@
-//! `subscribe NAME`: creates a subscription and answers `TOKEN: <token>`. The token is
+//! `subscribe NAME` (or `subscribe NAME ADMIN_TOKEN`): creates a subscription and answers
+//! `TOKEN: <token>`, if the session's [`SubscribeAccess`] lets this client. The token is
 //! shown this once; only its hash is kept. The session is not authenticated afterwards
 //! (as in the original): the client sends `auth NAME TOKEN` next.
 
-use crate::protocol::{ErrorReply, Output, Reply, Words};
+use crate::protocol::{ErrorReply, Output, Reply, SubscribeAccess, Words};
 use crate::subscription::{SubscribeError, SubscriptionBackend, SubscriptionName};
 
 pub(super) struct Subscribe {
     name: SubscriptionName,
+    admin_token: Option<String>,
 }
 
 impl Subscribe {
     pub(super) fn parse(words: Words<'_>) -> Result<Subscribe, ErrorReply> {
-        match words.remaining().as_slice() {
-            [name] => SubscriptionName::parse(name).map(|name| Subscribe { name }).map_err(|_| ErrorReply::InvalidName),
-            _ => Err(ErrorReply::InvalidName),
-        }
+        let (name, admin_token) = match words.remaining().as_slice() {
+            [name] => (*name, None),
+            [name, token] => (*name, Some((*token).to_string())),
+            _ => return Err(ErrorReply::InvalidName),
+        };
+        let name = SubscriptionName::parse(name).map_err(|_| ErrorReply::InvalidName)?;
+        Ok(Subscribe { name, admin_token })
     }
 
-    pub(super) fn apply<B>(self, backend: &mut B, out: &mut Output)
+    pub(super) fn apply<B>(self, access: &SubscribeAccess, backend: &mut B, out: &mut Output)
     where
         B: SubscriptionBackend + ?Sized,
     {
+        if let Err(refusal) = access.check(self.admin_token.as_deref()) {
+            return out.reply(refusal);
+        }
         match backend.subscribe(self.name) {
             Ok(subscribed) => {
                 out.mutations.push(subscribed.mutation);

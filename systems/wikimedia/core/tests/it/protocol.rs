@@ -9,8 +9,8 @@
 
 use flotilla_wikimedia_core::protocol::frame::{Frame, next_line};
 use flotilla_wikimedia_core::subscription::Mutation;
-use flotilla_wikimedia_core::token::{Token, TokenError, TokenSource};
-use flotilla_wikimedia_core::{Session, SessionLimits, Subscriptions, Wikis};
+use flotilla_wikimedia_core::token::{Token, TokenError, TokenHash, TokenSource};
+use flotilla_wikimedia_core::{Session, SessionLimits, SubscribeAccess, SubscribePolicy, Subscriptions, Wikis};
 
 /// Hands out `$T1`, `$T2`, … in order.
 struct SequenceTokens(u8);
@@ -84,8 +84,13 @@ fn describe(mutation: &Mutation) -> String {
 
 /// Runs a transcript against fresh state and compares the whole conversation.
 #[track_caller]
-fn check_with(script: &str, mut state: Subscriptions, limits: SessionLimits) {
-    let mut sessions = [Session::new(limits), Session::new(limits)];
+fn check_with(script: &str, state: Subscriptions, limits: SessionLimits) {
+    check_sessions(script, state, [Session::new(limits), Session::new(limits)]);
+}
+
+/// Runs a transcript with the given sessions.
+#[track_caller]
+fn check_sessions(script: &str, mut state: Subscriptions, mut sessions: [Session; 2]) {
     state.connection_opened();
     state.connection_opened();
     let mut expected = String::new();
@@ -155,8 +160,11 @@ fn subscribe_and_names() {
         < E001: Invalid name
         > subscribe bad!name
         < E001: Invalid name
-        > subscribe two words
+        > subscribe three words here
         < E001: Invalid name
+        # A second word is an admin token: checked, and refused if wrong.
+        > subscribe two words
+        < E005: Invalid token or name
         > subscribe ümlaut
         < E001: Invalid name
         > subscribe aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
@@ -166,6 +174,73 @@ fn subscribe_and_names() {
         < TOKEN: $T3
         > info
         < I have 2 connections and 3 subscriptions, I am now watching 0 wikis
+        "#,
+    );
+}
+
+/// `dispatcher.subscribe`: who may create subscriptions. Session 1 gives no admin
+/// token, session 2 gives one.
+#[test]
+fn subscribing_follows_the_policy_and_checks_any_admin_token_given() {
+    const ADMIN: &str = "the-admin-token-of-this-node-32-bytes";
+    #[track_caller]
+    fn check_policy(policy: SubscribePolicy, admin_token: Option<&str>, script: &str) {
+        let access = SubscribeAccess { policy, admin_token: admin_token.map(TokenHash::of) };
+        let state = Subscriptions::new(Wikis::embedded()).with_token_source(SequenceTokens(0));
+        let session = || Session::new(SessionLimits::default()).with_access(access.clone());
+        check_sessions(&script.replace("$ADMIN", ADMIN), state, [session(), session()]);
+    }
+    check_policy(
+        SubscribePolicy::Open,
+        Some(ADMIN),
+        r#"
+        > subscribe anyone
+        ! created anyone pipe
+        < TOKEN: $T1
+        >2 subscribe admins $ADMIN
+        ! created admins pipe
+        <2 TOKEN: $T2
+        >2 subscribe guess not-the-token
+        <2 E005: Invalid token or name
+        "#,
+    );
+    check_policy(
+        SubscribePolicy::Admin,
+        Some(ADMIN),
+        r#"
+        > subscribe anyone
+        < E022: Subscribing needs the admin token: subscribe NAME ADMIN_TOKEN
+        > subscribe anyone not-the-token
+        < E005: Invalid token or name
+        >2 subscribe admins $ADMIN
+        ! created admins pipe
+        <2 TOKEN: $T1
+        # The rest of the protocol is the subscription's token's, as before.
+        > auth admins $T1
+        < OK
+        > info
+        < I have 2 connections and 1 subscriptions, I am now watching 0 wikis
+        "#,
+    );
+    // `admin` without an admin token configured: no one can subscribe.
+    check_policy(
+        SubscribePolicy::Admin,
+        None,
+        r#"
+        > subscribe anyone
+        < E022: Subscribing needs the admin token: subscribe NAME ADMIN_TOKEN
+        >2 subscribe admins $ADMIN
+        <2 E005: Invalid token or name
+        "#,
+    );
+    check_policy(
+        SubscribePolicy::Closed,
+        Some(ADMIN),
+        r#"
+        > subscribe anyone
+        < E023: Subscribing is closed
+        >2 subscribe admins $ADMIN
+        <2 E023: Subscribing is closed
         "#,
     );
 }

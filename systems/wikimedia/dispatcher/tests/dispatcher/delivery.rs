@@ -151,7 +151,7 @@ async fn deliveries_reach_a_redis_over_tls_trusting_its_ca() {
     let ca = TestCa::new(dir.path(), "redis");
     let redis = RedisServer::start_tls(&dir.path().join("redis"), &ca);
     assert!(redis.url().starts_with("rediss://"), "{}", redis.url());
-    let harness = Harness::start_tls(redis.url(), &ca.cert).await;
+    let harness = Harness::start_adjusted(Some(redis.url()), |s| s.redis_tls_ca = Some(ca.cert.clone())).await;
     let mut c = harness.client().await;
     c.subscribe_and_auth("secure").await;
     assert_eq!(c.ask(r#"insert json [{"wiki":"dewiki"}]"#).await, "1");

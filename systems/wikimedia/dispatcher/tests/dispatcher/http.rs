@@ -9,47 +9,7 @@ use flotilla_wikimedia_source::sample::synthetic_event;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, rendered};
-
-struct Api {
-    base: String,
-    client: reqwest::Client,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Api {
-    async fn start(harness: &Harness) -> Api {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let router = harness.dispatcher().router();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
-        Api { base, client: reqwest::Client::new(), server }
-    }
-
-    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (StatusCode, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.header("Authorization", format!("Bearer {token}"));
-        }
-        if let Some(body) = body {
-            let kind = if body.starts_with('<') { "application/xml" } else { "application/json" };
-            request = request.header("Content-Type", kind).body(body.to_string());
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() })
-    }
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
+use crate::support::{Api, Harness, rendered};
 
 #[tokio::test]
 async fn the_subscription_api_with_bearer_tokens_and_json_errors() {

@@ -6,5 +6,7 @@
 mod control;
 mod delivery;
 mod http;
+mod isolation;
 mod persistence;
+mod subscribing;
 mod support;

@@ -12,6 +12,8 @@ use flotilla_store::Store;
 pub use flotilla_test_support::{PgDatabase, RedisServer, TestCa};
 use flotilla_wikimedia_dispatcher::client::ControlClient;
 use flotilla_wikimedia_dispatcher::{ControlLimits, Dispatcher, DispatcherSettings};
+use reqwest::StatusCode;
+use serde_json::Value;
 use tokio::net::TcpStream;
 
 pub struct Harness {
@@ -39,22 +41,22 @@ impl Harness {
     ) -> Harness {
         let settings =
             DispatcherSettings { redis_url, control, admin_token: Some("admin-secret".into()), ..Default::default() };
-        let mut harness = Harness::prepare(dir, store_url, settings).await;
-        harness.launch().await;
-        harness
+        Harness::start_with_settings(dir, store_url, settings).await
     }
 
-    /// A dispatcher delivering to the TLS Redis at `redis_url`, trusting `ca`.
-    pub async fn start_tls(redis_url: String, ca: &std::path::Path) -> Harness {
+    /// A dispatcher like [`Harness::start`]'s (SQLite, admin token `admin-secret`)
+    /// with `adjust` applied to its settings.
+    pub async fn start_adjusted(redis_url: Option<String>, adjust: impl FnOnce(&mut DispatcherSettings)) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/store.db", dir.path().display());
-        let settings = DispatcherSettings {
-            redis_url: Some(redis_url),
-            redis_tls_ca: Some(ca.to_path_buf()),
-            admin_token: Some("admin-secret".into()),
-            ..Default::default()
-        };
-        let mut harness = Harness::prepare(dir, &url, settings).await;
+        let mut settings =
+            DispatcherSettings { redis_url, admin_token: Some("admin-secret".into()), ..Default::default() };
+        adjust(&mut settings);
+        Harness::start_with_settings(dir, &url, settings).await
+    }
+
+    async fn start_with_settings(dir: tempfile::TempDir, store_url: &str, settings: DispatcherSettings) -> Harness {
+        let mut harness = Harness::prepare(dir, store_url, settings).await;
         harness.launch().await;
         harness
     }
@@ -137,12 +139,97 @@ impl Harness {
         out
     }
 
+    /// Waits (bounded) until every delivery has left `dispatch.redis` for Redis and for
+    /// the `sub.<name>` queues, and the matcher has taken everything from `reactor`.
+    pub async fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let stats = self.bus.stats().await.unwrap();
+            let pending: Vec<String> = stats
+                .iter()
+                .filter(|q| q.queue == "reactor" || q.queue == "dispatch.redis")
+                .flat_map(|q| {
+                    q.groups.iter().filter(|g| g.pending > 0).map(move |g| format!("{}/{}", q.queue, g.group))
+                })
+                .collect();
+            if pending.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "still pending after 20 s: {pending:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits (bounded) until the dispatcher's status satisfies `ready`; returns it.
+    pub async fn status_until(&self, what: &str, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = self.dispatcher().shared().status();
+            if ready(&status) {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{what}: not within 20 s: {status:#}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(dispatcher) = self.dispatcher.take() {
             dispatcher.stop().await;
         }
         self.bus.close().await.unwrap();
         self.store.close().await;
+    }
+}
+
+/// A Redis list's elements, oldest first, without taking them.
+pub async fn list(redis: &RedisServer, key: &str) -> Vec<String> {
+    let mut connection = redis.connection().await;
+    let mut items: Vec<String> =
+        redis::cmd("LRANGE").arg(key).arg(0).arg(-1).query_async(&mut connection).await.unwrap();
+    items.reverse();
+    items
+}
+
+/// The dispatcher's HTTP routes on a loopback port, and a client for them.
+pub struct Api {
+    pub base: String,
+    pub client: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Api {
+    pub async fn start(harness: &Harness) -> Api {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let router = harness.dispatcher().router();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        Api { base, client: reqwest::Client::new(), server }
+    }
+
+    /// One request; the status and the JSON body (`null` when empty).
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (StatusCode, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        if let Some(body) = body {
+            let kind = if body.starts_with('<') { "application/xml" } else { "application/json" };
+            request = request.header("Content-Type", kind).body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() })
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.server.abort();
     }
 }
 

@@ -1,0 +1,271 @@
+//! The Redis bus's own behaviour, on throwaway redis-servers: a `kill -9` of Redis
+//! mid-stream loses nothing whose publish returned and consumers carry on; a dead
+//! consumer's entries go to another consumer of the group after the lease, and a live
+//! one keeps what it works on past it; a fetch dropped mid-read strands nothing; retention trims only what every group
+//! acknowledged; a Redis that does not persist, that refuses CONFIG, that cannot be
+//! reached, and a bad URL are each reported clearly.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flotilla_bus::redis::RedisBus;
+use flotilla_bus::{Bus, ReadFrom, RedisOptions};
+use flotilla_test_support::{RedisServer, free_port};
+
+use crate::support::*;
+
+fn lease_options(redis: &Redis, node: &str, lease_ttl: Duration) -> RedisOptions {
+    RedisOptions { lease_ttl, ..redis.options(node) }
+}
+
+/// Waits (bounded) until `done` holds, checking every few milliseconds.
+async fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let give_up = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < give_up, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_of_redis_mid_stream_loses_nothing_whose_publish_returned() {
+    let mut redis = Redis::new();
+    let bus: Arc<dyn Bus> = Arc::new(RedisBus::open(redis.options("node")).await.unwrap());
+    let confirmed = Arc::new(Mutex::new(Vec::<String>::new()));
+    let failures = Arc::new(Mutex::new(0usize));
+    let received = Arc::new(Mutex::new(BTreeSet::<String>::new()));
+    let stop = tokio_util::sync::CancellationToken::new();
+
+    // A publisher of batches of five: what returned Ok is confirmed; a failed batch is
+    // tried again (at-least-once) after a short pause.
+    let publisher = {
+        let (bus, confirmed, failures, stop) = (bus.clone(), confirmed.clone(), failures.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut next = 0;
+            while !stop.is_cancelled() {
+                let batch: Vec<String> = (next..next + 5).map(|i| format!("p{i}")).collect();
+                match bus.publish("q", batch.iter().cloned().map(bytes::Bytes::from).collect()).await {
+                    Ok(_) => {
+                        confirmed.lock().unwrap().extend(batch);
+                        next += 5;
+                    }
+                    Err(_) => {
+                        *failures.lock().unwrap() += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        })
+    };
+    // One consumer, kept across the outage: it must reconnect by itself.
+    let consumer = {
+        let (bus, received, stop) = (bus.clone(), received.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut consumer = bus.subscribe("q", "g").await.unwrap();
+            let mut errors = 0;
+            while !stop.is_cancelled() {
+                match consumer.fetch(100, Duration::from_millis(100)).await {
+                    Ok(batch) => {
+                        let acked = consumer.ack(&ids(&batch)).await;
+                        received.lock().unwrap().extend(texts(&batch));
+                        errors += usize::from(acked.is_err());
+                    }
+                    Err(_) => {
+                        errors += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            errors
+        })
+    };
+
+    until("200 messages were published", Duration::from_secs(30), || confirmed.lock().unwrap().len() >= 200).await;
+    redis.server.kill();
+    until("a publish failed", Duration::from_secs(30), || *failures.lock().unwrap() > 0).await;
+    let before_restart = confirmed.lock().unwrap().len();
+    redis.server.restart();
+    until("publishing carried on after the restart", Duration::from_secs(30), || {
+        confirmed.lock().unwrap().len() >= before_restart + 200
+    })
+    .await;
+    let all: BTreeSet<String> = confirmed.lock().unwrap().iter().cloned().collect();
+    until("the consumer received everything confirmed", Duration::from_secs(30), || {
+        received.lock().unwrap().is_superset(&all)
+    })
+    .await;
+    stop.cancel();
+    publisher.await.unwrap();
+    let consumer_errors = consumer.await.unwrap();
+    assert!(consumer_errors > 0, "the consumer saw the outage");
+
+    let mut reader = bus.read("q", ReadFrom::Start).await.unwrap();
+    let mut stored = BTreeSet::new();
+    loop {
+        let batch = reader.fetch(10_000, Duration::ZERO).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        stored.extend(texts(&batch));
+    }
+    let lost: Vec<&String> = all.difference(&stored).collect();
+    assert!(lost.is_empty(), "{} confirmed messages lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_dies_with_messages_in_flight_has_them_claimed_after_the_lease() {
+    let redis = Redis::new();
+    let lease = Duration::from_millis(600);
+    let alpha = RedisBus::open(lease_options(&redis, "alpha", lease)).await.unwrap();
+    let beta = RedisBus::open(lease_options(&redis, "beta", lease)).await.unwrap();
+    alpha.publish("q", payloads(0..10)).await.unwrap();
+    let mut dying = alpha.subscribe("q", "g").await.unwrap();
+    let mut survivor = beta.subscribe("q", "g").await.unwrap();
+    let before_delivery = Instant::now();
+    assert_eq!(texts(&dying.fetch(5, Duration::ZERO).await.unwrap()), names(0..5));
+    // Node alpha dies: its consumer and its bus vanish without acknowledging or telling
+    // anyone.
+    drop(dying);
+    drop(alpha);
+    let rest = survivor.fetch(10, Duration::ZERO).await.unwrap();
+    assert_eq!(texts(&rest), names(5..10), "what alpha held is not free before the lease");
+    survivor.ack(&ids(&rest)).await.unwrap();
+
+    let give_up = Instant::now() + lease + Duration::from_secs(5);
+    let claimed = loop {
+        let batch = survivor.fetch(10, Duration::from_millis(100)).await.unwrap();
+        if !batch.is_empty() {
+            break batch;
+        }
+        assert!(Instant::now() < give_up, "alpha's messages were never claimed");
+    };
+    let waited = before_delivery.elapsed();
+    assert!(waited + Duration::from_millis(5) >= lease, "claimed after {waited:?}, before the lease of {lease:?}");
+    assert_eq!(texts(&claimed), names(0..5));
+    survivor.ack(&ids(&claimed)).await.unwrap();
+    let stats = beta.stats().await.unwrap();
+    assert_eq!((stats[0].groups[0].acked_seq, stats[0].groups[0].in_flight), (Some(9), 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_consumer_keeps_what_it_works_on_past_the_lease() {
+    let redis = Redis::new();
+    let lease = Duration::from_millis(300);
+    let alpha = RedisBus::open(lease_options(&redis, "alpha", lease)).await.unwrap();
+    let beta = RedisBus::open(lease_options(&redis, "beta", lease)).await.unwrap();
+    alpha.publish("q", payloads(0..3)).await.unwrap();
+    let mut slow = alpha.subscribe("q", "g").await.unwrap();
+    let mut other = beta.subscribe("q", "g").await.unwrap();
+    let held = slow.fetch(10, Duration::ZERO).await.unwrap();
+    assert_eq!(held.len(), 3);
+    // Four leases long, the other consumer looks for entries to claim and finds none.
+    let until = Instant::now() + lease * 4;
+    while Instant::now() < until {
+        let batch = other.fetch(10, Duration::from_millis(50)).await.unwrap();
+        assert!(batch.is_empty(), "claimed from a live consumer: {:?}", texts(&batch));
+    }
+    slow.ack(&ids(&held)).await.unwrap();
+    assert!(other.fetch(10, Duration::from_millis(50)).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_dropped_while_its_read_was_taking_entries_strands_none() {
+    let redis = Redis::new();
+    let bus = RedisBus::open(redis.options("node")).await.unwrap();
+    let mut consumer = bus.subscribe("q", "g").await.unwrap();
+    assert!(consumer.fetch(10, Duration::ZERO).await.unwrap().is_empty());
+    // A fetch waiting for new entries is dropped (a stage told to stop); its blocking
+    // read stays with Redis and takes what is published next, but its answer is lost.
+    let dropped = tokio::time::timeout(Duration::from_millis(100), consumer.fetch(10, Duration::from_secs(30))).await;
+    assert!(dropped.is_err(), "the fetch was still waiting");
+    bus.publish("q", payloads(0..4)).await.unwrap();
+    let mut connection = redis.server.connection().await;
+    let give_up = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pending: ::redis::Value =
+            ::redis::cmd("XPENDING").arg("flotilla:q").arg("g").query_async(&mut connection).await.unwrap();
+        if matches!(&pending, ::redis::Value::Array(summary) if summary.first() == Some(&::redis::Value::Int(4))) {
+            break; // The abandoned read took all four.
+        }
+        assert!(Instant::now() < give_up, "the abandoned read took nothing: {pending:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The next fetch reads the consumer's own pending entries first, at once (not
+    // after the lease).
+    assert_eq!(texts(&consumer.fetch(10, Duration::ZERO).await.unwrap()), names(0..4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_trims_only_what_every_group_acknowledged() {
+    let redis = Redis::new();
+    let options = RedisOptions { max_age: Some(Duration::ZERO), ..redis.options("node") };
+    let bus = RedisBus::open(options).await.unwrap();
+    let mut slow = bus.subscribe("q", "slow").await.unwrap();
+    let mut fast = bus.subscribe("q", "fast").await.unwrap();
+    for i in 0..20 {
+        bus.publish("q", payloads(i..i + 1)).await.unwrap();
+    }
+    let got = fetch_all(fast.as_mut(), 20).await;
+    fast.ack(&ids(&got)).await.unwrap();
+    assert_eq!(bus.apply_retention().await.unwrap(), 0, "the slow group still needs everything");
+
+    let got = fetch_all(slow.as_mut(), 12).await;
+    slow.ack(&ids(&got[..10])).await.unwrap(); // 10 and 11 stay in flight.
+    assert_eq!(bus.apply_retention().await.unwrap(), 10);
+    let stats = bus.stats().await.unwrap();
+    assert_eq!((stats[0].first_seq, stats[0].next_seq), (10, 20), "{stats:?}");
+    let slow_stats = stats[0].groups.iter().find(|g| g.group == "slow").unwrap();
+    // Unknown while entries are in flight: Redis numbers no entries.
+    assert_eq!((slow_stats.acked_seq, slow_stats.in_flight, slow_stats.pending), (None, 2, 10));
+    assert_eq!(bus.apply_retention().await.unwrap(), 0, "in-flight entries stay");
+
+    // After a restart the slow group gets exactly what it had not acknowledged.
+    drop(slow);
+    bus.close().await.unwrap();
+    let bus = RedisBus::open(redis.options("node")).await.unwrap();
+    let mut slow = bus.subscribe("q", "slow").await.unwrap();
+    assert_eq!(texts(&fetch_all(slow.as_mut(), 10).await), names(10..20), "nothing unacknowledged was removed");
+    let mut reader = bus.read("q", ReadFrom::Start).await.unwrap();
+    assert_eq!(texts(&reader.fetch(1, Duration::ZERO).await.unwrap()), names(10..11), "the oldest retained");
+}
+
+#[tokio::test]
+async fn a_redis_that_does_not_persist_or_hides_its_settings_is_warned_about() {
+    let redis = Redis::new();
+    let check = RedisBus::check(&redis.options("node")).await.unwrap();
+    assert!(check.warnings.is_empty(), "{:?}", check.warnings);
+    assert!(check.persistence.contains("synced on every write"), "{}", check.persistence);
+
+    let dir = tempfile::tempdir().unwrap();
+    let volatile = RedisServer::start_with(&dir.path().join("volatile"), &["--appendonly", "no", "--save", ""]);
+    let check = RedisBus::check(&RedisOptions::new(volatile.url(), "node")).await.unwrap();
+    assert_eq!(check.persistence, "none");
+    assert!(
+        check.warnings.iter().any(|w| w.contains("does not persist") && w.contains("loses every queue")),
+        "{:?}",
+        check.warnings
+    );
+    // The bus opens all the same (the warning is logged).
+    RedisBus::open(RedisOptions::new(volatile.url(), "node")).await.unwrap();
+
+    let hidden = RedisServer::start_with(&dir.path().join("hidden"), &["--rename-command", "CONFIG", ""]);
+    let check = RedisBus::check(&RedisOptions::new(hidden.url(), "node")).await.unwrap();
+    assert!(check.warnings.iter().any(|w| w.contains("CONFIG GET was refused")), "{:?}", check.warnings);
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_and_a_bad_url_are_clear_errors() {
+    let url = format!("redis://127.0.0.1:{}/0", free_port());
+    let Err(error) = RedisBus::open(RedisOptions::new(url.clone(), "node")).await else { panic!("opened") };
+    let text = flotilla_core::error_chain(&error);
+    assert!(text.starts_with(&format!("cannot reach Redis at {url}")), "{text}");
+    assert!(text.contains("refused"), "the cause is kept: {text}");
+
+    let Err(error) = RedisBus::open(RedisOptions::new("http://127.0.0.1/", "node")).await else { panic!("opened") };
+    assert!(error.to_string().starts_with("bus.url: 'http://127.0.0.1/' is not a Redis URL"), "{error}");
+    let Err(error) = RedisBus::open(RedisOptions::new("redis://:hunter2@127.0.0.1:1/0", "node")).await else {
+        panic!("opened")
+    };
+    assert!(!flotilla_core::error_chain(&error).contains("hunter2"), "the password never shows: {error}");
+}
