@@ -1,6 +1,6 @@
 //! The one way Flotilla opens a Redis client, for every component that talks to Redis
-//! (the dispatcher's delivery into `redis.url`, a Redis bus backend): [`client`] takes
-//! the URL and, for TLS, the CA file to trust.
+//! (the dispatcher's delivery into `redis.url`, the Redis bus backend at `bus.url`):
+//! [`client`] takes the URL and, for TLS, the CA file to trust.
 //!
 //! `redis://` and `unix://` are plain. `rediss://` is TLS through rustls on the
 //! process's crypto provider (aws-lc-rs, which the binary installs), and always checks

@@ -175,6 +175,8 @@ struct RawBus {
     backend: Option<Located<String>>,
     /// Redis / NATS: where the backend is.
     url: Option<Located<String>>,
+    /// Redis: with `rediss://`, the CA file to trust instead of the system's roots.
+    tls_ca: Option<Located<String>>,
     /// Redis / NATS: the fleet's name space (`<prefix>:<queue>` streams).
     prefix: Option<Located<String>>,
     /// Redis / NATS: how long a dead node keeps what it held.
@@ -416,7 +418,8 @@ fn bus_settings(raw: &RawBus, node_name: &str, problems: &mut Problems) -> BusSe
             problems.at(&key.location, format!("bus.{name}: applies to {applies}, not to bus.backend '{backend}'"));
         }
     };
-    let fleet_keys = [(&raw.url, "url"), (&raw.prefix, "prefix"), (&raw.lease_ttl, "lease_ttl")];
+    let fleet_keys =
+        [(&raw.url, "url"), (&raw.tls_ca, "tls_ca"), (&raw.prefix, "prefix"), (&raw.lease_ttl, "lease_ttl")];
     let embedded_keys = [
         (&raw.durability, "durability"),
         (&raw.sync_interval, "sync_interval"),
@@ -436,10 +439,15 @@ fn bus_settings(raw: &RawBus, node_name: &str, problems: &mut Problems) -> BusSe
                 only(problems, key, name, "the embedded bus (Redis persists by its own appendonly/appendfsync)");
             }
             let mut options = RedisOptions::new("", node_name);
+            options.tls_ca = raw.tls_ca.as_ref().map(|ca| PathBuf::from(&ca.value));
             match &raw.url {
                 Some(url) => {
-                    if let Err(why) = flotilla_bus::redis::check_url(&url.value) {
-                        problems.at(&url.location, format!("bus.url: {why}"));
+                    if let Err(why) = flotilla_bus::redis::check_url(&url.value, options.tls_ca.as_deref()) {
+                        // A problem of the CA file is told at its line, the URL's at the URL's.
+                        match (&raw.tls_ca, why.is_about_ca()) {
+                            (Some(ca), true) => problems.at(&ca.location, format!("bus.tls_ca: {why}")),
+                            _ => problems.at(&url.location, format!("bus.url: {why}")),
+                        }
                     }
                     options.url = url.value.clone();
                 }
