@@ -11,7 +11,7 @@
 use flotilla_wikimedia_core::definition::{DocumentFormat, parse_document};
 use flotilla_wikimedia_core::subscription::SubscriptionBackend;
 use flotilla_wikimedia_core::token::{Token, TokenError, TokenSource};
-use flotilla_wikimedia_core::{Reply, Session, SessionLimits, Subscriptions, Wikis};
+use flotilla_wikimedia_core::{Limits, Reply, Session, SessionLimits, Subscriptions, Wikis};
 use libfuzzer_sys::fuzz_target;
 
 const TOKEN: &str = "FUZZFUZZFUZZFUZZFUZZFUZZFUZZFUZZFUZZFUZZ";
@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut state = Subscriptions::new(Wikis::embedded())
         .with_token_source(FixedToken)
-        .with_max_definitions(64);
+        .with_limits(Limits { max_definitions: 64, ..Limits::default() });
     let limits = if mode & 2 != 0 {
         SessionLimits { max_line_bytes: 256, max_document_bytes: 1024 }
     } else {
@@ -72,7 +72,7 @@ fuzz_target!(|data: &[u8]| {
         let [Reply::Document(text)] = out.replies.as_slice() else {
             panic!("{command} answered {:?}", out.replies);
         };
-        let back = parse_document(format, text, Wikis::embedded())
+        let back = parse_document(format, text, Wikis::embedded(), usize::MAX)
             .unwrap_or_else(|e| panic!("{command} wrote {text:?}, which reads back as {e}"));
         assert_eq!(back, definitions, "{command}: {text}");
     }

@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 use flotilla_bench::{human, percentile, rate};
 use flotilla_wikimedia_core::subscription::{Restored, SubscriptionBackend};
 use flotilla_wikimedia_core::{
-    Change, Definition, DefinitionFields, MatchScratch, OutputFormat, SubscriptionName, Subscriptions, TokenHash, Wiki,
-    Wikis, parse_change,
+    Change, Definition, DefinitionFields, Limits, MatchScratch, OutputFormat, SubscriptionName, Subscriptions,
+    TokenHash, Wiki, Wikis, parse_change,
 };
 
 const MATCH_TARGET: f64 = 500_000.0;
@@ -256,7 +256,9 @@ fn load(definitions: usize, watched: &[Wiki], universe: &Universe, seed: u64) ->
         })
         .collect();
     let generated = started.elapsed();
-    let mut state = Subscriptions::new(Wikis::embedded());
+    // More subscriptions and compiled patterns than the node's default caps allow: the
+    // benchmark measures the index, not the caps.
+    let mut state = Subscriptions::new(Wikis::embedded()).with_limits(Limits::UNLIMITED);
     let started = Instant::now();
     state.restore_all(rows).expect("unique names");
     (state, generated, started.elapsed())
@@ -400,7 +402,7 @@ fn main() {
     let mut samples = Vec::new();
     let mut rng = Rng(99);
     let name = SubscriptionName::parse("bench-live").expect("valid");
-    let id = state.subscribe(name).expect("new name").id;
+    let id = state.subscribe(name, None).expect("new name").id;
     for n in 0..50 {
         let wiki = watched[rng.below(watched.len())];
         let new = definition(wiki, None, Some(format!("^Live {n} .*$")), None, None, &[]);

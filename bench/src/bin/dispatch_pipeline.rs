@@ -28,7 +28,9 @@ use bytes::Bytes;
 use flotilla_bench::{human, rate, redis_benchmark};
 use flotilla_bus::{Bus, EmbeddedBus, EmbeddedOptions};
 use flotilla_wikimedia_core::subscription::SubscriptionBackend;
-use flotilla_wikimedia_core::{Definition, DefinitionFields, OutputFormat, SubscriptionName, Subscriptions, Wikis};
+use flotilla_wikimedia_core::{
+    Definition, DefinitionFields, Limits, OutputFormat, SubscriptionName, Subscriptions, Wikis,
+};
 use flotilla_wikimedia_dispatcher::{DELIVERY_QUEUE, Shared};
 use flotilla_wikimedia_dispatcher::{fanout, matcher};
 use flotilla_wikimedia_source::sample::synthetic_event;
@@ -62,11 +64,12 @@ fn definition(
 /// (four wikis, 97 titles, 13 users, 7 bots) plus titles and users that never occur,
 /// so some changes match a few subscriptions and many match none.
 fn subscriptions() -> Subscriptions {
-    let mut subscriptions = Subscriptions::new(Wikis::embedded()).with_max_definitions(1_000);
+    let mut subscriptions =
+        Subscriptions::new(Wikis::embedded()).with_limits(Limits { max_definitions: 1_000, ..Limits::default() });
     let wikis = ["enwiki", "dewiki", "wikidatawiki", "commonswiki"];
     for s in 0..SUBSCRIPTIONS {
         let name = SubscriptionName::parse(&format!("bot{s}")).expect("valid name");
-        let subscribed = subscriptions.subscribe(name).expect("new subscription");
+        let subscribed = subscriptions.subscribe(name, None).expect("new subscription");
         let format = OutputFormat::ALL[s % 3];
         subscriptions.set_format(subscribed.id, format).expect("exists");
         let mut definitions = Vec::with_capacity(DEFINITIONS_PER_SUBSCRIPTION);

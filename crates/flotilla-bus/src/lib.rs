@@ -40,11 +40,13 @@
 //! | redis, no append-only file | as above | every queue (or back to the last snapshot): the bus warns at start and `flotilla check` says so |
 //!
 //! Delivery is at-least-once everywhere: a consumer may see a message again after any
-//! crash, never miss one. Fleet membership, connector ownership by lease and fleet-wide
-//! status (SPEC §5.1) build on a shared backend but live outside the bus: the bus only
-//! moves messages; `lease_ttl` here bounds how long a dead consumer's entries wait.
+//! crash, never miss one. Fleet membership and connector ownership by lease (SPEC §5.1)
+//! build on a shared backend beside the bus, in [`fleet`] (the trait) and
+//! [`redis::RedisFleet`]; the bus only moves messages, and `lease_ttl` here bounds how
+//! long a dead consumer's entries wait.
 
 pub mod embedded;
+pub mod fleet;
 pub mod redis;
 pub mod redis_client;
 pub mod stage;
@@ -56,7 +58,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use embedded::{Durability, EmbeddedBus, EmbeddedOptions};
-pub use redis::{RedisBus, RedisOptions};
+pub use redis::{RedisBus, RedisFleet, RedisOptions};
 
 /// Identifies one delivered message to its backend for acknowledgement.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

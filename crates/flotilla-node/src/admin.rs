@@ -3,6 +3,11 @@
 //! the bus. Access is the file system's: the node's user (and root) may use it, nobody
 //! else ([`bind`]).
 //!
+//! Bounded like the node's other listeners, so that stray clients cannot take its file
+//! descriptors: at most [`MAX_CONNECTIONS`] at once (a new one closes the one that has
+//! waited longest without sending its request, else it is refused), and a request must
+//! arrive within [`REQUEST_TIMEOUT`].
+//!
 //! Protocol: the client writes one JSON request line; the server answers with JSON lines.
 //!
 //! ```text
@@ -18,6 +23,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use flotilla_bus::{Bus, ReadFrom};
 use flotilla_core::Message;
+use flotilla_service::slots::{Slot, SlotLimits, Slots};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -29,6 +35,10 @@ use crate::status::{NodeStatus, StatusSource};
 pub const SOCKET_NAME: &str = "flotilla.sock";
 /// The longest request line accepted (a `send` carries a whole message).
 const MAX_REQUEST: usize = 16 << 20;
+/// Connections at once (each `flotilla tail` holds one while it runs).
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a connection may take to send its request line.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The socket path for a data directory.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -112,6 +122,8 @@ pub async fn publish_message(
 
 /// Serves the admin socket until `shutdown` fires.
 pub async fn serve(listener: UnixListener, bus: Arc<dyn Bus>, status: StatusSource, shutdown: CancellationToken) {
+    let slots =
+        Slots::new(SlotLimits { max_connections: MAX_CONNECTIONS, max_per_address: usize::MAX, evict_idle: true });
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -124,10 +136,25 @@ pub async fn serve(listener: UnixListener, bus: Arc<dyn Bus>, status: StatusSour
                 }
             },
         };
+        let Some(slot) = slots.admit(None) else {
+            tokio::spawn(async move {
+                let (_, mut write) = stream.into_split();
+                let refused = reply_error(&mut write, "too many connections to the admin socket".to_string());
+                let _ = tokio::time::timeout(Duration::from_secs(1), refused).await;
+            });
+            continue;
+        };
         let (bus, status, shutdown) = (bus.clone(), status.clone(), shutdown.clone());
+        let _ = tokio::time::timeout(crate::http_server::EVICTION_WAIT, slots.evicted_closed()).await;
         tokio::spawn(async move {
-            if let Err(error) = handle(stream, bus, status, shutdown).await {
-                tracing::debug!(error = %format!("{error:#}"), "An admin connection ended with an error.");
+            tokio::select! {
+                handled = handle(stream, &slot, bus, status, shutdown) => {
+                    if let Err(error) = handled {
+                        tracing::debug!(error = %format!("{error:#}"), "An admin connection ended with an error.");
+                    }
+                }
+                // Only a connection that has not sent its request is closed to make room.
+                _ = slot.evicted() => {}
             }
         });
     }
@@ -135,6 +162,7 @@ pub async fn serve(listener: UnixListener, bus: Arc<dyn Bus>, status: StatusSour
 
 async fn handle(
     stream: UnixStream,
+    slot: &Slot,
     bus: Arc<dyn Bus>,
     status: StatusSource,
     shutdown: CancellationToken,
@@ -142,7 +170,12 @@ async fn handle(
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let mut line = Vec::new();
-    let read = (&mut reader).take(MAX_REQUEST as u64 + 1).read_until(b'\n', &mut line).await?;
+    let mut limited = (&mut reader).take(MAX_REQUEST as u64 + 1);
+    let Ok(read) = tokio::time::timeout(REQUEST_TIMEOUT, limited.read_until(b'\n', &mut line)).await else {
+        return reply_error(&mut write, format!("no request within {REQUEST_TIMEOUT:?}")).await;
+    };
+    let read = read?;
+    let _busy = slot.busy();
     if read > MAX_REQUEST {
         return reply_error(&mut write, format!("request longer than {MAX_REQUEST} bytes")).await;
     }

@@ -3,7 +3,7 @@
 //! with every connector constructed and the rules compiled.
 //!
 //! Each connector section has common keys the node handles (`type`, `enabled` — or
-//! wubot's `enable` —, `queue`, `restart`); the rest is decoded by the connector
+//! wubot's `enable` —, `queue`, `restart`, `nodes`); the rest is decoded by the connector
 //! type's own `build`.
 
 use std::collections::BTreeMap;
@@ -20,6 +20,8 @@ use flotilla_reactor::{CompileContext, RuleConfig, RuleTree};
 use flotilla_service::{ConfiguredConnector, Service, ServiceConfig, ServiceType};
 use serde::Deserialize;
 
+use crate::http_server::HttpLimits;
+
 /// A validated, built configuration.
 pub struct Config {
     /// The file or directory it came from (`None`: built-in defaults).
@@ -31,6 +33,7 @@ pub struct Config {
     pub bus: BusSettings,
     pub store_url: String,
     pub http_listen: SocketAddr,
+    pub http_limits: HttpLimits,
     pub admin_token: Option<AdminToken>,
     pub connectors: Vec<ConnectorPlan>,
     /// The services the configuration asks for, built and ready to start.
@@ -84,6 +87,9 @@ pub struct ConnectorPlan {
     /// Where its messages go.
     pub queue: String,
     pub restart: RestartPolicy,
+    /// `nodes: [..]`: the nodes it may run on (`None`: any). A node not in the list
+    /// never runs it, in a fleet or alone.
+    pub nodes: Option<Vec<String>>,
     pub connector: Arc<dyn Connector>,
 }
 
@@ -209,6 +215,10 @@ struct RawStore {
 struct RawHttp {
     listen: Option<Located<String>>,
     admin_token: Option<Located<String>>,
+    max_connections: Option<Located<u64>>,
+    max_connections_per_ip: Option<Located<u64>>,
+    header_timeout: Option<Located<String>>,
+    idle_timeout: Option<Located<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -227,9 +237,10 @@ struct RawCommon {
     enable: Option<Located<serde_json::Value>>,
     queue: Option<Located<String>>,
     restart: Option<RawRestart>,
+    nodes: Option<Located<Vec<String>>>,
 }
 
-const COMMON_KEYS: [&str; 5] = ["type", "enabled", "enable", "queue", "restart"];
+const COMMON_KEYS: [&str; 6] = ["type", "enabled", "enable", "queue", "restart", "nodes"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -346,6 +357,7 @@ fn build(
     let store_url =
         raw.store.url.map(|url| url.value).unwrap_or_else(|| format!("sqlite://{}/flotilla.db", data_dir.display()));
     let http_listen = problems.listen(&raw.http.listen, "http.listen", "127.0.0.1:8080");
+    let http_limits = http_limits(&raw.http, problems);
     let admin_token = admin_token(raw.http.admin_token, problems);
     let idle_warning = match &raw.reactor.idle_warning {
         Some(v) if v.value.eq_ignore_ascii_case("off") => None,
@@ -373,6 +385,7 @@ fn build(
         bus,
         store_url,
         http_listen,
+        http_limits,
         admin_token,
         connectors,
         services,
@@ -380,6 +393,43 @@ fn build(
         reactor: ReactorSettings { idle_warning },
         warnings,
     }
+}
+
+/// `http`'s connection caps and timeouts, each checked where it is written.
+fn http_limits(raw: &RawHttp, problems: &mut Problems) -> HttpLimits {
+    let mut limits = HttpLimits::default();
+    let mut count = |value: &Option<Located<u64>>, key: &str, target: &mut usize| {
+        if let Some(value) = value {
+            if value.value == 0 {
+                problems.at(&value.location, format!("http.{key}: must be at least 1"));
+            } else {
+                *target = usize::try_from(value.value).unwrap_or(usize::MAX);
+            }
+        }
+    };
+    count(&raw.max_connections, "max_connections", &mut limits.max_connections);
+    count(&raw.max_connections_per_ip, "max_connections_per_ip", &mut limits.max_connections_per_ip);
+    if let Some(timeout) = problems.duration(&raw.header_timeout, "http.header_timeout") {
+        match &raw.header_timeout {
+            Some(value) if timeout.is_zero() => {
+                problems.at(&value.location, "http.header_timeout: must be more than 0")
+            }
+            _ => limits.header_timeout = timeout,
+        }
+    }
+    if let Some(timeout) = problems.duration(&raw.idle_timeout, "http.idle_timeout") {
+        match &raw.idle_timeout {
+            Some(value) if timeout <= flotilla_service::http::KEEP_ALIVE => problems.at(
+                &value.location,
+                format!(
+                    "http.idle_timeout: must be longer than {}s, the event streams' keep-alive interval",
+                    flotilla_service::http::KEEP_ALIVE.as_secs()
+                ),
+            ),
+            _ => limits.idle_timeout = timeout,
+        }
+    }
+    limits
 }
 
 /// The shortest `http.admin_token` accepted: 16 characters, as many as a random
@@ -576,6 +626,16 @@ fn connector_plan(
         }
         restart.max_restarts = raw.max_restarts.unwrap_or(0);
     }
+    let nodes = match common.nodes {
+        Some(nodes) if nodes.value.is_empty() || nodes.value.iter().any(|n| n.trim().is_empty()) => {
+            problems.at(
+                &nodes.location,
+                format!("{path}.nodes: list at least one node name (or leave the key out: any node)"),
+            );
+            None
+        }
+        other => other.map(|nodes| nodes.value),
+    };
     let connector_section = ConnectorSection { name, node: &rest, path: path.clone() };
     match (connector_type.build)(&connector_section) {
         Ok(connector) => Some(ConnectorPlan {
@@ -584,6 +644,7 @@ fn connector_plan(
             enabled,
             queue,
             restart,
+            nodes,
             connector: Arc::from(connector),
         }),
         Err(errors) => {

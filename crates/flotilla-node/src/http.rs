@@ -6,7 +6,10 @@
 //!
 //! Admin access: with `http.admin_token` set, a request must carry it as a Bearer
 //! token (compared in constant time); without one, admin reads are allowed from
-//! loopback only ("read-only on loopback").
+//! loopback only ("read-only on loopback"), which trusts every local user (and any
+//! proxy on the host). Reading queues (`/api/v1/events`) is admin only. `/api/v1/status`
+//! and `/metrics` show a request that is not admin the public view: queues named
+//! after a service's users (`sub.<name>`) only summed up, never by name.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -66,14 +69,16 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/metrics",
-            get(|State(state): State<HttpState>| async move {
-                let text = metrics::render(&state.status.snapshot().await);
+            get(|State(state): State<HttpState>, ConnectInfo(peer), headers: HeaderMap| async move {
+                let text = metrics::render(&state.status_for(&headers, peer).await);
                 ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
             }),
         )
         .route(
             "/api/v1/status",
-            get(|State(state): State<HttpState>| async move { Json(state.status.snapshot().await) }),
+            get(|State(state): State<HttpState>, ConnectInfo(peer), headers: HeaderMap| async move {
+                Json(state.status_for(&headers, peer).await)
+            }),
         )
         .route("/api/v1/events", get(events))
         .fallback(|| async { ApiError { status: StatusCode::NOT_FOUND, message: "no such endpoint".into() } })
@@ -81,17 +86,40 @@ pub fn router(state: HttpState) -> Router {
 }
 
 impl HttpState {
-    /// Admin access: the admin token as Bearer, or (with no token configured) a
-    /// request from loopback.
-    fn check_admin(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<(), ApiError> {
-        let unauthorized = |message: &str| ApiError { status: StatusCode::UNAUTHORIZED, message: message.into() };
+    /// Whether the request is the admin's: it carries the admin token as Bearer, or
+    /// (with no token configured) it comes from loopback.
+    fn is_admin(&self, headers: &HeaderMap, peer: SocketAddr) -> bool {
         match &self.admin_token {
-            Some(token) if bearer_is(headers, token) => Ok(()),
-            Some(_) => Err(unauthorized("this needs the admin token as a Bearer token")),
-            None if peer.ip().is_loopback() => Ok(()),
-            None => Err(unauthorized("without http.admin_token this is only available from loopback")),
+            Some(token) => bearer_is(headers, token),
+            None => peer.ip().is_loopback(),
         }
     }
+
+    /// [`HttpState::is_admin`], or a 401 that says what is missing.
+    fn check_admin(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<(), ApiError> {
+        match (self.is_admin(headers, peer), &self.admin_token) {
+            (true, _) => Ok(()),
+            (false, Some(_)) => Err(ApiError::unauthorized("this needs the admin token as a Bearer token")),
+            (false, None) => {
+                Err(ApiError::unauthorized("without http.admin_token this is only available from loopback"))
+            }
+        }
+    }
+
+    /// The status as this request may see it: the admin's, or the public view.
+    async fn status_for(&self, headers: &HeaderMap, peer: SocketAddr) -> crate::status::NodeStatus {
+        if self.is_admin(headers, peer) { self.status.snapshot().await } else { self.status.public_snapshot().await }
+    }
+}
+
+/// The warning for a listener that answers beyond loopback with no admin token: who can
+/// then read what (`None` on loopback, or with a token).
+pub fn exposure_warning(listen: SocketAddr, admin_token_set: bool) -> Option<&'static str> {
+    (!listen.ip().is_loopback() && !admin_token_set).then_some(
+        "HTTP listens beyond loopback without http.admin_token: /healthz and /metrics (private queues summed up) \
+         answer everyone, the API answers loopback only and trusts every local user; set http.admin_token to \
+         require a token.",
+    )
 }
 
 /// `GET /api/v1/events?where=CONDITION&queue=Q&from=start|end`: a queue's messages
@@ -142,6 +170,17 @@ mod tests {
             .layer(MockConnectInfo(peer.parse::<SocketAddr>().unwrap()));
         let request = axum::http::Request::builder().uri(path).body(axum::body::Body::empty()).unwrap();
         app.oneshot(request).await.unwrap().status()
+    }
+
+    #[test]
+    fn a_listener_beyond_loopback_without_a_token_is_warned_about() {
+        let warned = |listen: &str, token| exposure_warning(listen.parse().unwrap(), token).is_some();
+        assert!(warned("0.0.0.0:8080", false));
+        assert!(warned("192.0.2.1:8080", false));
+        assert!(warned("[::]:8080", false));
+        assert!(!warned("0.0.0.0:8080", true));
+        assert!(!warned("127.0.0.1:8080", false));
+        assert!(!warned("[::1]:8080", false));
     }
 
     #[tokio::test]

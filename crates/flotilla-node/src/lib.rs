@@ -10,6 +10,10 @@
 //!   `tail` and `status` reach a running node (the node holds the bus).
 //! - [`http`]: `/healthz`, `/metrics`, `/api/v1/status` (the dispatcher's
 //!   `/api/v1/subscriptions…` routes are merged in from `flotilla-wikimedia-dispatcher`).
+//! - [`http_server`]: the listener that serves them, with a connection cap, a header
+//!   timeout and an idle timeout.
+//! - [`fleet`]: with a shared bus (Redis), membership in the fleet and running each
+//!   connector only while this node holds its lease (fenced publishes, placement).
 //! - [`node`]: starting all of it and shutting it down cleanly.
 //! - [`systemd`]: `READY=1` / `STOPPING=1` for `Type=notify` units.
 //!
@@ -19,7 +23,9 @@
 pub mod admin;
 pub mod config;
 pub mod effects;
+pub mod fleet;
 pub mod http;
+pub mod http_server;
 pub mod metrics;
 pub mod node;
 pub mod reactor;

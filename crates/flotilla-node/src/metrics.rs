@@ -1,7 +1,9 @@
 //! `/metrics` in the Prometheus text format, rendered from a [`NodeStatus`] at scrape
-//! time (no registry to keep in sync). Each running service's status numbers appear as
-//! `flotilla_<service>_<field>` (`flotilla_dispatcher_redis_parked`): the services say
-//! what they count in one place, their status.
+//! time (no registry to keep in sync): the admin's view, or the public one with private
+//! queues summed up ([`crate::status::StatusSource::public_snapshot`]). Each running
+//! service's status numbers appear as `flotilla_<service>_<field>`
+//! (`flotilla_dispatcher_redis_parked`): the services say what they count in one place,
+//! their status.
 
 use std::fmt::Write;
 
@@ -65,6 +67,15 @@ pub fn render(status: &NodeStatus) -> String {
         for g in &q.groups {
             t.sample("flotilla_queue_group_pending", &[("queue", &q.queue), ("group", &g.group)], g.pending);
         }
+    }
+    // Without the admin token, queues named after a service's users are only summed up.
+    if let Some(private) = &status.private_queues {
+        t.family("flotilla_private_queues", "gauge", "Queues named after a service's users (sub.<name>), not listed.");
+        t.sample("flotilla_private_queues", &[], private.queues);
+        t.family("flotilla_private_queue_depth", "gauge", "Messages not yet acknowledged in those queues, summed.");
+        t.sample("flotilla_private_queue_depth", &[], private.depth);
+        t.family("flotilla_private_queue_bytes", "gauge", "Bytes of retained log in those queues, summed.");
+        t.sample("flotilla_private_queue_bytes", &[], private.bytes);
     }
 
     t.family("flotilla_connector_state", "gauge", "1 for the state each connector is in, 0 for the others.");
@@ -132,6 +143,8 @@ mod tests {
             http_listen: None,
             connectors: Vec::new(),
             queues: Vec::new(),
+            private_queues: None,
+            fleet: None,
             bus: Default::default(),
             reactor: Default::default(),
             services: services.as_object().cloned().unwrap_or_default(),

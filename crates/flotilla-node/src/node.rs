@@ -2,10 +2,11 @@
 //!
 //! Start order: data directory (made 0700 when it is new: [`prepare_data_dir`]) and its
 //! lock (the embedded bus takes it; with another backend the node takes
-//! `<data_dir>/node.lock`), so two nodes never share one, bus, store, connectors under
-//! the supervisor, the reactor, the services the configuration asks for (each applies
-//! its migrations, loads its state, binds its listeners), the HTTP server (with the
-//! services' routes), the admin socket.
+//! `<data_dir>/node.lock`), so two nodes never share one, bus (with a shared bus:
+//! joining the fleet, refused when the name is taken), store, connectors under the
+//! supervisor (in a fleet: each only while this node holds its lease), the reactor, the
+//! services the configuration asks for (each applies its migrations, loads its state,
+//! binds its listeners), the HTTP server (with the services' routes), the admin socket.
 //!
 //! Shutdown is one tree of three stages, cancelled in the order messages flow
 //! ([`Stages`]): **intake** (the connectors: each gets its grace period and may still
@@ -21,7 +22,8 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 use flotilla_bus::embedded::io::{Filesystem, RealFs};
-use flotilla_bus::{Bus, BusError, EmbeddedBus, RedisBus};
+use flotilla_bus::fleet::{Fleet, Member};
+use flotilla_bus::{Bus, BusError, EmbeddedBus, RedisBus, RedisFleet};
 use flotilla_connector::{ConnectorState, NodeServices, StatusBoard};
 use flotilla_service::{RunningService, ServiceContext};
 use flotilla_store::Store;
@@ -59,6 +61,8 @@ pub struct RunningNode {
     stop_requested: CancellationToken,
     stages: Stages,
     connectors: Vec<JoinHandle<()>>,
+    /// With a shared bus: the fleet loop and the connectors it places.
+    fleet: Option<crate::fleet::FleetRuntime>,
     reactor: JoinHandle<anyhow::Result<()>>,
     services: Arc<[Arc<dyn RunningService>]>,
     servers: Vec<JoinHandle<()>>,
@@ -140,9 +144,25 @@ async fn open_bus_waiting_for_commands(config: &Config) -> anyhow::Result<Arc<dy
     }
 }
 
+/// The fleet this node joined, and itself as a member of it.
+type Joined = (Arc<dyn Fleet>, Member);
+
 /// Starts everything the configuration describes.
 pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let started = Instant::now();
+    let open_files = raise_open_files_limit();
+    // What the node's own listeners may hold, plus room for the bus, the store and the
+    // services' listeners.
+    let wanted = config.http_limits.max_connections + admin::MAX_CONNECTIONS + FILES_IN_RESERVE;
+    if open_files < wanted as u64 {
+        tracing::warn!(
+            open_files,
+            http_max_connections = config.http_limits.max_connections,
+            "The limit on open files is below what the HTTP server and the admin socket may hold plus a reserve; \
+             lower http.max_connections or raise the limit (ulimit -n, LimitNOFILE=), or connections will be refused \
+             with 'Too many open files'."
+        );
+    }
     use tokio::signal::unix::{SignalKind, signal};
     let signals = Signals {
         interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
@@ -153,7 +173,18 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     }
     prepare_data_dir(&config.data_dir)?;
     let dir_lock = lock_data_dir(&config)?;
-    let bus = open_bus_waiting_for_commands(&config).await?;
+    // A shared backend also carries the fleet (membership, leases), on the bus's
+    // connection; the node joins before it starts anything.
+    let (bus, fleet): (Arc<dyn Bus>, Option<Joined>) = match &config.bus {
+        BusSettings::Redis(options) => {
+            let bus = RedisBus::open(options.clone()).await.context("cannot open the bus")?;
+            let fleet: Arc<dyn Fleet> = Arc::new(RedisFleet::new(&bus));
+            let member = crate::fleet::member(&config.node_name, &config.hostname);
+            crate::fleet::join(fleet.as_ref(), &member).await?;
+            (Arc::new(bus), Some((fleet, member)))
+        }
+        BusSettings::Embedded(_) => (open_bus_waiting_for_commands(&config).await?, None),
+    };
     let store = Arc::new(Store::open(&config.store_url).await.context("cannot open the store")?);
     let stages = Stages::default();
     let board = StatusBoard::default();
@@ -167,8 +198,27 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     };
 
     let mut connectors = Vec::new();
+    let mut placed = Vec::new();
     for plan in &config.connectors {
         if !plan.enabled {
+            board.register(&plan.name, &plan.kind, ConnectorState::Stopped);
+            continue;
+        }
+        if fleet.is_some() {
+            placed.push(crate::fleet::Placed {
+                name: plan.name.clone(),
+                kind: plan.kind.clone(),
+                queue: plan.queue.clone(),
+                restart: plan.restart.clone(),
+                connector: plan.connector.clone(),
+                nodes: plan.nodes.clone(),
+            });
+            continue;
+        }
+        if let Some(nodes) = &plan.nodes
+            && !nodes.contains(&config.node_name)
+        {
+            tracing::info!(connector = %plan.name, "The connector's nodes: list does not name this node; it does not run here.");
             board.register(&plan.name, &plan.kind, ConnectorState::Stopped);
             continue;
         }
@@ -181,6 +231,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
             board.clone(),
         )));
     }
+
+    let fleet_runtime = fleet.as_ref().map(|(fleet, member)| {
+        crate::fleet::FleetRuntime::start(fleet.clone(), member.clone(), placed, &shared, &board, &stages.intake)
+    });
 
     let counters = Arc::new(ReactorCounters::default());
     let effects = Arc::new(NodeEffects::new(bus.clone(), store.clone()));
@@ -221,10 +275,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let services: Arc<[Arc<dyn RunningService>]> = services.into();
     let listeners: Vec<_> = services.iter().flat_map(|s| s.listeners()).collect();
 
-    let listener = tokio::net::TcpListener::bind(config.http_listen)
-        .await
+    let listener = crate::http_server::bind(config.http_listen)
         .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
     let http_addr = listener.local_addr()?;
+    if let Some(warning) = crate::http::exposure_warning(http_addr, config.admin_token.is_some()) {
+        tracing::warn!(http = %http_addr, "{warning}");
+    }
     let status = StatusSource {
         node: config.node_name.clone(),
         hostname: config.hostname.clone(),
@@ -235,6 +291,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         bus: bus.clone(),
         reactor: counters,
         services: services.clone(),
+        fleet: fleet.map(|(fleet, _)| fleet),
     };
     let mut servers = Vec::new();
     let mut app = crate::http::router(crate::http::HttpState {
@@ -248,14 +305,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         }
     }
     let app = crate::http::loopback_only_without_token(app, config.admin_token.is_some());
-    let http_shutdown = stages.servers.clone();
-    servers.push(tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
-        if let Err(error) = serve.await {
-            tracing::error!(%error, "The HTTP server stopped with an error.");
-        }
-    }));
+    servers.push(tokio::spawn(crate::http_server::serve(listener, app, config.http_limits, stages.servers.clone())));
 
     let admin_listener = admin::bind(&config.data_dir).with_context(|| {
         format!("cannot create the admin socket {}", admin::socket_path(&config.data_dir).display())
@@ -271,6 +321,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         data_dir = %config.data_dir.display(),
         connectors = config.connectors.len(),
         rules = config.rules.len(),
+        open_files,
         startup_ms = started.elapsed().as_millis() as u64,
         "Flotilla node is ready."
     );
@@ -283,6 +334,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         stop_requested: CancellationToken::new(),
         stages,
         connectors,
+        fleet: fleet_runtime,
         reactor,
         services,
         servers,
@@ -291,6 +343,34 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         _dir_lock: dir_lock,
         signals,
     })
+}
+
+/// Open files the node needs besides its listeners' connections: bus segments, the
+/// store, log files, the listeners themselves.
+const FILES_IN_RESERVE: usize = 64;
+
+/// Raises this process's soft limit on open files to its hard limit and returns the
+/// limit in force. Every connection, bus segment and database file takes a descriptor,
+/// and the soft limit is often a small default (1024) far below what the system allows;
+/// the listeners' caps (`http.max_connections`, `dispatcher.max_connections`) are what
+/// keep clients from using them all.
+fn raise_open_files_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit into memory we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "Could not read the limit on open files.");
+        return 0;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        // SAFETY: setrlimit reads one rlimit from memory we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return raised.rlim_cur;
+        }
+        tracing::warn!(error = %std::io::Error::last_os_error(), soft = limit.rlim_cur, hard = limit.rlim_max,
+            "Could not raise the limit on open files to its hard limit.");
+    }
+    limit.rlim_cur
 }
 
 /// Creates the data directory for the node's user alone (0700; the bus, the store and
@@ -351,6 +431,9 @@ impl RunningNode {
         self.stages.intake.cancel();
         for task in self.connectors {
             let _ = task.await;
+        }
+        if let Some(fleet) = self.fleet {
+            fleet.stop().await; // Its connectors stop, their leases are released, it leaves.
         }
         // 2. Processing: the reactor and the services drain what is on the bus now,
         //    finish the batch in hand and acknowledge it.

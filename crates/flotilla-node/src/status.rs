@@ -4,11 +4,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
+use flotilla_bus::fleet::Fleet;
 use flotilla_bus::{Bus, BusCounters, QueueStats};
 use flotilla_connector::{ConnectorStatus, StatusBoard};
 use flotilla_service::RunningService;
 use serde::{Deserialize, Serialize};
 
+use crate::fleet::FleetView;
 use crate::reactor::ReactorCounters;
 
 /// Everything the status views show.
@@ -30,6 +32,21 @@ pub struct NodeStatus {
     /// Each running service's own status, by service name (only services that run).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub services: serde_json::Map<String, serde_json::Value>,
+    /// In the public view ([`StatusSource::public_snapshot`]): the services' private
+    /// queues, summed up, which `queues` then leaves out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_queues: Option<PrivateQueues>,
+    /// With a shared bus: every node of the fleet and who owns which connector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetView>,
+}
+
+/// Queues named after a service's users (`sub.<name>`), summed up for the public view.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivateQueues {
+    pub queues: u64,
+    pub depth: u64,
+    pub bytes: u64,
 }
 
 /// A connector as shown (a copy of [`ConnectorStatus`] that can be read back).
@@ -150,11 +167,26 @@ pub struct StatusSource {
     pub bus: Arc<dyn Bus>,
     pub reactor: Arc<ReactorCounters>,
     pub services: Arc<[Arc<dyn RunningService>]>,
+    pub fleet: Option<Arc<dyn Fleet>>,
 }
+
+/// How long status waits for the fleet's backend before showing the error instead.
+const FLEET_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl StatusSource {
     pub async fn snapshot(&self) -> NodeStatus {
         let queues = self.bus.stats().await.unwrap_or_default().into_iter().map(QueueView::from).collect();
+        let fleet = match &self.fleet {
+            Some(fleet) => {
+                Some(tokio::time::timeout(FLEET_READ_TIMEOUT, crate::fleet::view(fleet.as_ref())).await.unwrap_or_else(
+                    |_| FleetView {
+                        error: Some("the fleet's backend did not answer in time".into()),
+                        ..FleetView::default()
+                    },
+                ))
+            }
+            None => None,
+        };
         let r = &self.reactor;
         let last = r.last_message_at.load(Ordering::Relaxed);
         NodeStatus {
@@ -178,7 +210,30 @@ impl StatusSource {
                 last_message_at: (last > 0).then_some(last),
             },
             services: self.services.iter().map(|s| (s.name().to_string(), s.status())).collect(),
+            private_queues: None,
+            fleet,
         }
+    }
+
+    /// The status as shown without the admin token (`docs/security.md`): the services'
+    /// private queues (named after their users) summed up rather than listed, and each
+    /// service's public status.
+    pub async fn public_snapshot(&self) -> NodeStatus {
+        let mut status = self.snapshot().await;
+        let private = |queue: &str| self.services.iter().any(|s| s.private_queue(queue));
+        let mut summed = PrivateQueues::default();
+        status.queues.retain(|q| {
+            if !private(&q.queue) {
+                return true;
+            }
+            summed.queues += 1;
+            summed.depth += q.depth;
+            summed.bytes += q.bytes;
+            false
+        });
+        status.private_queues = Some(summed);
+        status.services = self.services.iter().map(|s| (s.name().to_string(), s.public_status())).collect();
+        status
     }
 }
 
@@ -253,7 +308,43 @@ pub fn render_table(status: &NodeStatus) -> String {
     for (name, detail) in &status.services {
         let _ = writeln!(out, "{name}: {}", service_line(detail));
     }
+    if let Some(fleet) = &status.fleet {
+        render_fleet(&mut out, fleet);
+    }
     out
+}
+
+/// The fleet's nodes, each with what it owns.
+fn render_fleet(out: &mut String, fleet: &FleetView) {
+    use std::fmt::Write;
+    let _ = writeln!(out);
+    if let Some(error) = &fleet.error {
+        let _ = writeln!(out, "fleet: cannot be read: {error}");
+        return;
+    }
+    let alive = fleet.nodes.iter().filter(|n| n.alive).count();
+    let _ = writeln!(out, "fleet: {} nodes, {alive} alive, {} leases", fleet.nodes.len(), fleet.leases.len());
+    let _ = writeln!(out, "{:<16} {:<6} {:>14} {:<10} {:<16} OWNS", "NODE", "ALIVE", "HEARTBEAT", "VERSION", "HOST");
+    let now_ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    for node in &fleet.nodes {
+        let owns: Vec<String> = fleet
+            .leases
+            .iter()
+            .filter(|l| l.node == node.member.name)
+            .map(|l| format!("{} (#{})", l.resource.strip_prefix("connector:").unwrap_or(&l.resource), l.fence))
+            .collect();
+        let ago = now_ms.saturating_sub(node.last_heartbeat_ms) as f64 / 1000.0;
+        let _ = writeln!(
+            out,
+            "{:<16} {:<6} {:>14} {:<10} {:<16} {}",
+            node.member.name,
+            if node.alive { "yes" } else { "no" },
+            format!("{ago:.1}s ago"),
+            node.member.version,
+            node.member.hostname,
+            if owns.is_empty() { "-".to_string() } else { owns.join(", ") }
+        );
+    }
 }
 
 /// A service's status on one line for people: `key value` pairs of a flat object

@@ -22,6 +22,18 @@ pub async fn supervise(
     policy: RestartPolicy,
     board: StatusBoard,
 ) {
+    supervise_with_grace(connector, ctx, policy, board, STOP_GRACE).await;
+}
+
+/// [`supervise`] with `grace` to stop instead of [`STOP_GRACE`]: a connector under a
+/// fleet lease must be gone before its lease can lapse (see the `fleet` module).
+pub async fn supervise_with_grace(
+    connector: Arc<dyn Connector>,
+    ctx: ConnectorContext,
+    policy: RestartPolicy,
+    board: StatusBoard,
+    grace: Duration,
+) {
     let name = ctx.name().to_string();
     let mut backoff = Backoff::new(policy.min_backoff, policy.max_backoff);
     loop {
@@ -36,7 +48,7 @@ pub async fn supervise(
             result = &mut task => result,
             _ = ctx.shutdown().cancelled() => {
                 // Give it the grace period to finish, then cut it off.
-                if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
+                if tokio::time::timeout(grace, &mut task).await.is_err() {
                     tracing::warn!(connector = %name, "A connector did not stop in time; aborting it.");
                     task.abort();
                 }

@@ -61,6 +61,10 @@ pub fn last_event_id(headers: &HeaderMap) -> Option<u64> {
     headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok())
 }
 
+/// How often an event stream with nothing to say sends a comment, so that proxies and
+/// the node's own idle timeout (`http.idle_timeout`, which must be longer) see it alive.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
 /// Which messages of a queue an event stream shows.
 pub type EventFilter = Box<dyn Fn(&[u8]) -> bool + Send>;
 
@@ -123,5 +127,5 @@ pub fn event_stream(
             }
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response()
 }

@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 pub mod http;
+pub mod slots;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -140,9 +141,24 @@ pub trait RunningService: Send + Sync {
         Vec::new()
     }
 
-    /// Its counters and state for `/api/v1/status` (`null`: nothing to show).
+    /// Its counters and state for `/api/v1/status` and `flotilla status` (`null`:
+    /// nothing to show), as the admin sees them.
     fn status(&self) -> serde_json::Value {
         serde_json::Value::Null
+    }
+
+    /// Its status as anyone who may read `/api/v1/status` without the admin token sees
+    /// it (see `docs/security.md`): nothing that names a subscriber or leads to its
+    /// data. By default the whole [`RunningService::status`].
+    fn public_status(&self) -> serde_json::Value {
+        self.status()
+    }
+
+    /// Whether bus queue `queue` is one of the service's private queues, named after
+    /// its users (a subscription's `sub.<name>`): without the admin token, status and
+    /// metrics show such queues only summed up, never by name.
+    fn private_queue(&self, _queue: &str) -> bool {
+        false
     }
 
     /// Cancels [`ServiceContext::shutdown`] (if the node has not already) and returns

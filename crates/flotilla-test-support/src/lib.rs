@@ -10,6 +10,8 @@
 //!   `rediss://` only, with a certificate of a [`TestCa`].
 //! - [`TestCa`] ([`tls`]): a self-signed CA made with `openssl`, and server certificates
 //!   it signs; [`PgTlsServer`]: a throwaway Postgres cluster that accepts TLS only.
+//! - [`Ngircd`]: a throwaway ngIRCd on a free port that a test can kill, restart,
+//!   freeze and thaw.
 //!
 //! Every wait here is bounded and every address is loopback.
 
@@ -288,6 +290,161 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Waits until something accepts TCP connections on `port` (at most 15 s); fails with
+/// the server's log if `child` exits first.
+pub fn wait_listening(port: u16, child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the server exited ({status}); its log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the server did not listen on {port}; its log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+}
+
+/// Sends `signal` (`STOP`, `CONT`, `KILL`, …) to a child process of this test, with
+/// kill(1): this crate has no unsafe code.
+fn send_signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).stderr(Stdio::null()).status();
+}
+
+/// Installs ngIRCd through `scripts/peers` when it is not on the path (once).
+fn ensure_ngircd() {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let have = Command::new("sh").arg("-c").arg("command -v ngircd").output().is_ok_and(|o| o.status.success());
+        if !have {
+            let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/peers");
+            let status = Command::new(peers).args(["ensure", "ngircd"]).stdout(Stdio::null()).status();
+            assert!(status.is_ok_and(|s| s.success()), "scripts/peers could not install ngircd");
+        }
+    });
+}
+
+/// ngIRCd settings a test may change.
+#[derive(Clone)]
+pub struct NgircdOptions {
+    pub max_connections: u32,
+    pub max_connections_ip: u32,
+    pub max_joins: u32,
+    pub max_nick_length: u32,
+    pub ping_timeout: u32,
+    pub pong_timeout: u32,
+    /// Also listen with TLS on this port, with this certificate and key.
+    pub tls: Option<(u16, PathBuf, PathBuf)>,
+}
+
+impl Default for NgircdOptions {
+    fn default() -> Self {
+        NgircdOptions {
+            max_connections: 200,
+            max_connections_ip: 30,
+            max_joins: 50,
+            max_nick_length: 30,
+            ping_timeout: 120,
+            pong_timeout: 20,
+            tls: None,
+        }
+    }
+}
+
+/// A throwaway ngIRCd on a free loopback port in a temporary directory, stopped by
+/// its PID when dropped (the IRC connector's tests, the fleet's).
+pub struct Ngircd {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    options: NgircdOptions,
+    child: Option<Child>,
+}
+
+impl Ngircd {
+    pub fn start(options: NgircdOptions) -> Ngircd {
+        ensure_ngircd();
+        let dir = tempfile::Builder::new().prefix("ngircd").tempdir().unwrap();
+        let mut server = Ngircd { port: free_port(), dir, options, child: None };
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        let o = &self.options;
+        let tls = match &o.tls {
+            Some((port, cert, key)) => {
+                format!("[SSL]\n\tPorts = {port}\n\tCertFile = {}\n\tKeyFile = {}\n", cert.display(), key.display())
+            }
+            None => String::new(),
+        };
+        let conf = format!(
+            "[Global]\n\tName = irc.test.local\n\tInfo = test ircd\n\tAdminInfo1 = test\n\tAdminInfo2 = test\n\
+             \tAdminEMail = test@test.local\n\tListen = 127.0.0.1\n\tPorts = {port}\n\tMotdPhrase = test\n\
+             \tServerUID = irc\n\tServerGID = irc\n\
+             [Limits]\n\tMaxConnections = {mc}\n\tMaxConnectionsIP = {mci}\n\tMaxJoins = {mj}\n\
+             \tMaxNickLength = {mnl}\n\tPingTimeout = {pt}\n\tPongTimeout = {pot}\n\tMaxPenaltyTime = 0\n\
+             [Options]\n\tPAM = no\n\tDNS = no\n\tIdent = no\n\tOperCanUseMode = yes\n\
+             [Operator]\n\tName = admin\n\tPassword = adminpass\n{tls}",
+            port = self.port,
+            mc = o.max_connections,
+            mci = o.max_connections_ip,
+            mj = o.max_joins,
+            mnl = o.max_nick_length,
+            pt = o.ping_timeout,
+            pot = o.pong_timeout,
+        );
+        let conf_path = self.dir.path().join("ngircd.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let log = self.dir.path().join("ngircd.log");
+        let mut child = Command::new("ngircd")
+            .args(["-n", "-f"])
+            .arg(&conf_path)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()))
+            .spawn()
+            .expect("starting ngircd");
+        wait_listening(self.port, &mut child, &log);
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Kills the server (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// Freezes it (SIGSTOP): it keeps its sockets but answers nothing.
+    pub fn freeze(&self) {
+        send_signal(self.pid(), "STOP");
+    }
+
+    pub fn thaw(&self) {
+        send_signal(self.pid(), "CONT");
+    }
+}
+
+impl Drop for Ngircd {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            send_signal(self.pid(), "CONT");
+        }
         self.kill();
     }
 }

@@ -90,6 +90,7 @@
 //! append-only file a restart of Redis loses the queues (back to the last snapshot).
 
 mod consumer;
+mod fleet;
 mod link;
 mod reply;
 mod scripts;
@@ -111,6 +112,7 @@ use crate::{
 };
 
 pub use self::consumer::{RedisConsumer, RedisReader};
+pub use self::fleet::RedisFleet;
 
 /// The key prefix when none is configured.
 pub const DEFAULT_PREFIX: &str = "flotilla";

@@ -3,9 +3,11 @@
 //! embedded engine's own (segment files, its lock, its retention) and its named crash
 //! scenarios on the simulated disk (`crash.rs`). The proptest model lives in
 //! `model.rs`, the bus stage's tests in `stage.rs`, Redis's own (kill -9 of Redis,
-//! claims after the lease, retention, server checks) in `redis_bus.rs`.
+//! claims after the lease, retention, server checks) in `redis_bus.rs`, the fleet's
+//! membership and fenced leases on Redis in `fleet.rs`.
 
 mod crash;
+mod fleet;
 mod model;
 mod redis_bus;
 mod stage;

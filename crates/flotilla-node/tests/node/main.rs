@@ -1,7 +1,11 @@
 //! The supervisor with connectors that misbehave on purpose: failing, panicking and
 //! hanging connectors are restarted with backoff, sunk after too many failures, and
-//! never disturb a healthy neighbour. `shutdown.rs`: a whole node stopping in stages.
+//! never disturb a healthy neighbour. `shutdown.rs`: a whole node stopping in stages;
+//! `fleet.rs`: a node that cannot renew its lease stops its connector in time.
+//! `http_server.rs`: the HTTP listener's timeouts and cap against clients that hold on.
 
+mod fleet;
+mod http_server;
 mod shutdown;
 
 use flotilla_test_support::TestNode;

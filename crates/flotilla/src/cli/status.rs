@@ -51,6 +51,16 @@ async fn offline_status(config: &flotilla_node::Config) -> anyhow::Result<NodeSt
     } else {
         Vec::new()
     };
+    // A fleet's nodes and leases are in its backend, whether or not a node runs here.
+    let fleet = match &config.bus {
+        flotilla_node::config::BusSettings::Redis(options) => {
+            let bus = flotilla_bus::RedisBus::open(options.clone()).await.context("opening the bus")?;
+            let view = flotilla_node::fleet::view(&flotilla_bus::RedisFleet::new(&bus)).await;
+            flotilla_bus::Bus::close(&bus).await?;
+            Some(view)
+        }
+        flotilla_node::config::BusSettings::Embedded(_) => None,
+    };
     Ok(NodeStatus {
         node: config.node_name.clone(),
         hostname: config.hostname.clone(),
@@ -78,5 +88,7 @@ async fn offline_status(config: &flotilla_node::Config) -> anyhow::Result<NodeSt
         bus: Default::default(),
         reactor: Default::default(),
         services: Default::default(),
+        private_queues: None,
+        fleet,
     })
 }

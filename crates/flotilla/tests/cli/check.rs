@@ -178,3 +178,24 @@ fn a_store_url_whose_sslrootcert_cannot_be_read_is_located_with_its_password_hid
     assert!(err.contains(&expected), "missing '{expected}' in:\n{err}");
     assert!(!err.contains("hunter2pw"), "{err}");
 }
+
+#[test]
+fn http_limits_are_checked() {
+    let ws = Workspace::new("");
+    let config = std::fs::read_to_string(ws.config()).unwrap().replace(
+        "http:\n  listen: 127.0.0.1:0\n",
+        "http:\n  listen: 127.0.0.1:0\n  max_connections: 0\n  header_timeout: 0s\n  idle_timeout: 10s\n",
+    );
+    std::fs::write(ws.config(), config).unwrap();
+    let out = ws.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let file = ws.config().display().to_string();
+    for expected in [
+        format!("{file}:6:20: http.max_connections: must be at least 1"),
+        format!("{file}:7:19: http.header_timeout: must be more than 0"),
+        format!("{file}:8:17: http.idle_timeout: must be longer than 15s, the event streams' keep-alive interval"),
+    ] {
+        assert!(err.contains(&expected), "missing '{expected}' in:\n{err}");
+    }
+}

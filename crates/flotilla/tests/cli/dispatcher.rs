@@ -1,9 +1,13 @@
 //! The dispatcher end to end through the binary: `flotilla run` replaying recorded
 //! Wikimedia events with `wikimedia-file`, `flotilla dispatcher-cli` subscribing and
-//! inserting, and `redis-cli BRPOP` receiving the pipe-format lines in order.
+//! inserting, and `redis-cli BRPOP` receiving the pipe-format lines in order; and a large
+//! insert compiling while `/healthz` and matching carry on.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use flotilla_test_support::RedisServer;
 
@@ -159,7 +163,7 @@ fn the_example_is_valid_and_dispatcher_mistakes_are_located() {
     assert!(out.status.success(), "{}", stderr(&out));
 
     let ws = Workspace::new(
-        "redis:\n  url: rediss://example.invalid/0\n  tls_ca: /nonexistent/ca.pem\ndispatcher:\n  max_connections: 0\n  idle_timeout: soon\n  source_queue: a/b\n",
+        "redis:\n  url: rediss://example.invalid/0\n  tls_ca: /nonexistent/ca.pem\ndispatcher:\n  max_connections: 0\n  idle_timeout: soon\n  source_queue: a/b\n  max_pattern_memory: lots\n  max_subscriptions: 0\n",
     );
     let out = ws.run(&["check"]);
     assert_eq!(out.status.code(), Some(1));
@@ -170,6 +174,8 @@ fn the_example_is_valid_and_dispatcher_mistakes_are_located() {
         format!("{file}:12:20: dispatcher.max_connections: must be at least 1"),
         format!("{file}:13:17: dispatcher.idle_timeout: invalid duration 'soon'"),
         format!("{file}:14:17: dispatcher.source_queue: 'a/b' is not a valid queue name"),
+        format!("{file}:15:23: dispatcher.max_pattern_memory: invalid size 'lots'"),
+        format!("{file}:16:22: dispatcher.max_subscriptions: must be at least 1"),
     ] {
         assert!(err.contains(&expected), "missing '{expected}' in:\n{err}");
     }
@@ -201,4 +207,176 @@ fn dispatcher_cli_gives_the_admin_token_where_subscribing_needs_it() {
     assert_eq!((out.status.code(), stdout(&out).trim()), (Some(0), "Inserted: 1"), "{}", stderr(&out));
     let (exit, _) = node.stop(libc::SIGTERM);
     assert!(exit.success());
+}
+
+/// A control-protocol conversation over a plain socket: a line out, a line back.
+struct Control(BufReader<TcpStream>);
+
+impl Control {
+    fn connect(node: &NodeProcess) -> Control {
+        let stream = TcpStream::connect(&node.control).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        Control(BufReader::new(stream))
+    }
+
+    fn ask(&mut self, line: &str) -> String {
+        writeln!(self.0.get_mut(), "{line}").unwrap();
+        let mut reply = String::new();
+        self.0.read_line(&mut reply).unwrap();
+        reply.trim_end().to_string()
+    }
+}
+
+/// A node replaying changes into the dispatcher (200 a second), with `dispatcher` and
+/// more `http` settings, started by `prepare`d command.
+fn replaying_node(dispatcher: &str, http: &str, prepare: impl FnOnce(&mut Command)) -> (Workspace, NodeProcess) {
+    let ws = Workspace::new(&format!(
+        "redis:\n  url: redis://127.0.0.1:1/0\ndispatcher:\n{dispatcher}connectors:\n  replay:\n    type: wikimedia-file\n    path: EVENTS\n    rate: 200\n    loop: true\n"
+    ));
+    let events = ws.dir.path().join("events.jsonl");
+    std::fs::write(&events, recorded_lines().join("\n")).unwrap();
+    let config = std::fs::read_to_string(ws.config())
+        .unwrap()
+        .replace("EVENTS", &events.display().to_string())
+        .replace("http:\n  listen: 127.0.0.1:0\n", &format!("http:\n  listen: 127.0.0.1:0\n{http}"));
+    std::fs::write(ws.config(), config).unwrap();
+    let node = ws.start_with(prepare);
+    (ws, node)
+}
+
+/// The matcher's count of changes looked at.
+fn changes_matched(node: &NodeProcess) -> u64 {
+    let (status, body) = http_get(&node.http, "/api/v1/dispatcher");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<serde_json::Value>(&body).unwrap()["changes"].as_u64().unwrap()
+}
+
+/// Compiling a large insert (its patterns, then the wiki's regex set) takes seconds in
+/// a debug build; it happens on a blocking thread with the index unlocked. With one
+/// async worker, so that anything blocking a worker blocks every request, `/healthz` is
+/// answered within 50 ms all the while, and the matcher keeps matching.
+#[test]
+fn healthz_answers_within_50_ms_while_a_large_insert_compiles() {
+    let (_ws, node) = replaying_node("  max_pattern_memory_per_subscription: 1GiB\n", "", |command| {
+        command.env("TOKIO_WORKER_THREADS", "1");
+    });
+    let mut control = Control::connect(&node);
+    let token = control.ask("subscribe big").strip_prefix("TOKEN: ").expect("a token").to_string();
+    assert_eq!(control.ask(&format!("auth big {token}")), "OK");
+    // Unicode classes repeated: each pattern compiles to about 400 KB, and most have no
+    // literal to prefilter on, so they also go into enwiki's regex sets.
+    let document: Vec<String> = (0..128).map(|n| format!(r#"{{"wiki":"enwiki","page_rx":"\\w{{7}}{n}"}}"#)).collect();
+    let insert = format!("insert json [{}]", document.join(","));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while changes_matched(&node) == 0 {
+        assert!(Instant::now() < deadline, "the matcher never matched a change");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let matched_before = changes_matched(&node);
+    let inserting = std::thread::spawn(move || {
+        let started = Instant::now();
+        let reply = control.ask(&insert);
+        (reply, started.elapsed())
+    });
+    // A probe not answered within 50 ms is a miss. One miss alone can be the machine's
+    // scheduler (tests run beside other builds); a server that stalls misses every
+    // probe until it is done, so two misses in a row fail the test.
+    let (mut probes, mut misses, mut in_a_row, mut matched_during) = (0, 0, 0, matched_before);
+    while !inserting.is_finished() && probes < 5_000 {
+        probes += 1;
+        if healthz_within(&node.http, Duration::from_millis(50)) {
+            in_a_row = 0;
+        } else {
+            misses += 1;
+            in_a_row += 1;
+            assert!(in_a_row < 2, "/healthz missed 50 ms twice in a row while the insert compiled (probe {probes})");
+        }
+        if probes % 50 == 0 && !inserting.is_finished() {
+            matched_during = changes_matched(&node);
+        }
+    }
+    let (reply, took) = inserting.join().unwrap();
+    assert_eq!(reply, "128");
+    assert!(took >= Duration::from_millis(500), "the insert took {took:?}: too short for the probe to prove anything");
+    assert!(misses * 100 <= probes, "{misses} of {probes} probes missed 50 ms");
+    assert!(matched_during > matched_before, "the matcher stood still while the insert compiled");
+}
+
+/// Whether `GET /healthz` is answered `ok` within `limit` (connecting included).
+fn healthz_within(addr: &str, limit: Duration) -> bool {
+    use std::io::Read;
+    let started = Instant::now();
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr.parse().unwrap(), limit) else { return false };
+    let left = limit.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+    stream.set_read_timeout(Some(left)).unwrap();
+    write!(stream, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).is_ok()
+        && started.elapsed() <= limit
+        && response.starts_with("HTTP/1.1 200")
+        && response.ends_with("ok")
+}
+
+/// The status line of `GET path` (with the Bearer `token`), without waiting for the
+/// body (an event stream has no end).
+fn status_of(addr: &str, path: &str, token: Option<&str>) -> u16 {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{authorization}Connection: close\r\n\r\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    line.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("{line:?}"))
+}
+
+/// `GET path` with the Bearer `token`: (status, body).
+fn get_with(addr: &str, path: &str, token: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default())
+}
+
+/// With `http.admin_token` set, a request without it reads no queue and learns no
+/// subscription's name: `/api/v1/events` answers 401, and `/api/v1/status` and
+/// `/metrics` sum the `sub.<name>` queues up instead of listing them.
+#[test]
+fn without_the_admin_token_no_queue_is_read_and_no_subscription_named() {
+    const ADMIN: &str = "test-admin-token-0123456789-abcdefghijklmnop";
+    let (_ws, node) = replaying_node("  enabled: true\n", &format!("  admin_token: {ADMIN}\n"), |_| {});
+    let mut control = Control::connect(&node);
+    let token = control.ask("subscribe watcher").strip_prefix("TOKEN: ").expect("a token").to_string();
+    assert_eq!(control.ask(&format!("auth watcher {token}")), "OK");
+    assert_eq!(control.ask(r#"insert json [{"wiki":"wikidatawiki"}]"#), "1");
+    // The subscription's queue fills as the replay goes on.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !get_with(&node.http, "/api/v1/status", ADMIN).1.contains("\"queue\":\"sub.watcher\"") {
+        assert!(Instant::now() < deadline, "sub.watcher never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let (status, body) = http_get(&node.http, "/api/v1/status");
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("watcher"), "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["private_queues"]["queues"], 1, "{body}");
+    assert!(view["queues"].as_array().unwrap().iter().any(|q| q["queue"] == "reactor"), "{body}");
+    let (status, metrics) = http_get(&node.http, "/metrics");
+    assert_eq!(status, 200);
+    assert!(!metrics.contains("watcher"), "{metrics}");
+    assert!(metrics.contains("\nflotilla_private_queues 1\n"), "{metrics}");
+    assert_eq!(status_of(&node.http, "/api/v1/events?queue=sub.watcher", None), 401);
+    assert_eq!(status_of(&node.http, "/api/v1/events?queue=sub.watcher", Some("not-the-token")), 401);
+
+    // The admin sees them by name, and reads them.
+    let (_, metrics) = get_with(&node.http, "/metrics", ADMIN);
+    assert!(metrics.contains("flotilla_queue_depth{queue=\"sub.watcher\"}"), "{metrics}");
+    assert_eq!(status_of(&node.http, "/api/v1/events?queue=sub.watcher", Some(ADMIN)), 200);
+    // So does the subscription, with its own token, through its own stream.
+    assert_eq!(status_of(&node.http, "/api/v1/subscriptions/watcher/events", Some(&token)), 200);
 }

@@ -6,6 +6,8 @@ mod check;
 mod crash;
 mod dispatcher;
 mod dist;
+mod fleet;
+mod limits;
 mod manual;
 mod node;
 mod packaging;

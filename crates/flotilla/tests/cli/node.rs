@@ -293,3 +293,20 @@ fn a_node_reaches_its_store_and_redis_over_tls_and_refuses_an_untrusted_certific
     let redis = format!("Redis at rediss://127.0.0.1:{}/0: a TLS certificate problem", redis.port);
     assert!(err.contains(&redis) && err.contains("UnknownIssuer"), "{err}");
 }
+
+/// A loopback listener without a token trusts every local user, which is the documented
+/// default; one beyond loopback without a token is warned about at start.
+#[test]
+fn a_listener_beyond_loopback_without_an_admin_token_is_warned_about() {
+    let warning = "HTTP listens beyond loopback without http.admin_token";
+    let ws = Workspace::new("");
+    let node = ws.start();
+    assert!(!node.startup_log.iter().any(|line| line.contains(warning)), "{:?}", node.startup_log);
+    drop(node);
+    let config = std::fs::read_to_string(ws.config())
+        .unwrap()
+        .replace("http:\n  listen: 127.0.0.1:0", "http:\n  listen: 0.0.0.0:0");
+    std::fs::write(ws.config(), config).unwrap();
+    let node = ws.start();
+    assert!(node.startup_log.iter().any(|line| line.contains(warning)), "{:?}", node.startup_log);
+}

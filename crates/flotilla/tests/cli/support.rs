@@ -21,6 +21,11 @@ impl Workspace {
     /// and lets the HTTP and control servers pick free ports (unless `config` has its
     /// own `control:` section), so tests can run nodes side by side.
     pub fn new(config: &str) -> Workspace {
+        Workspace::named("testnode", config)
+    }
+
+    /// As [`Workspace::new`], for a node named `name` (nodes of one fleet).
+    pub fn named(name: &str, config: &str) -> Workspace {
         let dir = tempfile::Builder::new().prefix("flt").tempdir_in("/tmp").unwrap();
         let control = if config.contains("\ncontrol:") || config.starts_with("control:") {
             ""
@@ -28,7 +33,7 @@ impl Workspace {
             "control:\n  listen: 127.0.0.1:0\n"
         };
         let text = format!(
-            "node:\n  name: testnode\n  data_dir: {}/data\nhttp:\n  listen: 127.0.0.1:0\n{control}{config}",
+            "node:\n  name: {name}\n  data_dir: {}/data\nhttp:\n  listen: 127.0.0.1:0\n{control}{config}",
             dir.path().display()
         );
         std::fs::write(dir.path().join("flotilla.yaml"), text).unwrap();
@@ -54,6 +59,12 @@ impl Workspace {
     pub fn start(&self) -> NodeProcess {
         NodeProcess::start(&self.config())
     }
+
+    /// [`Workspace::start`], with `prepare` setting up the process first (environment,
+    /// resource limits).
+    pub fn start_with(&self, prepare: impl FnOnce(&mut Command)) -> NodeProcess {
+        NodeProcess::start_with(&self.config(), prepare)
+    }
 }
 
 /// A running `flotilla run`.
@@ -71,37 +82,43 @@ pub struct NodeProcess {
 
 impl NodeProcess {
     pub fn start(config: &Path) -> NodeProcess {
-        NodeProcess::spawn(Command::new(binary()).args(["run", "-c"]).arg(config))
+        NodeProcess::start_with(config, |_| {})
     }
 
     /// Starts `flotilla run` with extra environment variables.
     pub fn start_with_env(config: &Path, env: &[(&str, &std::ffi::OsStr)]) -> NodeProcess {
-        NodeProcess::spawn(Command::new(binary()).args(["run", "-c"]).arg(config).envs(env.iter().copied()))
+        NodeProcess::start_with(config, |command| {
+            command.envs(env.iter().copied());
+        })
     }
 
     /// Starts `flotilla run` under this umask (instead of the test's own).
     pub fn start_with_umask(config: &Path, umask: libc::mode_t) -> NodeProcess {
         use std::os::unix::process::CommandExt;
-        let mut command = Command::new(binary());
-        command.args(["run", "-c"]).arg(config);
-        // SAFETY: umask(2) is async-signal-safe and touches no memory.
-        unsafe {
-            command.pre_exec(move || {
-                libc::umask(umask);
-                Ok(())
-            });
-        }
-        NodeProcess::spawn(&mut command)
+        NodeProcess::start_with(config, |command| {
+            // SAFETY: umask(2) is async-signal-safe and touches no memory.
+            unsafe {
+                command.pre_exec(move || {
+                    libc::umask(umask);
+                    Ok(())
+                });
+            }
+        })
     }
 
-    fn spawn(command: &mut Command) -> NodeProcess {
-        let mut child = command
+    /// Starts `flotilla run`, letting `prepare` adjust the command first (its
+    /// environment, its limits), and waits until it says it is ready.
+    pub fn start_with(config: &Path, prepare: impl FnOnce(&mut Command)) -> NodeProcess {
+        let mut command = Command::new(binary());
+        command
+            .args(["run", "-c"])
+            .arg(config)
             .env("FLOTILLA_LOG_FORMAT", "json")
             .env("FLOTILLA_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        prepare(&mut command);
+        let mut child = command.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

@@ -6,8 +6,8 @@
 #![allow(dead_code)] // Each test uses a different part.
 
 use flotilla_test_support::TestNode;
+pub use flotilla_test_support::{Ngircd, NgircdOptions, wait_listening};
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::OnceLock;
@@ -49,143 +49,9 @@ pub fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-/// Waits until something accepts TCP connections on `port` (at most 15 s).
-fn wait_listening(port: u16, child: &mut Child, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the IRC server exited ({status}); its log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("the IRC server did not listen on {port}; its log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
-}
-
 fn signal(pid: u32, signal: i32) {
     // SAFETY: signalling a child process this test started and still holds.
     unsafe { libc::kill(pid as i32, signal) };
-}
-
-/// ngIRCd settings a test may change.
-#[derive(Clone)]
-pub struct NgircdOptions {
-    pub max_connections: u32,
-    pub max_connections_ip: u32,
-    pub max_joins: u32,
-    pub max_nick_length: u32,
-    pub ping_timeout: u32,
-    pub pong_timeout: u32,
-    /// Also listen with TLS on this port, with this certificate and key.
-    pub tls: Option<(u16, PathBuf, PathBuf)>,
-}
-
-impl Default for NgircdOptions {
-    fn default() -> Self {
-        NgircdOptions {
-            max_connections: 200,
-            max_connections_ip: 30,
-            max_joins: 50,
-            max_nick_length: 30,
-            ping_timeout: 120,
-            pong_timeout: 20,
-            tls: None,
-        }
-    }
-}
-
-/// An ngIRCd child process.
-pub struct Ngircd {
-    pub port: u16,
-    pub dir: tempfile::TempDir,
-    options: NgircdOptions,
-    child: Option<Child>,
-}
-
-impl Ngircd {
-    pub fn start(options: NgircdOptions) -> Ngircd {
-        ensure_peers();
-        let dir = tempfile::Builder::new().prefix("ngircd").tempdir().unwrap();
-        let mut server = Ngircd { port: free_port(), dir, options, child: None };
-        server.launch();
-        server
-    }
-
-    fn launch(&mut self) {
-        let o = &self.options;
-        let tls = match &o.tls {
-            Some((port, cert, key)) => {
-                format!("[SSL]\n\tPorts = {port}\n\tCertFile = {}\n\tKeyFile = {}\n", cert.display(), key.display())
-            }
-            None => String::new(),
-        };
-        let conf = format!(
-            "[Global]\n\tName = irc.test.local\n\tInfo = test ircd\n\tAdminInfo1 = test\n\tAdminInfo2 = test\n\
-             \tAdminEMail = test@test.local\n\tListen = 127.0.0.1\n\tPorts = {port}\n\tMotdPhrase = test\n\
-             \tServerUID = irc\n\tServerGID = irc\n\
-             [Limits]\n\tMaxConnections = {mc}\n\tMaxConnectionsIP = {mci}\n\tMaxJoins = {mj}\n\
-             \tMaxNickLength = {mnl}\n\tPingTimeout = {pt}\n\tPongTimeout = {pot}\n\tMaxPenaltyTime = 0\n\
-             [Options]\n\tPAM = no\n\tDNS = no\n\tIdent = no\n\tOperCanUseMode = yes\n\
-             [Operator]\n\tName = admin\n\tPassword = adminpass\n{tls}",
-            port = self.port,
-            mc = o.max_connections,
-            mci = o.max_connections_ip,
-            mj = o.max_joins,
-            mnl = o.max_nick_length,
-            pt = o.ping_timeout,
-            pot = o.pong_timeout,
-        );
-        let conf_path = self.dir.path().join("ngircd.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let log = self.dir.path().join("ngircd.log");
-        let mut child = Command::new("ngircd")
-            .args(["-n", "-f"])
-            .arg(&conf_path)
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()))
-            .spawn()
-            .expect("starting ngircd");
-        wait_listening(self.port, &mut child, &log);
-        self.child = Some(child);
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    /// Kills the server (SIGKILL) and waits for it.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(child.id(), libc::SIGKILL);
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again on the same port.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.launch();
-    }
-
-    /// Freezes it (SIGSTOP): it keeps its sockets but answers nothing.
-    pub fn freeze(&self) {
-        signal(self.pid(), libc::SIGSTOP);
-    }
-
-    pub fn thaw(&self) {
-        signal(self.pid(), libc::SIGCONT);
-    }
-}
-
-impl Drop for Ngircd {
-    fn drop(&mut self) {
-        if let Some(child) = &self.child {
-            signal(child.id(), libc::SIGCONT);
-        }
-        self.kill();
-    }
 }
 
 /// An InspIRCd child process (it refuses root: run as user `irc`).

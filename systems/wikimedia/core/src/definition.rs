@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
-use regex::{Regex, RegexBuilder};
+use regex_automata::meta::{self, Regex};
 use serde::Deserialize;
 
 use crate::event::Change;
@@ -34,10 +34,27 @@ use crate::wiki::{UnknownWiki, Wiki, Wikis};
 /// can cost; the matching index sizes its regex sets from it.
 pub const PATTERN_SIZE_LIMIT: usize = 512 * 1024;
 
+/// The most search cache (the lazy DFA's transitions) one pattern may grow per thread
+/// that matches with it, in bytes. Caches grow only as texts visit new states, so real
+/// patterns use a few kilobytes; the bound keeps a pattern near [`PATTERN_SIZE_LIMIT`]
+/// from growing the regex crate's default of 2 MiB per thread (such a pattern then
+/// searches without the lazy DFA: slower, never wrong).
+pub const PATTERN_CACHE_LIMIT: usize = 256 * 1024;
+
 /// Compiles a page or user pattern the way validation and the index both do: unanchored,
-/// case-sensitive, Unicode, within [`PATTERN_SIZE_LIMIT`].
-pub(crate) fn compile_pattern(pattern: &str) -> Result<Regex, regex::Error> {
-    RegexBuilder::new(pattern).size_limit(PATTERN_SIZE_LIMIT).build()
+/// case-sensitive, Unicode, within [`PATTERN_SIZE_LIMIT`]. This is what
+/// `regex::RegexBuilder::new(pattern).size_limit(PATTERN_SIZE_LIMIT).build()` builds
+/// (same engine, same settings, same answers), built with the engine's own builder so
+/// that the compiled size can be read ([`Pattern::compiled_size`]). An error is the
+/// compiler's complaint on one line.
+pub(crate) fn compile_pattern(pattern: &str) -> Result<Regex, String> {
+    let config = meta::Config::new()
+        .nfa_size_limit(Some(PATTERN_SIZE_LIMIT))
+        .hybrid_cache_capacity(PATTERN_CACHE_LIMIT)
+        .match_kind(regex_automata::MatchKind::LeftmostFirst)
+        .utf8_empty(true);
+    let syntax = regex_automata::util::syntax::Config::new().utf8(true);
+    meta::Builder::new().configure(config).syntax(syntax).build(pattern).map_err(|e| regex_detail(&e))
 }
 
 /// Shortest literal worth prefiltering on: shorter ones occur in too many texts.
@@ -61,6 +78,9 @@ pub struct Pattern {
 struct Compiled {
     source: Arc<str>,
     regex: Regex,
+    /// What the compiled pattern holds on the heap, in bytes (its automata and
+    /// prefilters; not the search caches, see [`PATTERN_CACHE_LIMIT`]).
+    bytes: usize,
     /// How to match without the regex engine, when the pattern is only anchors around
     /// literal text.
     shape: Option<LiteralShape>,
@@ -123,10 +143,21 @@ impl Pattern {
         // Compiled outside the lock: compiling can take milliseconds, and other threads'
         // patterns should not wait for it.
         let regex = compile_pattern(source)
-            .map_err(|e| DefinitionError::InvalidRegex { pattern: source.to_string(), detail: regex_detail(&e) })?;
+            .map_err(|detail| DefinitionError::InvalidRegex { pattern: source.to_string(), detail })?;
         let required = required_literals(source).unwrap_or_default().into_boxed_slice();
         let shape = LiteralShape::of(source);
-        Ok(Pattern { compiled: Interned::share(Compiled { source: Arc::from(source), regex, required, shape }) })
+        let bytes = regex.memory_usage()
+            + source.len()
+            + required.iter().map(|literal| literal.len()).sum::<usize>()
+            + shape.as_ref().map_or(0, LiteralShape::memory_usage);
+        Ok(Pattern { compiled: Interned::share(Compiled { source: Arc::from(source), regex, bytes, required, shape }) })
+    }
+
+    /// What the compiled pattern holds on the heap, in bytes: the figure the dispatcher's
+    /// memory budgets count (`max_pattern_memory`). Shared by every definition that uses
+    /// the same pattern.
+    pub fn compiled_size(&self) -> usize {
+        self.compiled.bytes
     }
 
     /// Literals one of which every match contains (each at least three bytes long), if
@@ -283,6 +314,12 @@ impl LiteralShape {
         }
         let literals = literals(parts)?;
         Some(LiteralShape { start, end, boundary_after, tail, literals: literals.into_boxed_slice() })
+    }
+
+    /// Its heap bytes.
+    fn memory_usage(&self) -> usize {
+        self.literals.iter().map(|literal| literal.len()).sum::<usize>()
+            + self.tail.as_ref().map_or(0, |tail| tail.ranges.len() * std::mem::size_of::<(char, char)>())
     }
 
     fn is_match(&self, text: &str) -> bool {
@@ -620,21 +657,19 @@ fn required_literals(pattern: &str) -> Option<Vec<Box<[u8]>>> {
 }
 
 /// The compiler's complaint on one line: a syntax error's `error: …` line, not its
-/// multi-line drawing of the pattern.
-fn regex_detail(error: &regex::Error) -> String {
-    match error {
-        regex::Error::Syntax(text) => text
-            .lines()
-            .rev()
-            .find_map(|line| line.strip_prefix("error: "))
-            .or_else(|| text.lines().next_back())
-            .unwrap_or("syntax error")
-            .to_string(),
-        regex::Error::CompiledTooBig(limit) => {
-            format!("the compiled pattern would exceed {limit} bytes")
-        }
-        other => other.to_string().replace('\n', " "),
+/// multi-line drawing of the pattern (the texts the regex crate gives for the same
+/// errors).
+fn regex_detail(error: &meta::BuildError) -> String {
+    if let Some(limit) = error.size_limit() {
+        return format!("the compiled pattern would exceed {limit} bytes");
     }
+    let text = error.syntax_error().map_or_else(|| error.to_string(), ToString::to_string);
+    text.lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("error: "))
+        .or_else(|| text.lines().next_back())
+        .unwrap_or("syntax error")
+        .to_string()
 }
 
 /// The two document forms.
@@ -688,22 +723,58 @@ pub enum DocumentError {
         /// What was wrong with it.
         error: DefinitionError,
     },
+    /// The document's distinct patterns compile to more than the limit together.
+    #[error("definition {number}: pattern {pattern:?} takes the document's compiled patterns over {limit} bytes")]
+    PatternMemory {
+        /// 1-based position of the definition whose pattern crossed the limit.
+        number: usize,
+        /// That pattern.
+        pattern: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
 }
 
-/// Reads a document into definitions, in document order.
+/// Reads a document into definitions, in document order. Its distinct patterns may
+/// compile to at most `max_pattern_memory` bytes together ([`Pattern::compiled_size`]):
+/// reading stops at the first pattern past that, so a document full of costly patterns
+/// costs at most about that much memory and compiling time before it is refused (a
+/// subscription's budget is at least what one document's patterns cost, so the caller
+/// passes that budget).
 ///
 /// # Errors
 /// The first problem found; nothing is returned for a document with any problem.
-pub fn parse_document(format: DocumentFormat, text: &str, wikis: &Wikis) -> Result<Vec<Definition>, DocumentError> {
+pub fn parse_document(
+    format: DocumentFormat,
+    text: &str,
+    wikis: &Wikis,
+    max_pattern_memory: usize,
+) -> Result<Vec<Definition>, DocumentError> {
     let fields = match format {
         DocumentFormat::Xml => parse_xml_fields(text)?,
         DocumentFormat::Json => parse_json_fields(text)?,
     };
-    fields
-        .iter()
-        .enumerate()
-        .map(|(i, f)| Definition::new(wikis, f).map_err(|error| DocumentError::Definition { number: i + 1, error }))
-        .collect()
+    let mut seen = std::collections::HashSet::new();
+    let mut compiled = 0usize;
+    let mut definitions = Vec::with_capacity(fields.len());
+    for (i, f) in fields.iter().enumerate() {
+        let definition =
+            Definition::new(wikis, f).map_err(|error| DocumentError::Definition { number: i + 1, error })?;
+        for pattern in [definition.page_rx(), definition.user_rx()].into_iter().flatten() {
+            if seen.insert(Arc::clone(pattern.source())) {
+                compiled = compiled.saturating_add(pattern.compiled_size());
+                if compiled > max_pattern_memory {
+                    return Err(DocumentError::PatternMemory {
+                        number: i + 1,
+                        pattern: pattern.as_str().to_string(),
+                        limit: max_pattern_memory,
+                    });
+                }
+            }
+        }
+        definitions.push(definition);
+    }
+    Ok(definitions)
 }
 
 /// Writes definitions as one document on one line.
@@ -928,11 +999,28 @@ fn item_attributes(element: &BytesStart<'_>) -> Result<DefinitionFields, String>
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_document_stops_compiling_at_its_pattern_budget() {
+        let size = |p: &str| Pattern::new(p).expect("valid").compiled_size();
+        let (a, b) = (r"^\w+ one$", r"(?i)\d+ two");
+        assert!(size(a) > 10_000 && size(b) > 1_000, "real sizes: {} {}", size(a), size(b));
+        let text = format!(
+            r#"[{{"wiki":"enwiki","page_rx":{a:?}}},{{"wiki":"dewiki","user_rx":{a:?}}},{{"wiki":"enwiki","user_rx":{b:?}}}]"#
+        );
+        let parse = |limit| parse_document(DocumentFormat::Json, &text, Wikis::embedded(), limit);
+        // A pattern used twice counts once.
+        assert_eq!(parse(size(a) + size(b)).map(|d| d.len()), Ok(3));
+        assert_eq!(
+            parse(size(a) + size(b) - 1),
+            Err(DocumentError::PatternMemory { number: 3, pattern: b.to_string(), limit: size(a) + size(b) - 1 })
+        );
+    }
+
     /// Parses a document and describes each definition as its written XML item, or the
     /// error.
     #[track_caller]
     fn check(format: DocumentFormat, text: &str, expect: &str) {
-        let got = match parse_document(format, text, Wikis::embedded()) {
+        let got = match parse_document(format, text, Wikis::embedded(), usize::MAX) {
             Ok(definitions) => write_document(DocumentFormat::Xml, &definitions),
             Err(error) => error.to_string(),
         };
@@ -1022,7 +1110,7 @@ mod tests {
         for format in [DocumentFormat::Xml, DocumentFormat::Json] {
             let text = write_document(format, &definitions);
             assert!(!text.contains('\n'), "one line: {text}");
-            let back = parse_document(format, &text, Wikis::embedded()).expect("reads back");
+            let back = parse_document(format, &text, Wikis::embedded(), usize::MAX).expect("reads back");
             assert_eq!(back, definitions, "{text}");
         }
         assert_eq!(definitions[0].fields().wiki, "zh_min_nanwiki");

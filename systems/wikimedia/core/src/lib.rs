@@ -28,6 +28,11 @@
 //!   [`Output::mutations`] in order, then write each [`Reply::encode`] and close when
 //!   [`Output::close`] says so. Count connections with
 //!   [`Subscriptions::connection_opened`]/[`Subscriptions::connection_closed`] for `info`.
+//!   A server that must not compile under its lock uses [`Session::step`] instead (a
+//!   complete document comes back to be parsed elsewhere, then
+//!   [`Session::apply_document`]) and tells the state to
+//!   [`Subscriptions::defer_compiling`], running each [`Subscriptions::take_compilation`]
+//!   off the lock and putting the result back with [`Subscriptions::install`].
 //! - **Persistence**: every state change comes back as a [`Mutation`] (created, deleted,
 //!   format set, definitions added/removed, each self-contained and keyed by name; token
 //!   hashes via [`token::TokenHash::to_hex`], definitions via [`Definition::fields`]). At
@@ -58,10 +63,14 @@ pub mod wiki;
 pub use definition::{Definition, DefinitionFields, DocumentFormat, Flags};
 pub use event::{Change, EventError, parse_change};
 pub use format::{OutputFormat, render};
-pub use index::{Index, MatchScratch};
-pub use protocol::{ErrorReply, Output, Reply, Session, SessionLimits, SubscribeAccess, SubscribePolicy};
+pub use index::{Compilation, Compiled, Index, MatchScratch};
+pub use protocol::{
+    CompleteDocument, ErrorReply, Output, ParsedDocument, Reply, Session, SessionLimits, Step, SubscribeAccess,
+    SubscribePolicy,
+};
 pub use subscription::{
-    Delivery, Incarnation, Mutation, Restored, SubscriptionBackend, SubscriptionId, SubscriptionName, Subscriptions,
+    Delivery, Incarnation, Limits, Mutation, PatternBudget, Restored, SubscriptionBackend, SubscriptionId,
+    SubscriptionName, Subscriptions,
 };
 pub use token::{Token, TokenHash};
 pub use wiki::{Wiki, Wikis};

@@ -14,17 +14,67 @@
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::definition::Definition;
 use crate::event::Change;
 use crate::format::{OutputFormat, render};
-use crate::index::{Index, MatchScratch};
+use crate::index::{Compilation, Compiled, Index, MatchScratch};
 use crate::token::{OsTokens, Token, TokenError, TokenHash, TokenSource};
 use crate::wiki::Wikis;
 
 /// Default cap on definitions per subscription.
 pub const DEFAULT_MAX_DEFINITIONS: usize = 10_000;
+
+/// What subscribers may make the dispatcher hold: the caps [`Subscriptions`] enforces.
+/// The defaults are the configuration's (`docs/configuration.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Subscriptions in all.
+    pub max_subscriptions: usize,
+    /// Subscriptions created from one client address (since the process started:
+    /// addresses are not stored).
+    pub max_subscriptions_per_address: usize,
+    /// Definitions per subscription.
+    pub max_definitions: usize,
+    /// Bytes of compiled patterns of one subscription ([`Index::pattern_memory_of`]).
+    pub max_pattern_memory_per_subscription: usize,
+    /// Bytes of compiled patterns in all ([`Index::pattern_memory`]).
+    pub max_pattern_memory: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_subscriptions: 10_000,
+            max_subscriptions_per_address: 1_000,
+            max_definitions: DEFAULT_MAX_DEFINITIONS,
+            max_pattern_memory_per_subscription: 64 << 20,
+            max_pattern_memory: 1 << 30,
+        }
+    }
+}
+
+impl Limits {
+    /// No caps at all (benchmarks that load more than any budget allows).
+    pub const UNLIMITED: Limits = Limits {
+        max_subscriptions: usize::MAX,
+        max_subscriptions_per_address: usize::MAX,
+        max_definitions: usize::MAX,
+        max_pattern_memory_per_subscription: usize::MAX,
+        max_pattern_memory: usize::MAX,
+    };
+}
+
+/// Which memory budget a pattern would pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatternBudget {
+    /// The subscription's (`max_pattern_memory_per_subscription`).
+    Subscription,
+    /// The dispatcher's, all subscriptions together (`max_pattern_memory`).
+    Dispatcher,
+}
 
 /// Longest subscription name.
 pub const MAX_NAME_LEN: usize = 64;
@@ -194,6 +244,15 @@ pub enum SubscribeError {
     /// No token could be made.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// There are as many subscriptions as the cap allows, in all or from the client's
+    /// address.
+    #[error("at most {limit} subscriptions{}", if *.per_address { " from one address" } else { "" })]
+    TooMany {
+        /// The cap.
+        limit: usize,
+        /// Whether it is the cap per address.
+        per_address: bool,
+    },
 }
 
 /// Why definitions could not be added.
@@ -206,6 +265,16 @@ pub enum InsertError {
     #[error("a subscription may have at most {limit} definitions")]
     TooMany {
         /// The cap.
+        limit: usize,
+    },
+    /// Their compiled patterns would pass a memory budget; nothing was added.
+    #[error("pattern {pattern:?} would take the {budget:?} budget's compiled patterns over {limit} bytes")]
+    PatternMemory {
+        /// The first pattern that would pass it.
+        pattern: String,
+        /// Which budget.
+        budget: PatternBudget,
+        /// The budget in bytes.
         limit: usize,
     },
 }
@@ -221,12 +290,13 @@ pub trait SubscriptionBackend {
     /// The wiki registry definitions are resolved against.
     fn wikis(&self) -> &Wikis;
 
-    /// Creates a subscription with a fresh token and the default format.
+    /// Creates a subscription with a fresh token and the default format, for a client at
+    /// `address` (`None`: no client address to cap, as for the admin over HTTP).
     ///
     /// # Errors
-    /// [`SubscribeError::Exists`] if the name is taken; [`SubscribeError::Token`] if no
-    /// token can be made.
-    fn subscribe(&mut self, name: SubscriptionName) -> Result<Subscribed, SubscribeError>;
+    /// [`SubscribeError::Exists`] if the name is taken; [`SubscribeError::TooMany`] at a
+    /// cap; [`SubscribeError::Token`] if no token can be made.
+    fn subscribe(&mut self, name: SubscriptionName, address: Option<IpAddr>) -> Result<Subscribed, SubscribeError>;
 
     /// The subscription with this name, if it exists.
     fn find(&self, name: &str) -> Option<SubscriptionId>;
@@ -266,6 +336,9 @@ pub trait SubscriptionBackend {
 
     /// The `info` counters.
     fn info(&self) -> Info;
+
+    /// The caps, for what a document may cost before it is even applied.
+    fn limits(&self) -> &Limits;
 }
 
 /// One change to deliver: push `payload` to the list (and bus queue) of `subscription`.
@@ -298,15 +371,19 @@ struct Record {
     token_hash: TokenHash,
     incarnation: Incarnation,
     format: OutputFormat,
+    /// The client address that created it, while this process runs.
+    address: Option<IpAddr>,
 }
 
 /// Every subscription, in memory, with its matching index.
 pub struct Subscriptions {
     wikis: &'static Wikis,
     tokens: Box<dyn TokenSource + Send + Sync>,
-    max_definitions: usize,
+    limits: Limits,
     by_name: HashMap<SubscriptionName, SubscriptionId>,
     records: HashMap<SubscriptionId, Record>,
+    /// Subscriptions created per client address.
+    by_address: HashMap<IpAddr, usize>,
     next_id: u64,
     index: Index,
     connections: usize,
@@ -323,15 +400,15 @@ impl fmt::Debug for Subscriptions {
 }
 
 impl Subscriptions {
-    /// No subscriptions; tokens from the OS; at most [`DEFAULT_MAX_DEFINITIONS`] per
-    /// subscription.
+    /// No subscriptions; tokens from the OS; the default [`Limits`].
     pub fn new(wikis: &'static Wikis) -> Subscriptions {
         Subscriptions {
             wikis,
             tokens: Box::new(OsTokens),
-            max_definitions: DEFAULT_MAX_DEFINITIONS,
+            limits: Limits::default(),
             by_name: HashMap::new(),
             records: HashMap::new(),
+            by_address: HashMap::new(),
             next_id: 1,
             index: Index::new(),
             connections: 0,
@@ -344,10 +421,27 @@ impl Subscriptions {
         self
     }
 
-    /// Sets the cap on definitions per subscription.
-    pub fn with_max_definitions(mut self, limit: usize) -> Self {
-        self.max_definitions = limit;
+    /// Sets the caps.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
+    }
+
+    /// From now on, changes leave their regex sets and automata to compile elsewhere,
+    /// off whatever lock guards this state: see [`Index::defer_compiling`]. The caller
+    /// then runs [`Subscriptions::take_compilation`] after each change.
+    pub fn defer_compiling(&mut self) {
+        self.index.defer_compiling();
+    }
+
+    /// What the changes since the last call left to compile ([`Index::take_compilation`]).
+    pub fn take_compilation(&mut self) -> Compilation {
+        self.index.take_compilation()
+    }
+
+    /// Puts a finished compilation in ([`Index::install`]).
+    pub fn install(&mut self, compiled: Compiled) {
+        self.index.install(compiled);
     }
 
     /// Puts back stored subscriptions at start-up, compiling the index once for all of
@@ -371,7 +465,7 @@ impl Subscriptions {
         let mut ids = Vec::with_capacity(subscriptions.len());
         let mut definitions = Vec::new();
         for restored in subscriptions {
-            let id = self.add_record(restored.name, restored.token_hash, restored.format);
+            let id = self.add_record(restored.name, restored.token_hash, restored.format, None);
             definitions.extend(restored.definitions.into_iter().map(|d| (id, d)));
             ids.push(id);
         }
@@ -379,12 +473,21 @@ impl Subscriptions {
         Ok(ids)
     }
 
-    fn add_record(&mut self, name: SubscriptionName, token_hash: TokenHash, format: OutputFormat) -> SubscriptionId {
+    fn add_record(
+        &mut self,
+        name: SubscriptionName,
+        token_hash: TokenHash,
+        format: OutputFormat,
+        address: Option<IpAddr>,
+    ) -> SubscriptionId {
         let id = SubscriptionId(self.next_id);
         self.next_id += 1;
         self.by_name.insert(name.clone(), id);
         let incarnation = Incarnation::of(&token_hash);
-        self.records.insert(id, Record { name, token_hash, incarnation, format });
+        if let Some(address) = address {
+            *self.by_address.entry(address).or_insert(0) += 1;
+        }
+        self.records.insert(id, Record { name, token_hash, incarnation, format, address });
         id
     }
 
@@ -396,6 +499,12 @@ impl Subscriptions {
     /// A control connection closed.
     pub fn connection_closed(&mut self) {
         self.connections = self.connections.saturating_sub(1);
+    }
+
+    /// The wiki registry definitions are resolved against, to parse documents away from
+    /// this state (on another thread, without its lock).
+    pub fn registry(&self) -> &'static Wikis {
+        self.wikis
     }
 
     /// How many subscriptions there are.
@@ -498,14 +607,24 @@ impl SubscriptionBackend for Subscriptions {
         self.wikis
     }
 
-    fn subscribe(&mut self, name: SubscriptionName) -> Result<Subscribed, SubscribeError> {
+    fn subscribe(&mut self, name: SubscriptionName, address: Option<IpAddr>) -> Result<Subscribed, SubscribeError> {
         if self.by_name.contains_key(&name) {
             return Err(SubscribeError::Exists);
+        }
+        if self.records.len() >= self.limits.max_subscriptions {
+            return Err(SubscribeError::TooMany { limit: self.limits.max_subscriptions, per_address: false });
+        }
+        let from_address = address.and_then(|a| self.by_address.get(&a)).copied().unwrap_or(0);
+        if from_address >= self.limits.max_subscriptions_per_address {
+            return Err(SubscribeError::TooMany {
+                limit: self.limits.max_subscriptions_per_address,
+                per_address: true,
+            });
         }
         let token = self.tokens.new_token()?;
         let token_hash = token.hash();
         let format = OutputFormat::default();
-        let id = self.add_record(name.clone(), token_hash.clone(), format);
+        let id = self.add_record(name.clone(), token_hash.clone(), format, address);
         Ok(Subscribed { id, token, mutation: Mutation::Created { name, token_hash, format } })
     }
 
@@ -522,6 +641,14 @@ impl SubscriptionBackend for Subscriptions {
     fn unsubscribe(&mut self, id: SubscriptionId) -> Result<Mutation, NoSuchSubscription> {
         let record = self.records.remove(&id).ok_or(NoSuchSubscription)?;
         self.by_name.remove(&record.name);
+        if let Some(address) = record.address
+            && let Some(count) = self.by_address.get_mut(&address)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.by_address.remove(&address);
+            }
+        }
         self.index.remove_subscription(id);
         Ok(Mutation::Deleted { name: record.name })
     }
@@ -533,8 +660,21 @@ impl SubscriptionBackend for Subscriptions {
         let mut fresh: Vec<&Definition> = definitions.iter().filter(|d| !self.index.contains(id, d)).collect();
         fresh.sort_unstable();
         fresh.dedup();
-        if self.index.count_of(id) + fresh.len() > self.max_definitions {
-            return Err(InsertError::TooMany { limit: self.max_definitions });
+        if self.index.count_of(id) + fresh.len() > self.limits.max_definitions {
+            return Err(InsertError::TooMany { limit: self.limits.max_definitions });
+        }
+        let Limits { max_pattern_memory_per_subscription, max_pattern_memory, .. } = self.limits;
+        // Documents keep their order here, so the pattern named is the first one, in the
+        // client's own order, past the budget.
+        let fresh_in_order = definitions.iter().filter(|d| !self.index.contains(id, d));
+        if let Err((budget, pattern)) =
+            self.index.check_pattern_memory(id, fresh_in_order, max_pattern_memory_per_subscription, max_pattern_memory)
+        {
+            let limit = match budget {
+                PatternBudget::Subscription => max_pattern_memory_per_subscription,
+                PatternBudget::Dispatcher => max_pattern_memory,
+            };
+            return Err(InsertError::PatternMemory { pattern: pattern.as_str().to_string(), budget, limit });
         }
         let added = self.index.insert(id, definitions);
         Ok(applied(added, |definitions| Mutation::DefinitionsAdded { name, definitions }))
@@ -560,6 +700,10 @@ impl SubscriptionBackend for Subscriptions {
     fn info(&self) -> Info {
         Info { connections: self.connections, subscriptions: self.records.len(), wikis: self.index.watched_wikis() }
     }
+
+    fn limits(&self) -> &Limits {
+        &self.limits
+    }
 }
 
 fn applied(definitions: Vec<Definition>, record: impl FnOnce(Vec<Definition>) -> Mutation) -> Applied {
@@ -584,11 +728,11 @@ mod tests {
         let wikis = Wikis::embedded();
         let mut subscriptions = Subscriptions::new(wikis);
         let name = SubscriptionName::parse("bot").unwrap();
-        let first = subscriptions.subscribe(name.clone()).unwrap();
+        let first = subscriptions.subscribe(name.clone(), None).unwrap();
         let before = subscriptions.incarnation("bot").unwrap();
         subscriptions.unsubscribe(first.id).unwrap();
         assert_eq!(subscriptions.incarnation("bot"), None);
-        let second = subscriptions.subscribe(name.clone()).unwrap();
+        let second = subscriptions.subscribe(name.clone(), None).unwrap();
         let after = subscriptions.incarnation("bot").unwrap();
         assert_ne!(before, after);
 

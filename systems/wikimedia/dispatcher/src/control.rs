@@ -7,9 +7,11 @@
 //!   reading at most the limit (a 10 MB line costs 64 KiB of memory);
 //! - a cap on connections (`max_connections`, default 1024) and on connections from one
 //!   address (`max_connections_per_ip`, default 64): a connection over a cap is told
-//!   `E021: Too many connections` and closed at once, so one host cannot take every slot;
-//! - a connection silent for `idle_timeout` (default 10 minutes) is closed, so abandoned
-//!   connections give their slots back;
+//!   `E021: Too many connections` and closed at once, so one host cannot take every slot
+//!   (nor the process's file descriptors; [`flotilla_service::slots`]);
+//! - a connection that sends no complete line for `idle_timeout` (default 10 minutes) is
+//!   closed, so abandoned connections give their slots back, and one that sends a byte
+//!   now and then without ever ending its line does too;
 //! - a client that disconnects half-way through a document changes nothing: a document
 //!   is applied only when complete;
 //! - non-UTF-8 and binary lines get `E006`; nothing a client sends can panic the server.
@@ -20,13 +22,12 @@
 //! The server takes a bound listener and a cancellation token (tests bind port 0). On
 //! shutdown it stops accepting and closes every connection after the line in hand.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use flotilla_service::slots::{SlotLimits, Slots};
 use flotilla_wikimedia_core::protocol::frame::{Frame, next_line};
-use flotilla_wikimedia_core::{Session, SessionLimits, SubscribeAccess};
+use flotilla_wikimedia_core::{Session, SessionLimits, Step, SubscribeAccess, SubscriptionBackend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -57,32 +58,6 @@ impl Default for ControlLimits {
     }
 }
 
-/// Open connections, in total and per address.
-#[derive(Default)]
-struct Slots {
-    total: usize,
-    per_ip: HashMap<IpAddr, usize>,
-}
-
-/// Gives a connection's slot back when the connection ends, however it ends.
-struct SlotGuard {
-    slots: Arc<Mutex<Slots>>,
-    ip: IpAddr,
-}
-
-impl Drop for SlotGuard {
-    fn drop(&mut self) {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.total = slots.total.saturating_sub(1);
-        if let Some(count) = slots.per_ip.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                slots.per_ip.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// Serves the control protocol on `listener` until `shutdown`; `access` says who may
 /// create subscriptions.
 pub async fn serve(
@@ -92,7 +67,13 @@ pub async fn serve(
     access: SubscribeAccess,
     shutdown: CancellationToken,
 ) {
-    let slots = Arc::new(Mutex::new(Slots::default()));
+    // Refuse rather than close an idle connection: a client may keep an authenticated
+    // session open between commands.
+    let slots = Slots::new(SlotLimits {
+        max_connections: limits.max_connections,
+        max_per_address: limits.max_connections_per_ip,
+        evict_idle: false,
+    });
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -110,13 +91,14 @@ pub async fn serve(
                 continue;
             }
         };
-        let Some(guard) = take_slot(&slots, peer, &limits) else {
+        let Some(guard) = slots.admit(Some(peer.ip())) else {
             connections.spawn(refuse(stream));
             continue;
         };
         let shared = shared.clone();
         let shutdown = shutdown.clone();
-        let session = Session::new(limits.session).with_access(access.clone());
+        // The session counts its subscriptions against the cap per address.
+        let session = Session::new(limits.session).with_access(access.clone()).from_address(peer.ip());
         connections.spawn(async move {
             let _guard = guard;
             shared.mutate(|s| (s.connection_opened(), Vec::new())).await;
@@ -128,18 +110,6 @@ pub async fn serve(
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
-}
-
-fn take_slot(slots: &Arc<Mutex<Slots>>, peer: SocketAddr, limits: &ControlLimits) -> Option<SlotGuard> {
-    let mut locked = slots.lock().unwrap_or_else(|p| p.into_inner());
-    let ip = peer.ip();
-    let from_ip = locked.per_ip.get(&ip).copied().unwrap_or(0);
-    if locked.total >= limits.max_connections || from_ip >= limits.max_connections_per_ip {
-        return None;
-    }
-    locked.total += 1;
-    *locked.per_ip.entry(ip).or_insert(0) += 1;
-    Some(SlotGuard { slots: slots.clone(), ip })
 }
 
 async fn refuse(mut stream: TcpStream) {
@@ -160,11 +130,15 @@ async fn handle(
     let max_line = limits.session.max_line_bytes;
     let mut buffer: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
+    // Counted from the last complete line, not the last byte: a client that trickles a
+    // line it never ends is as idle as a silent one.
+    let mut idle_until = tokio::time::Instant::now() + limits.idle_timeout;
     loop {
         // Every complete line in the buffer first.
         loop {
             match next_line(&buffer, max_line) {
                 Frame::Line { end, next } => {
+                    idle_until = tokio::time::Instant::now() + limits.idle_timeout;
                     let replies = feed(&mut session, &buffer[..end], shared).await;
                     buffer.drain(..next);
                     write(&mut stream, &replies.bytes, limits.idle_timeout).await?;
@@ -185,7 +159,7 @@ async fn handle(
             }
         }
         let read = tokio::select! {
-            read = tokio::time::timeout(limits.idle_timeout, stream.read(&mut chunk)) => read,
+            read = tokio::time::timeout_at(idle_until, stream.read(&mut chunk)) => read,
             _ = shutdown.cancelled() => return Ok(()),
         };
         match read {
@@ -231,14 +205,35 @@ struct Replies {
     close: bool,
 }
 
+/// Feeds a line to the session; a document it completes is parsed (its patterns
+/// compiled) off the lock before it is applied (see [`crate::state`]).
 async fn feed(session: &mut Session, line: &[u8], shared: &Shared) -> Replies {
-    let output = shared
-        .mutate(|subscriptions| {
-            let mut output = session.feed_line(line, subscriptions);
-            let mutations = std::mem::take(&mut output.mutations);
-            (output, mutations)
+    let step = shared
+        .mutate(|subscriptions| match session.step(line, subscriptions) {
+            Step::Done(mut output) => {
+                let mutations = std::mem::take(&mut output.mutations);
+                (Step::Done(output), mutations)
+            }
+            document => (document, Vec::new()),
         })
         .await;
+    let output = match step {
+        Step::Done(output) => output,
+        Step::Document(document) => {
+            let (wikis, budget) = {
+                let subscriptions = shared.read();
+                (subscriptions.registry(), subscriptions.limits().max_pattern_memory_per_subscription)
+            };
+            let parsed = shared.compile(move || document.parse(wikis, budget)).await;
+            shared
+                .mutate(|subscriptions| {
+                    let mut output = session.apply_document(parsed, subscriptions);
+                    let mutations = std::mem::take(&mut output.mutations);
+                    (output, mutations)
+                })
+                .await
+        }
+    };
     let mut bytes = Vec::new();
     for reply in &output.replies {
         bytes.extend_from_slice(&reply.encode());

@@ -125,7 +125,7 @@ mod tests {
     fn entries_go_to_their_subscription_queues_in_order_and_garbage_and_stale_ones_are_skipped() {
         let mut subscriptions = Subscriptions::new(flotilla_wikimedia_core::Wikis::embedded());
         let incarnation = |subscriptions: &mut Subscriptions, name: &str| {
-            subscriptions.subscribe(SubscriptionName::parse(name).unwrap()).unwrap();
+            subscriptions.subscribe(SubscriptionName::parse(name).unwrap(), None).unwrap();
             subscriptions.incarnation(name).unwrap()
         };
         let (a, b) = (incarnation(&mut subscriptions, "a"), incarnation(&mut subscriptions, "b"));

@@ -7,7 +7,7 @@
 //! | `GET /api/v1/subscriptions/N` | show | `{"name", "format", "definitions": [...]}` |
 //! | `DELETE /api/v1/subscriptions/N` | delete | 204 |
 //! | `GET /api/v1/subscriptions/N/definitions` | list definitions | the JSON document (`list json`) |
-//! | `POST /api/v1/subscriptions/N/definitions` | add (JSON document, or XML with an XML content type) | `{"inserted": n}` |
+//! | `POST /api/v1/subscriptions/N/definitions` | add (JSON document, or XML with an XML content type) | `{"inserted": n}`; 422 with `E015`/`E025` over a cap |
 //! | `DELETE /api/v1/subscriptions/N/definitions` (or `POST …/definitions/remove`) | remove | `{"removed": n}` |
 //! | `PUT /api/v1/subscriptions/N/format` `{"format": F}` | set the output format | `{"format": F}` |
 //! | `GET /api/v1/subscriptions/N/events` | the subscription's changes as server-sent events | `text/event-stream` |
@@ -139,7 +139,7 @@ async fn create(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) 
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, ErrorReply::InvalidName.to_string()))?;
     let created = state
         .shared
-        .mutate(|subscriptions| match subscriptions.subscribe(name.clone()) {
+        .mutate(|subscriptions| match subscriptions.subscribe(name.clone(), None) {
             Ok(subscribed) => {
                 let mutation = subscribed.mutation.clone();
                 (Ok(subscribed), vec![mutation])
@@ -159,6 +159,10 @@ async fn create(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) 
         Err(SubscribeError::Token(_)) => {
             Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorReply::TokenUnavailable.to_string()))
         }
+        Err(SubscribeError::TooMany { limit, per_address }) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorReply::TooManySubscriptions { limit, per_address }.to_string(),
+        )),
     }
 }
 
@@ -227,22 +231,43 @@ async fn definitions(
 }
 
 /// The document in a request body: XML when the content type says so, JSON otherwise.
-fn document(
+/// Parsed (its patterns compiled, within the subscription's pattern budget) on a
+/// blocking thread, with no lock held: see [`crate::state`].
+async fn document(
     state: &ApiState,
     headers: &HeaderMap,
-    body: &Bytes,
+    body: Bytes,
 ) -> ApiResult<Vec<flotilla_wikimedia_core::Definition>> {
     let xml = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().contains("xml"));
     let format = if xml { DocumentFormat::Xml } else { DocumentFormat::Json };
-    let text = std::str::from_utf8(body).map_err(|_| {
+    let not_text = || {
         let reply = if xml { ErrorReply::InvalidXml } else { ErrorReply::InvalidJson };
         ApiError::new(StatusCode::BAD_REQUEST, reply.to_string())
-    })?;
-    parse_document(format, text, state.wikis)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ErrorReply::from_document(&e).to_string()))
+    };
+    if std::str::from_utf8(&body).is_err() {
+        return Err(not_text());
+    }
+    let budget = state.shared.read().limits().max_pattern_memory_per_subscription;
+    let wikis = state.wikis;
+    let parsed = state
+        .shared
+        .compile(move || {
+            let text = std::str::from_utf8(&body).unwrap_or_default();
+            parse_document(format, text, wikis, budget).map_err(|e| ErrorReply::from_document(&e))
+        })
+        .await;
+    parsed.map_err(|reply| {
+        // Over the pattern budget is not a malformed document but one the subscription
+        // may not hold, as with E015.
+        let status = match reply {
+            ErrorReply::PatternMemory { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, reply.to_string())
+    })
 }
 
 async fn insert(
@@ -252,7 +277,7 @@ async fn insert(
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
     let id = state.authorize(&headers, &name)?;
-    let definitions = document(&state, &headers, &body)?;
+    let definitions = document(&state, &headers, body).await?;
     let result = state
         .shared
         .mutate(|subscriptions| match subscriptions.insert(id, definitions) {
@@ -266,6 +291,10 @@ async fn insert(
         Err(InsertError::TooMany { limit }) => {
             Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorReply::TooManyDefinitions { limit }.to_string()))
         }
+        Err(InsertError::PatternMemory { pattern, budget, limit }) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorReply::PatternMemory { pattern, budget, limit }.to_string(),
+        )),
     }
 }
 
@@ -276,7 +305,7 @@ async fn remove(
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
     let id = state.authorize(&headers, &name)?;
-    let definitions = document(&state, &headers, &body)?;
+    let definitions = document(&state, &headers, body).await?;
     let result = state
         .shared
         .mutate(|subscriptions| match subscriptions.remove(id, definitions) {
@@ -384,14 +413,14 @@ mod tests {
     #[tokio::test]
     async fn a_stream_of_a_deleted_subscription_hands_out_nothing_more() {
         let mut subscriptions = Subscriptions::new(Wikis::embedded());
-        let id = subscriptions.subscribe(SubscriptionName::parse("old").unwrap()).unwrap().id;
+        let id = subscriptions.subscribe(SubscriptionName::parse("old").unwrap(), None).unwrap().id;
         let shared = Arc::new(Shared::new(subscriptions, None));
         let mut reader = OwnQueue { reader: Box::new(Endless), shared: shared.clone(), id, name: "old".into() };
         assert_eq!(reader.fetch(10, Duration::ZERO).await.unwrap().len(), 1);
         shared
             .mutate(|s| {
                 let deleted = s.unsubscribe(id).unwrap();
-                let again = s.subscribe(SubscriptionName::parse("old").unwrap()).unwrap();
+                let again = s.subscribe(SubscriptionName::parse("old").unwrap(), None).unwrap();
                 ((), vec![deleted, again.mutation])
             })
             .await;

@@ -54,7 +54,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use flotilla_bus::Bus;
 use flotilla_store::Store;
-use flotilla_wikimedia_core::{SubscribeAccess, SubscribePolicy, Subscriptions, TokenHash, Wikis};
+use flotilla_wikimedia_core::{Limits, SubscribeAccess, SubscribePolicy, Subscriptions, TokenHash, Wikis};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -77,8 +77,8 @@ pub struct DispatcherSettings {
     /// empty by default: `LPUSH <name>`).
     pub redis_key_prefix: String,
     pub control: ControlLimits,
-    /// Cap on definitions per subscription.
-    pub max_definitions: usize,
+    /// Caps on subscriptions, definitions and the memory of compiled patterns.
+    pub limits: Limits,
     /// `http.admin_token`, which the HTTP API accepts for any subscription, and which
     /// `subscribe NAME ADMIN_TOKEN` gives on the control protocol.
     pub admin_token: Option<String>,
@@ -95,7 +95,7 @@ impl Default for DispatcherSettings {
             redis_tls_ca: None,
             redis_key_prefix: String::new(),
             control: ControlLimits::default(),
-            max_definitions: flotilla_wikimedia_core::subscription::DEFAULT_MAX_DEFINITIONS,
+            limits: Limits::default(),
             admin_token: None,
             subscribe: SubscribePolicy::default(),
         }
@@ -133,7 +133,7 @@ impl Dispatcher {
             None => None,
         };
         let wikis = Wikis::embedded();
-        let mut subscriptions = Subscriptions::new(wikis).with_max_definitions(settings.max_definitions);
+        let mut subscriptions = Subscriptions::new(wikis).with_limits(settings.limits);
         let persisted = store.map(persist::SubscriptionStore::new);
         if let Some(persisted) = &persisted {
             persisted.migrate().await.context("creating the dispatcher's tables")?;

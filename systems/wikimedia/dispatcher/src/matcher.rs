@@ -40,9 +40,17 @@ pub const CHANGE_PLUGIN: &str = "wikimedia";
 /// Most messages matched per batch.
 const BATCH: usize = 4096;
 
+/// The prefix of the bus queues subscriptions' changes go to.
+const SUBSCRIPTION_QUEUE_PREFIX: &str = "sub.";
+
 /// The bus queue a subscription's changes go to: `sub.<name>`.
 pub fn subscription_queue(name: &str) -> String {
-    format!("sub.{name}")
+    format!("{SUBSCRIPTION_QUEUE_PREFIX}{name}")
+}
+
+/// Whether a bus queue is a subscription's ([`subscription_queue`]).
+pub fn is_subscription_queue(queue: &str) -> bool {
+    queue.starts_with(SUBSCRIPTION_QUEUE_PREFIX)
 }
 
 /// What the matcher reads of a message.

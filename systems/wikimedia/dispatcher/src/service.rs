@@ -45,6 +45,10 @@ struct RawDispatcher {
     max_connections: Option<Located<u64>>,
     max_connections_per_ip: Option<Located<u64>>,
     max_definitions: Option<Located<u64>>,
+    max_subscriptions: Option<Located<u64>>,
+    max_subscriptions_per_ip: Option<Located<u64>>,
+    max_pattern_memory: Option<Located<String>>,
+    max_pattern_memory_per_subscription: Option<Located<String>>,
     idle_timeout: Option<Located<String>>,
     subscribe: Option<Located<String>>,
 }
@@ -109,7 +113,30 @@ fn build(config: &ServiceConfig<'_>) -> Result<Option<Box<dyn Service>>, Vec<Dia
     };
     count(&raw.max_connections, "max_connections", &mut settings.control.max_connections);
     count(&raw.max_connections_per_ip, "max_connections_per_ip", &mut settings.control.max_connections_per_ip);
-    count(&raw.max_definitions, "max_definitions", &mut settings.max_definitions);
+    count(&raw.max_definitions, "max_definitions", &mut settings.limits.max_definitions);
+    count(&raw.max_subscriptions, "max_subscriptions", &mut settings.limits.max_subscriptions);
+    count(
+        &raw.max_subscriptions_per_ip,
+        "max_subscriptions_per_ip",
+        &mut settings.limits.max_subscriptions_per_address,
+    );
+    let mut size = |value: &Option<Located<String>>, key: &str, target: &mut usize| {
+        if let Some(value) = value {
+            match flotilla_core::parse_size(&value.value) {
+                Ok(0) => {
+                    problems.push(Diagnostic::at(&value.location, format!("dispatcher.{key}: must be more than 0")))
+                }
+                Ok(bytes) => *target = usize::try_from(bytes).unwrap_or(usize::MAX),
+                Err(e) => problems.push(Diagnostic::at(&value.location, format!("dispatcher.{key}: {e}"))),
+            }
+        }
+    };
+    size(&raw.max_pattern_memory, "max_pattern_memory", &mut settings.limits.max_pattern_memory);
+    size(
+        &raw.max_pattern_memory_per_subscription,
+        "max_pattern_memory_per_subscription",
+        &mut settings.limits.max_pattern_memory_per_subscription,
+    );
     if let Some(timeout) = &raw.idle_timeout {
         match flotilla_core::parse_duration(&timeout.value) {
             Ok(timeout) => settings.control.idle_timeout = timeout,
@@ -234,6 +261,20 @@ impl RunningService for Dispatcher {
 
     fn status(&self) -> serde_json::Value {
         self.shared().status()
+    }
+
+    /// The status without the names of parked Redis keys: a key is a subscription's
+    /// name (behind `redis.key_prefix`). Their number stays.
+    fn public_status(&self) -> serde_json::Value {
+        let mut status = self.shared().status();
+        if let Some(fields) = status.as_object_mut() {
+            fields.remove("redis_parked_keys");
+        }
+        status
+    }
+
+    fn private_queue(&self, queue: &str) -> bool {
+        crate::matcher::is_subscription_queue(queue)
     }
 
     async fn stop(&self) {

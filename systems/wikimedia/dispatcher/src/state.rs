@@ -14,6 +14,13 @@
 //! deletes its `sub.<name>` queue and the Redis worker its list, each in order with
 //! the deliveries around it, so whoever takes the name next starts empty (and
 //! deliveries still waiting for the old owner are dropped: their incarnation is gone).
+//! Nor does anything wait for a regex compiler, which can take seconds for a document
+//! of large patterns: documents are parsed (their patterns compiled) before the lock is
+//! taken, and the index's regex sets and automata are compiled after it is released
+//! ([`Subscriptions::defer_compiling`]; until they are put in, the chunks concerned
+//! match pattern by pattern), both on blocking threads ([`Shared::compile`]), at most
+//! [`COMPILERS`] at a time, so neither the lock nor the async workers that serve
+//! `/healthz`, the control port and matching are held up.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -67,15 +74,23 @@ impl Counters {
     }
 }
 
+/// Compilations (documents' patterns, the index's regex sets) that run at once; more
+/// wait their turn, so a flood of large documents costs at most this many compilers'
+/// memory and cores.
+pub const COMPILERS: usize = 2;
+
 /// The shared state.
 pub struct Shared {
-    subscriptions: RwLock<Subscriptions>,
+    /// Shared with the compilations that put their results in (which finish even when
+    /// the request that started them is gone).
+    subscriptions: Arc<RwLock<Subscriptions>>,
     /// Records not yet in the store, oldest first; the lock also orders changes.
     pending: tokio::sync::Mutex<Vec<Mutation>>,
     store: Option<SubscriptionStore>,
     /// Where purges of deleted subscriptions are recorded (`None`: nowhere, for
     /// benchmarks that delete nothing).
     bus: Option<Arc<dyn Bus>>,
+    compilers: Arc<tokio::sync::Semaphore>,
     pub counters: Counters,
     /// Redis keys that refuse their pushes, parked by the Redis worker.
     pub parking: Parking,
@@ -84,9 +99,13 @@ pub struct Shared {
 impl Shared {
     /// Counters and sizes, as `GET /api/v1/dispatcher` and `/api/v1/status` show them.
     pub fn status(&self) -> serde_json::Value {
-        let info = flotilla_wikimedia_core::SubscriptionBackend::info(&*self.read());
+        let subscriptions = self.read();
+        let info = flotilla_wikimedia_core::SubscriptionBackend::info(&*subscriptions);
+        let pattern_memory = subscriptions.index().pattern_memory();
+        drop(subscriptions);
         let mut value = self.counters.snapshot();
         value["subscriptions"] = serde_json::json!(info.subscriptions);
+        value["pattern_memory"] = serde_json::json!(pattern_memory);
         value["watched_wikis"] = serde_json::json!(info.wikis);
         value["control_connections"] = serde_json::json!(info.connections);
         let parked = self.parking.keys();
@@ -95,14 +114,17 @@ impl Shared {
         value
     }
 
-    /// State around `subscriptions`; `store` receives the records (`None`: memory only,
-    /// for tests and benchmarks).
-    pub fn new(subscriptions: Subscriptions, store: Option<SubscriptionStore>) -> Shared {
+    /// State around `subscriptions` (loaded: from now on its changes leave their
+    /// compiling to [`Shared::mutate`]); `store` receives the records (`None`: memory
+    /// only, for tests and benchmarks).
+    pub fn new(mut subscriptions: Subscriptions, store: Option<SubscriptionStore>) -> Shared {
+        subscriptions.defer_compiling();
         Shared {
-            subscriptions: RwLock::new(subscriptions),
+            subscriptions: Arc::new(RwLock::new(subscriptions)),
             pending: tokio::sync::Mutex::new(Vec::new()),
             store,
             bus: None,
+            compilers: Arc::new(tokio::sync::Semaphore::new(COMPILERS)),
             counters: Counters::default(),
             parking: Parking::default(),
         }
@@ -120,30 +142,67 @@ impl Shared {
         self.subscriptions.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs `work` (compiling patterns) on a blocking thread, at most [`COMPILERS`] at
+    /// a time, and returns its result. Hold no lock while awaiting it. The work is
+    /// done even if the caller stops waiting (a client that hangs up).
+    pub async fn compile<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> T {
+        let compilers = Arc::clone(&self.compilers);
+        let task = tokio::spawn(async move {
+            // The semaphore is never closed, so the permit always comes.
+            let _turn = compilers.acquire_owned().await;
+            tokio::task::spawn_blocking(work).await
+        });
+        match task.await {
+            Ok(Ok(result)) => result,
+            Ok(Err(error)) | Err(error) => match error.try_into_panic() {
+                // The work panicked (a bug): the caller's task fails as if it ran it.
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // Cancelled: only when the runtime shuts down, taking the caller along.
+                Err(_) => std::future::pending().await,
+            },
+        }
+    }
+
     /// Changes the subscriptions with `change`, which returns its result and the
     /// records to persist; returns once the records are written (or kept for a retry,
-    /// if the store refused: see the module docs).
+    /// if the store refused: see the module docs) and the index's regex sets and
+    /// automata that the change left to compile are compiled, off the lock, and in.
+    /// `change` runs under the write lock: it must be quick (parse documents before).
     ///
     /// A deletion's purge is on the delivery queue before this returns, and before any
     /// later change (a subscription taking the name again) is made: see the module docs.
     pub async fn mutate<R>(&self, change: impl FnOnce(&mut Subscriptions) -> (R, Vec<Mutation>)) -> R {
-        let mut pending = self.pending.lock().await;
-        let (result, mutations) = {
-            let mut subscriptions = self.subscriptions.write().unwrap_or_else(|p| p.into_inner());
-            change(&mut subscriptions)
+        let (result, compilation) = {
+            let mut pending = self.pending.lock().await;
+            let (result, mutations, compilation) = {
+                let mut subscriptions = write(&self.subscriptions);
+                let (result, mutations) = change(&mut subscriptions);
+                (result, mutations, subscriptions.take_compilation())
+            };
+            let deleted: Vec<&str> = mutations
+                .iter()
+                .filter_map(|m| match m {
+                    Mutation::Deleted { name } => Some(name.as_str()),
+                    _ => None,
+                })
+                .collect();
+            if !deleted.is_empty() {
+                self.record_purges(&deleted).await;
+            }
+            pending.extend(mutations);
+            self.flush(&mut pending).await;
+            (result, compilation)
         };
-        let deleted: Vec<&str> = mutations
-            .iter()
-            .filter_map(|m| match m {
-                Mutation::Deleted { name } => Some(name.as_str()),
-                _ => None,
+        // Other changes go on meanwhile; one that touches the same chunks makes this
+        // result stale, and `install` then leaves it out for that change's own.
+        if !compilation.is_empty() {
+            let subscriptions = Arc::clone(&self.subscriptions);
+            self.compile(move || {
+                let compiled = compilation.run();
+                write(&subscriptions).install(compiled);
             })
-            .collect();
-        if !deleted.is_empty() {
-            self.record_purges(&deleted).await;
+            .await;
         }
-        pending.extend(mutations);
-        self.flush(&mut pending).await;
         result
     }
 
@@ -204,4 +263,8 @@ impl Shared {
             self.flush(&mut pending).await;
         }
     }
+}
+
+fn write(subscriptions: &RwLock<Subscriptions>) -> std::sync::RwLockWriteGuard<'_, Subscriptions> {
+    subscriptions.write().unwrap_or_else(|p| p.into_inner())
 }

@@ -8,7 +8,8 @@
 //!
 //! Patterns are deduplicated by source across wikis, literals by bytes across patterns.
 //! Literals are compiled into automata of at most [`LITERAL_CHUNK`] literals, so adding
-//! or removing one rebuilds one chunk.
+//! or removing one rebuilds one chunk; until a deferred rebuild is put in, the chunk
+//! looks for each of its literals on its own.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use aho_corasick::AhoCorasick;
 
 use super::Entry;
 use super::bloom::{KeyFilter, mix};
-use super::slab::{Chunks, Place, Slab};
+use super::slab::{Chunks, Deferred, Place, Slab};
 use super::table::EntryTable;
 use crate::definition::Pattern;
 
@@ -105,13 +106,44 @@ impl Patterns {
 }
 
 #[derive(Default)]
-enum LiteralMatcher {
+pub(super) enum LiteralMatcher {
     #[default]
     Empty,
     Automaton(AhoCorasick),
-    /// The automaton could not be built (it cannot fail at this size); look for each
-    /// literal on its own rather than fail.
+    /// Each literal on its own: while the automaton is being built elsewhere, or if it
+    /// could not be built (it cannot fail at this size).
     Scan,
+}
+
+/// A chunk's automaton to build off the index's lock.
+pub(super) struct LiteralJob {
+    deferred: Deferred,
+    literals: Vec<Arc<[u8]>>,
+}
+
+impl LiteralJob {
+    /// Builds the automaton.
+    pub(super) fn compile(self) -> (Deferred, LiteralMatcher) {
+        let matcher = compile(self.literals.iter().map(|bytes| &bytes[..]));
+        (self.deferred, matcher)
+    }
+}
+
+/// A chunk's literals, in member order, as one automaton.
+fn compile<'l>(literals: impl Iterator<Item = &'l [u8]>) -> LiteralMatcher {
+    let mut literals = literals.peekable();
+    if literals.peek().is_none() {
+        return LiteralMatcher::Empty;
+    }
+    match AhoCorasick::new(literals) {
+        Ok(automaton) => LiteralMatcher::Automaton(automaton),
+        Err(_) => LiteralMatcher::Scan,
+    }
+}
+
+/// The literals of a chunk's `members`, in order.
+fn bytes_of<'s>(literals: &'s Slab<Literal>, members: &'s [u32]) -> impl Iterator<Item = &'s Arc<[u8]>> {
+    members.iter().filter_map(|&l| literals.get(l)).map(|literal| &literal.bytes)
 }
 
 impl LiteralPatterns {
@@ -210,16 +242,26 @@ impl LiteralPatterns {
     /// Rebuilds the automata whose literals changed.
     pub(super) fn rebuild(&mut self) {
         let literals = &self.literals;
-        self.chunks.recompile(|members| {
-            if members.is_empty() {
-                return LiteralMatcher::Empty;
-            }
-            let bytes = members.iter().filter_map(|&l| literals.get(l)).map(|l| &l.bytes[..]);
-            match AhoCorasick::new(bytes) {
-                Ok(automaton) => LiteralMatcher::Automaton(automaton),
-                Err(_) => LiteralMatcher::Scan,
-            }
-        });
+        self.chunks.recompile(|members| compile(bytes_of(literals, members).map(|bytes| &bytes[..])));
+    }
+
+    /// Lets the chunks whose literals changed scan for each literal, and returns their
+    /// automata to build elsewhere ([`LiteralPatterns::install`]).
+    pub(super) fn defer(&mut self) -> Vec<LiteralJob> {
+        let deferred =
+            self.chunks.defer(|members| if members.is_empty() { LiteralMatcher::Empty } else { LiteralMatcher::Scan });
+        deferred
+            .into_iter()
+            .map(|deferred| LiteralJob {
+                literals: bytes_of(&self.literals, &deferred.members).cloned().collect(),
+                deferred,
+            })
+            .collect()
+    }
+
+    /// Puts in an automaton built for [`LiteralPatterns::defer`].
+    pub(super) fn install(&mut self, deferred: &Deferred, matcher: LiteralMatcher) {
+        self.chunks.install(deferred.chunk, deferred.generation, matcher);
     }
 
     /// Finds the literals that occur in `text` (each once) into `hits`, and asks the CPU

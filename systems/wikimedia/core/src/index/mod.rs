@@ -42,8 +42,18 @@
 //!
 //! A change is reported once per subscription however many of its definitions match.
 //! EventStreams canaries match nothing.
+//!
+//! Compiling regex sets and automata is the slow part of a change to the index (a set of
+//! 128 large patterns takes seconds). An index told to [`Index::defer_compiling`] does
+//! not compile while it is being changed: a chunk whose members changed matches them one
+//! by one at once (correct, slower), and its compilation is handed out with
+//! [`Index::take_compilation`] to be run elsewhere, off the lock that guards the index,
+//! and put in with [`Index::install`]. So neither matching nor any other reader waits
+//! for a compiler. What the compiled patterns cost is counted (`cost.rs`) so a
+//! subscription's definitions can be refused before they pass a memory budget.
 
 mod bloom;
+mod cost;
 mod literals;
 mod sets;
 mod slab;
@@ -54,12 +64,13 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 
 use crate::definition::{Definition, Flags, Pattern};
 use crate::event::Change;
-use crate::subscription::SubscriptionId;
+use crate::subscription::{PatternBudget, SubscriptionId};
 
 use self::bloom::KeyFilter;
-use self::literals::LiteralPatterns;
-use self::sets::PatternSets;
-use self::slab::Slab;
+use self::cost::Costs;
+use self::literals::{LiteralJob, LiteralMatcher, LiteralPatterns};
+use self::sets::{PatternSets, SetJob, SetMatcher};
+use self::slab::{Deferred, Slab};
 use self::table::EntryTable;
 
 /// Which subscriptions have which definitions, indexed for matching.
@@ -82,6 +93,11 @@ pub struct Index {
     /// Every definition, by a dense id the entries point at.
     stored: Slab<Stored>,
     by_subscription: HashMap<SubscriptionId, HashMap<Definition, u32>>,
+    costs: Costs,
+    /// Compile later, elsewhere ([`Index::defer_compiling`]).
+    deferring: bool,
+    /// What waits to be compiled, for [`Index::take_compilation`].
+    jobs: Vec<Job>,
 }
 
 impl std::fmt::Debug for Index {
@@ -150,10 +166,93 @@ enum Filed {
 }
 
 /// Which field an exact key is for.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Field {
     Page,
     User,
+}
+
+/// The part of a definition it is filed under (see the table in the module docs).
+enum Part<'d> {
+    Page(&'d str),
+    User(&'d str),
+    PageRx(&'d Pattern),
+    UserRx(&'d Pattern),
+    Everything,
+}
+
+/// Where a definition is filed: its most selective part.
+fn anchor_part(definition: &Definition) -> Part<'_> {
+    if let Some(page) = definition.page() {
+        Part::Page(page)
+    } else if let Some(user) = definition.user() {
+        Part::User(user)
+    } else if let Some(pattern) = definition.page_rx() {
+        Part::PageRx(pattern)
+    } else if let Some(pattern) = definition.user_rx() {
+        Part::UserRx(pattern)
+    } else {
+        Part::Everything
+    }
+}
+
+/// A compilation waiting to run: a regex set of one wiki, or a literal automaton.
+enum Job {
+    Set { wiki: u32, field: Field, job: SetJob },
+    Literals { field: Field, job: LiteralJob },
+}
+
+/// A compilation's result, for [`Index::install`].
+enum Done {
+    Set { wiki: u32, field: Field, deferred: Deferred, matcher: SetMatcher },
+    Literals { field: Field, deferred: Deferred, matcher: LiteralMatcher },
+}
+
+/// What an index that defers compiling has left to compile ([`Index::take_compilation`]).
+/// It owns what it needs, so it runs anywhere, with no lock held.
+#[must_use = "an index matches slowly until its compilation is run and installed"]
+pub struct Compilation(Vec<Job>);
+
+impl Compilation {
+    /// Whether there is nothing to compile.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Compiles everything: the slow part, to run where waiting harms no one (a blocking
+    /// thread). The result goes to [`Index::install`].
+    pub fn run(self) -> Compiled {
+        Compiled(
+            self.0
+                .into_iter()
+                .map(|job| match job {
+                    Job::Set { wiki, field, job } => {
+                        let (deferred, matcher) = job.compile();
+                        Done::Set { wiki, field, deferred, matcher }
+                    }
+                    Job::Literals { field, job } => {
+                        let (deferred, matcher) = job.compile();
+                        Done::Literals { field, deferred, matcher }
+                    }
+                })
+                .collect(),
+        )
+    }
+}
+
+impl std::fmt::Debug for Compilation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Compilation({} chunks)", self.0.len())
+    }
+}
+
+/// Compiled regex sets and automata, for [`Index::install`].
+pub struct Compiled(Vec<Done>);
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Compiled({} chunks)", self.0.len())
+    }
 }
 
 /// What the anchors hold: enough to decide most candidates without touching the stored
@@ -280,28 +379,35 @@ impl Index {
         ];
         let entry =
             Entry { subscription, id, flags: definition.flags(), verify: parts.iter().filter(|&&p| p).count() > 1 };
-        let anchor = if let Some(page) = definition.page() {
-            let (key, check) = self.keys.of(Field::Page, number, page);
-            self.exact.insert(key, check, entry);
-            index.filter.add(key);
-            Anchor::Page
-        } else if let Some(user) = definition.user() {
-            let (key, check) = self.keys.of(Field::User, number, user);
-            self.exact.insert(key, check, entry);
-            index.filter.add(key);
-            Anchor::User
-        } else if let Some(pattern) = definition.page_rx() {
-            Anchor::PageRx(file_pattern(pattern, entry, index, &mut self.page_literals, Field::Page))
-        } else if let Some(pattern) = definition.user_rx() {
-            Anchor::UserRx(file_pattern(pattern, entry, index, &mut self.user_literals, Field::User))
-        } else {
-            index.everything.push(entry);
-            Anchor::Everything
+        let anchor = match anchor_part(definition) {
+            Part::Page(page) => {
+                let (key, check) = self.keys.of(Field::Page, number, page);
+                self.exact.insert(key, check, entry);
+                index.filter.add(key);
+                Anchor::Page
+            }
+            Part::User(user) => {
+                let (key, check) = self.keys.of(Field::User, number, user);
+                self.exact.insert(key, check, entry);
+                index.filter.add(key);
+                Anchor::User
+            }
+            Part::PageRx(pattern) => {
+                Anchor::PageRx(file_pattern(pattern, entry, index, &mut self.page_literals, Field::Page))
+            }
+            Part::UserRx(pattern) => {
+                Anchor::UserRx(file_pattern(pattern, entry, index, &mut self.user_literals, Field::User))
+            }
+            Part::Everything => {
+                index.everything.push(entry);
+                Anchor::Everything
+            }
         };
         if let Some(stored) = self.stored.get_mut(id) {
             stored.anchor = anchor;
         }
         known.insert(definition.clone(), id);
+        self.costs.add(subscription, definition);
         touched.push(number);
         true
     }
@@ -366,6 +472,7 @@ impl Index {
             }
             index.definitions -= 1;
             touched.push(number);
+            self.costs.remove(subscription, &stored.definition);
             removed.push(stored.definition);
         }
         if known.is_empty() {
@@ -414,6 +521,71 @@ impl Index {
     /// How many wikis at least one definition watches.
     pub fn watched_wikis(&self) -> usize {
         self.wikis.len()
+    }
+
+    /// Bytes of every compiled pattern the index uses, each counted once (see `cost.rs`).
+    pub fn pattern_memory(&self) -> usize {
+        self.costs.total()
+    }
+
+    /// Bytes of the compiled patterns a subscription's definitions use, counted as if
+    /// it were alone.
+    pub fn pattern_memory_of(&self, subscription: SubscriptionId) -> usize {
+        self.costs.of(subscription)
+    }
+
+    /// Whether adding `definitions` (ones the subscription does not have yet) keeps its
+    /// compiled patterns within `per_subscription` bytes and the index's within
+    /// `overall`; if not, which budget the first pattern past it would pass, and that
+    /// pattern.
+    ///
+    /// # Errors
+    /// The budget and the pattern.
+    pub fn check_pattern_memory<'d>(
+        &self,
+        subscription: SubscriptionId,
+        definitions: impl IntoIterator<Item = &'d Definition>,
+        per_subscription: usize,
+        overall: usize,
+    ) -> Result<(), (PatternBudget, &'d Pattern)> {
+        self.costs.check(subscription, definitions, per_subscription, overall)
+    }
+
+    /// From now on, changes do not compile regex sets and automata: see the module docs,
+    /// [`Index::take_compilation`] and [`Index::install`]. Without this (tests,
+    /// benchmarks, loading at start) every change compiles before it returns.
+    pub fn defer_compiling(&mut self) {
+        self.deferring = true;
+    }
+
+    /// What the changes since the last call left to compile. Run it
+    /// ([`Compilation::run`]) where waiting harms no one, then [`Index::install`] it;
+    /// meanwhile the chunks concerned match one pattern or literal at a time.
+    pub fn take_compilation(&mut self) -> Compilation {
+        Compilation(std::mem::take(&mut self.jobs))
+    }
+
+    /// Puts compiled regex sets and automata in, each unless its chunk changed since it
+    /// was handed out (that change's own compilation is then on its way).
+    pub fn install(&mut self, compiled: Compiled) {
+        for done in compiled.0 {
+            match done {
+                Done::Set { wiki, field, deferred, matcher } => {
+                    let Some(index) = self.wikis.get_mut(wiki) else { continue };
+                    let sets = match field {
+                        Field::Page => &mut index.page_sets,
+                        Field::User => &mut index.user_sets,
+                    };
+                    if let Some(sets) = sets {
+                        sets.install(&deferred, matcher);
+                    }
+                }
+                Done::Literals { field, deferred, matcher } => match field {
+                    Field::Page => self.page_literals.install(&deferred, matcher),
+                    Field::User => self.user_literals.install(&deferred, matcher),
+                },
+            }
+        }
     }
 
     /// The subscriptions that want `change`, each once, sorted. Canaries match nothing.
@@ -595,9 +767,13 @@ impl Index {
                 self.wikis.remove(number);
                 continue;
             }
-            for sets in [&mut index.page_sets, &mut index.user_sets] {
+            for (field, sets) in [(Field::Page, &mut index.page_sets), (Field::User, &mut index.user_sets)] {
                 let emptied = sets.as_mut().is_some_and(|present| {
-                    present.rebuild();
+                    if self.deferring {
+                        self.jobs.extend(present.defer().into_iter().map(|job| Job::Set { wiki: number, field, job }));
+                    } else {
+                        present.rebuild();
+                    }
                     present.is_empty()
                 });
                 if emptied {
@@ -605,8 +781,14 @@ impl Index {
                 }
             }
         }
-        self.page_literals.rebuild();
-        self.user_literals.rebuild();
+        if self.deferring {
+            for (field, literals) in [(Field::Page, &mut self.page_literals), (Field::User, &mut self.user_literals)] {
+                self.jobs.extend(literals.defer().into_iter().map(|job| Job::Literals { field, job }));
+            }
+        } else {
+            self.page_literals.rebuild();
+            self.user_literals.rebuild();
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! One wiki's patterns that have no required literal to prefilter on (`^\d+$`,
 //! `(?i)talk`, `.`): compiled into regex sets of at most [`SET_CHUNK`] patterns, so one
 //! pass over a title finds all that match. Adding or removing a pattern recompiles only
-//! its chunk.
+//! its chunk; until a deferred recompilation is put in, the chunk matches its patterns
+//! one by one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use regex::{RegexSet, RegexSetBuilder};
 
 use super::Entry;
-use super::slab::{Chunks, Place, Slab};
+use super::slab::{Chunks, Deferred, Place, Slab};
 use crate::definition::{PATTERN_SIZE_LIMIT, Pattern};
 
 /// Patterns per compiled regex set.
@@ -34,13 +35,45 @@ pub(super) struct Slot {
 }
 
 #[derive(Default)]
-enum SetMatcher {
+pub(super) enum SetMatcher {
     #[default]
     Empty,
     Set(RegexSet),
-    /// The set would not compile within its limit (cannot happen with patterns within
-    /// [`PATTERN_SIZE_LIMIT`]); match each pattern on its own rather than fail.
+    /// Each pattern on its own: while the set is being compiled elsewhere, or if it
+    /// would not compile within its limit (cannot happen with patterns within
+    /// [`PATTERN_SIZE_LIMIT`]).
     OneByOne,
+}
+
+/// A chunk's regex set to compile off the index's lock.
+pub(super) struct SetJob {
+    deferred: Deferred,
+    patterns: Vec<Pattern>,
+}
+
+impl SetJob {
+    /// Compiles the set (the slow part: up to [`SET_CHUNK`] patterns into one program).
+    pub(super) fn compile(self) -> (Deferred, SetMatcher) {
+        let matcher = compile(self.patterns.iter());
+        (self.deferred, matcher)
+    }
+}
+
+/// The patterns of a chunk's `members`, in order.
+fn patterns<'s>(slots: &'s Slab<Slot>, members: &'s [u32]) -> impl Iterator<Item = &'s Pattern> {
+    members.iter().filter_map(|&s| slots.get(s)).map(|slot| &slot.pattern)
+}
+
+/// A chunk's patterns, in member order, as one regex set.
+fn compile<'p>(patterns: impl Iterator<Item = &'p Pattern>) -> SetMatcher {
+    let mut sources = patterns.map(Pattern::as_str).peekable();
+    if sources.peek().is_none() {
+        return SetMatcher::Empty;
+    }
+    match RegexSetBuilder::new(sources).size_limit(SET_CHUNK * PATTERN_SIZE_LIMIT).build() {
+        Ok(set) => SetMatcher::Set(set),
+        Err(_) => SetMatcher::OneByOne,
+    }
 }
 
 impl PatternSets {
@@ -93,16 +126,23 @@ impl PatternSets {
     /// Recompiles the chunks whose patterns changed.
     pub(super) fn rebuild(&mut self) {
         let slots = &self.slots;
-        self.chunks.recompile(|members| {
-            if members.is_empty() {
-                return SetMatcher::Empty;
-            }
-            let sources = members.iter().filter_map(|&s| slots.get(s)).map(|slot| slot.pattern.as_str());
-            match RegexSetBuilder::new(sources).size_limit(SET_CHUNK * PATTERN_SIZE_LIMIT).build() {
-                Ok(set) => SetMatcher::Set(set),
-                Err(_) => SetMatcher::OneByOne,
-            }
-        });
+        self.chunks.recompile(|members| compile(patterns(slots, members)));
+    }
+
+    /// Lets the chunks whose patterns changed match one by one, and returns their sets
+    /// to compile elsewhere ([`PatternSets::install`]).
+    pub(super) fn defer(&mut self) -> Vec<SetJob> {
+        let deferred =
+            self.chunks.defer(|members| if members.is_empty() { SetMatcher::Empty } else { SetMatcher::OneByOne });
+        deferred
+            .into_iter()
+            .map(|deferred| SetJob { patterns: patterns(&self.slots, &deferred.members).cloned().collect(), deferred })
+            .collect()
+    }
+
+    /// Puts in a set compiled for [`PatternSets::defer`].
+    pub(super) fn install(&mut self, deferred: &Deferred, matcher: SetMatcher) {
+        self.chunks.install(deferred.chunk, deferred.generation, matcher);
     }
 
     /// Calls `found` for every pattern that matches `text`.

@@ -1,7 +1,9 @@
 //! Two pieces of bookkeeping the index uses several times: a slab (values under dense
 //! `u32` ids that stay put while other values come and go) and chunks (ids grouped into
 //! bounded runs, each compiled into one matcher and recompiled only when its members
-//! change).
+//! change, either at once or later, off the index's lock: see [`Chunks::defer`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Values under dense ids; removed ids are reused.
 #[derive(Debug)]
@@ -70,6 +72,20 @@ pub(super) struct Chunk<M> {
     pub(super) members: Vec<u32>,
     pub(super) matcher: M,
     dirty: bool,
+    /// Which deferred compilation the chunk waits for ([`Chunks::defer`]).
+    generation: u64,
+}
+
+/// Deferred compilations, numbered across the process so that a result never lands
+/// in a chunk it was not made for, even one that reuses the place of a dropped one.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+/// What a deferred chunk needs compiled: its members, in order, for [`Chunks::install`].
+#[derive(Debug)]
+pub(super) struct Deferred {
+    pub(super) chunk: usize,
+    pub(super) generation: u64,
+    pub(super) members: Vec<u32>,
 }
 
 /// Where a member sits.
@@ -89,7 +105,7 @@ impl<M: Default> Chunks<M> {
         let chunk = match self.chunks.iter().position(|c| c.members.len() < self.capacity) {
             Some(chunk) => chunk,
             None => {
-                self.chunks.push(Chunk { members: Vec::new(), matcher: M::default(), dirty: false });
+                self.chunks.push(Chunk { members: Vec::new(), matcher: M::default(), dirty: false, generation: 0 });
                 self.chunks.len() - 1
             }
         };
@@ -115,7 +131,34 @@ impl<M: Default> Chunks<M> {
     pub(super) fn recompile(&mut self, mut compile: impl FnMut(&[u32]) -> M) {
         for chunk in self.chunks.iter_mut().filter(|c| c.dirty) {
             chunk.dirty = false;
+            chunk.generation = 0;
             chunk.matcher = compile(&chunk.members);
+        }
+    }
+
+    /// Every chunk whose members changed gets `interim(members)` now, a matcher that
+    /// answers correctly without compiling anything (each member on its own), and is
+    /// returned to be compiled elsewhere; [`Chunks::install`] puts the result in.
+    pub(super) fn defer(&mut self, mut interim: impl FnMut(&[u32]) -> M) -> Vec<Deferred> {
+        let mut deferred = Vec::new();
+        for (index, chunk) in self.chunks.iter_mut().enumerate().filter(|(_, c)| c.dirty) {
+            chunk.dirty = false;
+            chunk.generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
+            chunk.matcher = interim(&chunk.members);
+            deferred.push(Deferred { chunk: index, generation: chunk.generation, members: chunk.members.clone() });
+        }
+        deferred
+    }
+
+    /// Puts in a matcher compiled for [`Chunks::defer`]'s `generation` of `chunk`, unless
+    /// the chunk changed since (a later compilation is then on its way).
+    pub(super) fn install(&mut self, chunk: usize, generation: u64, matcher: M) {
+        if let Some(target) = self.chunks.get_mut(chunk)
+            && target.generation == generation
+            && !target.dirty
+        {
+            target.generation = 0;
+            target.matcher = matcher;
         }
     }
 

@@ -11,8 +11,7 @@
 use std::borrow::Cow;
 
 use crate::definition::{Definition, DocumentFormat, parse_document};
-use crate::protocol::{ErrorReply, Output, Session, Words};
-use crate::subscription::SubscriptionBackend;
+use crate::protocol::{ErrorReply, Output, Session, Step, Words};
 use crate::subscription::SubscriptionId;
 use crate::wiki::Wikis;
 
@@ -38,20 +37,17 @@ impl DocumentCommand {
     }
 
     /// Starts collecting the document (or answers at once when it cannot be read).
-    pub(super) fn apply<B>(self, session: &mut Session, backend: &mut B, out: &mut Output)
-    where
-        B: SubscriptionBackend + ?Sized,
-    {
+    pub(super) fn apply(self, session: &mut Session, mut out: Output) -> Step {
         let missing = match self.op {
             DocumentOp::Insert => ErrorReply::MissingInsertParameter,
             DocumentOp::Remove => ErrorReply::MissingDeleteParameter,
         };
-        let Some((format, target)) = document_target(session, self.format.as_deref(), missing, out) else {
-            return;
+        let Some((format, target)) = document_target(session, self.format.as_deref(), missing, &mut out) else {
+            return Step::Done(out);
         };
         let limit = session.limits.max_document_bytes;
         let pending = PendingDocument::new(self.op, format, target, limit);
-        session.start_document(pending, &self.first, backend, out);
+        session.start_document(pending, &self.first, out)
     }
 }
 
@@ -178,8 +174,9 @@ impl PendingDocument {
         if complete { Progress::Complete } else { Progress::More }
     }
 
-    /// The definitions, or the error reply for the document.
-    pub(crate) fn finish(self, wikis: &Wikis) -> Result<Vec<Definition>, ErrorReply> {
+    /// The definitions (their patterns compiling to at most `max_pattern_memory` bytes),
+    /// or the error reply for the document.
+    pub(crate) fn finish(self, wikis: &Wikis, max_pattern_memory: usize) -> Result<Vec<Definition>, ErrorReply> {
         if self.too_large {
             return Err(ErrorReply::DocumentTooLarge { limit: self.limit });
         }
@@ -189,7 +186,7 @@ impl PendingDocument {
                 DocumentFormat::Json => ErrorReply::InvalidJson,
             });
         }
-        parse_document(self.format, &self.text, wikis).map_err(|e| ErrorReply::from_document(&e))
+        parse_document(self.format, &self.text, wikis, max_pattern_memory).map_err(|e| ErrorReply::from_document(&e))
     }
 }
 

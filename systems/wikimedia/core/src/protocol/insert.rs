@@ -1,7 +1,7 @@
 //! `insert xml|json` followed by a document (on the same line or the following ones):
 //! adds definitions to the authenticated subscription and answers how many were new.
 //! All or nothing: a document with any bad definition, or one that would pass the
-//! per-subscription cap, adds none.
+//! per-subscription cap or a memory budget for compiled patterns, adds none.
 
 use crate::definition::Definition;
 use crate::protocol::{ErrorReply, Output, Reply, Session};
@@ -24,6 +24,9 @@ pub(super) fn finish<B>(
         }
         Err(InsertError::TooMany { limit }) => {
             out.reply(ErrorReply::TooManyDefinitions { limit });
+        }
+        Err(InsertError::PatternMemory { pattern, budget, limit }) => {
+            out.reply(ErrorReply::PatternMemory { pattern, budget, limit });
         }
         Err(InsertError::NoSuchSubscription) => session.lost_subscription(out),
     }

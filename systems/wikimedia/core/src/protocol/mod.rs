@@ -40,6 +40,8 @@
 //! | `E019: Could not create a token` | the system random source failed |
 //! | `E022: Subscribing needs the admin token: subscribe NAME ADMIN_TOKEN` | `subscribe NAME` where [`SubscribePolicy::Admin`] applies |
 //! | `E023: Subscribing is closed` | `subscribe` where [`SubscribePolicy::Closed`] applies |
+//! | `E024: Too many subscriptions (at most N)` / `… from this address (at most N)` | `subscribe` at the cap on subscriptions, in all or from the client's address |
+//! | `E025: Patterns too large: "<pattern>" would take this subscription's compiled patterns over N bytes` / `… the dispatcher's …` | an `insert` whose patterns would pass a memory budget (the first pattern past it is named); nothing is added |
 //!
 //! (`E021: Too many connections` is the server's, before any session: see the
 //! dispatcher's control server.)
@@ -87,10 +89,12 @@ mod subscribe;
 mod unsubscribe;
 
 use std::fmt;
+use std::net::IpAddr;
 
-use crate::definition::{DefinitionError, DocumentError};
-use crate::subscription::{Info, Mutation, SubscriptionBackend, SubscriptionId};
+use crate::definition::{Definition, DefinitionError, DocumentError};
+use crate::subscription::{Info, Mutation, PatternBudget, SubscriptionBackend, SubscriptionId};
 use crate::token::{Token, TokenHash};
+use crate::wiki::Wikis;
 
 use self::document::{DocumentCommand, DocumentOp, PendingDocument, Progress};
 
@@ -172,6 +176,22 @@ pub enum ErrorReply {
     SubscribingClosed,
     /// E020.
     NotAuthenticated,
+    /// E024.
+    TooManySubscriptions {
+        /// The cap.
+        limit: usize,
+        /// Whether it is the cap per client address.
+        per_address: bool,
+    },
+    /// E025, with the first pattern past the budget.
+    PatternMemory {
+        /// The pattern.
+        pattern: String,
+        /// Which budget.
+        budget: PatternBudget,
+        /// The budget in bytes.
+        limit: usize,
+    },
     /// E060.
     InvalidXml,
     /// E062.
@@ -201,6 +221,8 @@ impl ErrorReply {
             ErrorReply::AdminTokenNeeded => "E022",
             ErrorReply::SubscribingClosed => "E023",
             ErrorReply::NotAuthenticated => "E020",
+            ErrorReply::TooManySubscriptions { .. } => "E024",
+            ErrorReply::PatternMemory { .. } => "E025",
             ErrorReply::InvalidXml => "E060",
             ErrorReply::InvalidJson => "E062",
         }
@@ -218,6 +240,12 @@ impl ErrorReply {
                     ErrorReply::InvalidRegex { pattern: pattern.clone(), detail: detail.clone() }
                 }
                 DefinitionError::UnknownFlag(flag) => ErrorReply::UnknownFlag(flag.clone()),
+            },
+            // A document's patterns cost at most what the subscription may hold.
+            DocumentError::PatternMemory { pattern, limit, .. } => ErrorReply::PatternMemory {
+                pattern: pattern.clone(),
+                budget: PatternBudget::Subscription,
+                limit: *limit,
             },
         }
     }
@@ -264,6 +292,23 @@ impl fmt::Display for ErrorReply {
             ErrorReply::SubscribingClosed => write!(f, "{code}: Subscribing is closed"),
             ErrorReply::NotAuthenticated => {
                 write!(f, "{code}: Authentication was not completed")
+            }
+            ErrorReply::TooManySubscriptions { limit, per_address: false } => {
+                write!(f, "{code}: Too many subscriptions (at most {limit})")
+            }
+            ErrorReply::TooManySubscriptions { limit, per_address: true } => {
+                write!(f, "{code}: Too many subscriptions from this address (at most {limit})")
+            }
+            ErrorReply::PatternMemory { pattern, budget, limit } => {
+                let whose = match budget {
+                    PatternBudget::Subscription => "this subscription's",
+                    PatternBudget::Dispatcher => "the dispatcher's",
+                };
+                write!(
+                    f,
+                    "{code}: Patterns too large: {:?} would take {whose} compiled patterns over {limit} bytes",
+                    clip(pattern)
+                )
             }
             ErrorReply::InvalidXml => write!(f, "{code}: Invalid xml"),
             ErrorReply::InvalidJson => write!(f, "{code}: Invalid json"),
@@ -416,9 +461,50 @@ impl SubscribeAccess {
 pub struct Session {
     limits: SessionLimits,
     access: SubscribeAccess,
+    /// The client's address, for the cap on subscriptions per address.
+    address: Option<IpAddr>,
     authenticated: Option<SubscriptionId>,
     pending: Option<PendingDocument>,
     closed: bool,
+}
+
+/// What a line did, for a server that parses documents off its lock ([`Session::step`]).
+#[derive(Debug)]
+pub enum Step {
+    /// Everything the line did.
+    Done(Output),
+    /// The line completed an `insert`/`remove` document for the authenticated
+    /// subscription: parse it ([`CompleteDocument::parse`], which compiles its patterns),
+    /// then [`Session::apply_document`].
+    Document(CompleteDocument),
+}
+
+/// A received document, not parsed yet.
+#[derive(Debug)]
+pub struct CompleteDocument {
+    subscription: SubscriptionId,
+    pending: PendingDocument,
+}
+
+impl CompleteDocument {
+    /// Parses the document, compiling its patterns (the slow part), within
+    /// `max_pattern_memory` bytes of compiled patterns ([`parse_document`](crate::definition::parse_document)).
+    pub fn parse(self, wikis: &Wikis, max_pattern_memory: usize) -> ParsedDocument {
+        let op = self.pending.op();
+        ParsedDocument {
+            op,
+            subscription: self.subscription,
+            definitions: self.pending.finish(wikis, max_pattern_memory),
+        }
+    }
+}
+
+/// A parsed document, for [`Session::apply_document`].
+#[derive(Debug)]
+pub struct ParsedDocument {
+    op: DocumentOp,
+    subscription: SubscriptionId,
+    definitions: Result<Vec<Definition>, ErrorReply>,
 }
 
 impl Default for Session {
@@ -430,13 +516,27 @@ impl Default for Session {
 impl Session {
     /// A fresh, unauthenticated session; anyone may subscribe (see [`Session::with_access`]).
     pub fn new(limits: SessionLimits) -> Session {
-        Session { limits, access: SubscribeAccess::default(), authenticated: None, pending: None, closed: false }
+        Session {
+            limits,
+            access: SubscribeAccess::default(),
+            address: None,
+            authenticated: None,
+            pending: None,
+            closed: false,
+        }
     }
 
     /// Who may create subscriptions in this session.
     #[must_use]
     pub fn with_access(mut self, access: SubscribeAccess) -> Session {
         self.access = access;
+        self
+    }
+
+    /// The session of a client at `address`: its `subscribe`s count against the cap per
+    /// address.
+    pub fn from_address(mut self, address: IpAddr) -> Session {
+        self.address = Some(address);
         self
     }
 
@@ -455,19 +555,58 @@ impl Session {
         self.closed
     }
 
-    /// Handles one line (with or without its `\n`; a trailing `\r` is dropped).
+    /// Handles one line (with or without its `\n`; a trailing `\r` is dropped). A
+    /// document it completes is parsed and applied here; see [`Session::step`] for a
+    /// server that parses elsewhere.
     pub fn feed_line<B>(&mut self, line: &[u8], backend: &mut B) -> Output
+    where
+        B: SubscriptionBackend + ?Sized,
+    {
+        match self.step(line, backend) {
+            Step::Done(out) => out,
+            Step::Document(document) => {
+                let parsed = document.parse(backend.wikis(), backend.limits().max_pattern_memory_per_subscription);
+                self.apply_document(parsed, backend)
+            }
+        }
+    }
+
+    /// Applies a parsed document ([`Step::Document`]) to its subscription.
+    pub fn apply_document<B>(&mut self, parsed: ParsedDocument, backend: &mut B) -> Output
+    where
+        B: SubscriptionBackend + ?Sized,
+    {
+        let mut out = Output::default();
+        let definitions = match parsed.definitions {
+            Ok(definitions) => definitions,
+            Err(error) => {
+                out.reply(error);
+                return out;
+            }
+        };
+        match parsed.op {
+            DocumentOp::Insert => insert::finish(self, parsed.subscription, definitions, backend, &mut out),
+            DocumentOp::Remove => remove::finish(self, parsed.subscription, definitions, backend, &mut out),
+        }
+        out
+    }
+
+    /// [`Session::feed_line`] without parsing documents: a document the line completes
+    /// comes back as [`Step::Document`]. Parsing compiles the document's patterns, which
+    /// can take seconds, so a server that holds a lock while it calls this parses
+    /// without the lock.
+    pub fn step<B>(&mut self, line: &[u8], backend: &mut B) -> Step
     where
         B: SubscriptionBackend + ?Sized,
     {
         let mut out = Output::default();
         if self.closed {
-            return out;
+            return Step::Done(out);
         }
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.len() > self.limits.max_line_bytes {
-            return self.line_too_long();
+            return Step::Done(self.line_too_long());
         }
         if let Some(pending) = self.pending.as_mut() {
             match pending.push_line(line) {
@@ -478,22 +617,22 @@ impl Session {
                 }
                 Progress::Complete => {
                     if let Some(pending) = self.pending.take() {
-                        self.finish_document(pending, backend, &mut out);
+                        return self.complete_document(pending, out);
                     }
                 }
             }
-            return out;
+            return Step::Done(out);
         }
         let Ok(text) = std::str::from_utf8(line) else {
             out.reply(ErrorReply::CommandNotUnderstood);
-            return out;
+            return Step::Done(out);
         };
         match Command::parse(text) {
-            Ok(Some(command)) => command.apply(self, backend, &mut out),
+            Ok(Some(command)) => return command.apply(self, backend, out),
             Ok(None) => {}
             Err(error) => out.reply(error),
         }
-        out
+        Step::Done(out)
     }
 
     /// The server found a line longer than the limit before its end: answer `E013` and
@@ -506,38 +645,29 @@ impl Session {
 
     /// Starts collecting a document; `first` is what followed the format word on the
     /// command line.
-    fn start_document<B>(&mut self, mut pending: PendingDocument, first: &str, backend: &mut B, out: &mut Output)
-    where
-        B: SubscriptionBackend + ?Sized,
-    {
+    fn start_document(&mut self, mut pending: PendingDocument, first: &str, mut out: Output) -> Step {
         if first.trim().is_empty() {
             self.pending = Some(pending);
-            return;
+            return Step::Done(out);
         }
         match pending.push_line(first.as_bytes()) {
             Progress::More => self.pending = Some(pending),
             Progress::Rejected(error) => out.reply(pending.rejection(error)),
-            Progress::Complete => self.finish_document(pending, backend, out),
+            Progress::Complete => return self.complete_document(pending, out),
         }
+        Step::Done(out)
     }
 
-    fn finish_document<B>(&mut self, pending: PendingDocument, backend: &mut B, out: &mut Output)
-    where
-        B: SubscriptionBackend + ?Sized,
-    {
-        let op = pending.op();
-        let subscription = match pending.target() {
-            Ok(subscription) => subscription,
+    /// A document is complete: its one reply if it was refused before it began, else
+    /// the document to parse.
+    fn complete_document(&mut self, pending: PendingDocument, mut out: Output) -> Step {
+        match pending.target() {
+            Ok(subscription) => Step::Document(CompleteDocument { subscription, pending }),
             // Refused before the document began (E020): read to its end, one reply.
-            Err(refusal) => return out.reply(refusal),
-        };
-        let definitions = match pending.finish(backend.wikis()) {
-            Ok(definitions) => definitions,
-            Err(error) => return out.reply(error),
-        };
-        match op {
-            DocumentOp::Insert => insert::finish(self, subscription, definitions, backend, out),
-            DocumentOp::Remove => remove::finish(self, subscription, definitions, backend, out),
+            Err(refusal) => {
+                out.reply(refusal);
+                Step::Done(out)
+            }
         }
     }
 
@@ -582,20 +712,21 @@ impl Command {
         Ok(Some(command))
     }
 
-    fn apply<B>(self, session: &mut Session, backend: &mut B, out: &mut Output)
+    fn apply<B>(self, session: &mut Session, backend: &mut B, mut out: Output) -> Step
     where
         B: SubscriptionBackend + ?Sized,
     {
         match self {
-            Command::Subscribe(c) => c.apply(&session.access, backend, out),
-            Command::Auth(c) => c.apply(session, backend, out),
-            Command::Unsubscribe(c) => c.apply(session, backend, out),
-            Command::Document(c) => c.apply(session, backend, out),
-            Command::List(c) => c.apply(session, backend, out),
-            Command::Format(c) => c.apply(session, backend, out),
-            Command::Info(c) => c.apply(backend, out),
-            Command::Quit(c) => c.apply(session, out),
+            Command::Subscribe(c) => c.apply(&session.access, session.address, backend, &mut out),
+            Command::Auth(c) => c.apply(session, backend, &mut out),
+            Command::Unsubscribe(c) => c.apply(session, backend, &mut out),
+            Command::Document(c) => return c.apply(session, out),
+            Command::List(c) => c.apply(session, backend, &mut out),
+            Command::Format(c) => c.apply(session, backend, &mut out),
+            Command::Info(c) => c.apply(backend, &mut out),
+            Command::Quit(c) => c.apply(session, &mut out),
         }
+        Step::Done(out)
     }
 }
 

@@ -3,6 +3,8 @@
 //! shown this once; only its hash is kept. The session is not authenticated afterwards
 //! (as in the original): the client sends `auth NAME TOKEN` next.
 
+use std::net::IpAddr;
+
 use crate::protocol::{ErrorReply, Output, Reply, SubscribeAccess, Words};
 use crate::subscription::{SubscribeError, SubscriptionBackend, SubscriptionName};
 
@@ -22,20 +24,23 @@ impl Subscribe {
         Ok(Subscribe { name, admin_token })
     }
 
-    pub(super) fn apply<B>(self, access: &SubscribeAccess, backend: &mut B, out: &mut Output)
+    pub(super) fn apply<B>(self, access: &SubscribeAccess, address: Option<IpAddr>, backend: &mut B, out: &mut Output)
     where
         B: SubscriptionBackend + ?Sized,
     {
         if let Err(refusal) = access.check(self.admin_token.as_deref()) {
             return out.reply(refusal);
         }
-        match backend.subscribe(self.name) {
+        match backend.subscribe(self.name, address) {
             Ok(subscribed) => {
                 out.mutations.push(subscribed.mutation);
                 out.reply(Reply::Token(subscribed.token));
             }
             Err(SubscribeError::Exists) => out.reply(ErrorReply::SubscriptionExists),
             Err(SubscribeError::Token(_)) => out.reply(ErrorReply::TokenUnavailable),
+            Err(SubscribeError::TooMany { limit, per_address }) => {
+                out.reply(ErrorReply::TooManySubscriptions { limit, per_address });
+            }
         }
     }
 }

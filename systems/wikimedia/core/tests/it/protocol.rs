@@ -10,7 +10,7 @@
 use flotilla_wikimedia_core::protocol::frame::{Frame, next_line};
 use flotilla_wikimedia_core::subscription::Mutation;
 use flotilla_wikimedia_core::token::{Token, TokenError, TokenHash, TokenSource};
-use flotilla_wikimedia_core::{Session, SessionLimits, SubscribeAccess, SubscribePolicy, Subscriptions, Wikis};
+use flotilla_wikimedia_core::{Limits, Session, SessionLimits, SubscribeAccess, SubscribePolicy, Subscriptions, Wikis};
 
 /// Hands out `$T1`, `$T2`, … in order.
 struct SequenceTokens(u8);
@@ -493,7 +493,9 @@ fn empty_documents() {
 
 #[test]
 fn caps_on_definitions_and_documents() {
-    let state = Subscriptions::new(Wikis::embedded()).with_token_source(SequenceTokens(0)).with_max_definitions(2);
+    let state = Subscriptions::new(Wikis::embedded())
+        .with_token_source(SequenceTokens(0))
+        .with_limits(Limits { max_definitions: 2, ..Limits::default() });
     let limits = SessionLimits { max_line_bytes: 200, max_document_bytes: 100 };
     check_with(
         r#"
@@ -649,6 +651,88 @@ fn a_subscription_deleted_by_another_connection() {
         < E007: No such feed
         "#,
     );
+}
+
+/// Sends `line` on `session` and returns its one reply line (its token as `$T<n>`).
+fn reply(session: &mut Session, state: &mut Subscriptions, line: &str) -> String {
+    let out = session.feed_line(tokens_in(line.to_string()).as_bytes(), state);
+    assert_eq!(out.replies.len(), 1, "{line}: {out:?}");
+    placeholders(out.replies[0].line())
+}
+
+#[test]
+fn caps_on_subscriptions_in_all_and_per_address() {
+    let limits = Limits { max_subscriptions: 3, max_subscriptions_per_address: 2, ..Limits::default() };
+    let mut state = Subscriptions::new(Wikis::embedded()).with_token_source(SequenceTokens(0)).with_limits(limits);
+    let mut first = Session::default().from_address("192.0.2.1".parse().expect("an address"));
+    let mut second = Session::default().from_address("192.0.2.2".parse().expect("an address"));
+    assert_eq!(reply(&mut first, &mut state, "subscribe a1"), "TOKEN: $T1");
+    assert_eq!(reply(&mut first, &mut state, "subscribe a2"), "TOKEN: $T2");
+    assert_eq!(
+        reply(&mut first, &mut state, "subscribe a3"),
+        "E024: Too many subscriptions from this address (at most 2)"
+    );
+    assert_eq!(reply(&mut second, &mut state, "subscribe b1"), "TOKEN: $T3");
+    assert_eq!(reply(&mut second, &mut state, "subscribe b2"), "E024: Too many subscriptions (at most 3)");
+    // A deleted subscription gives its slot back, in all and to its address.
+    assert_eq!(reply(&mut second, &mut state, "unsubscribe a1 $T1"), "OK");
+    assert_eq!(reply(&mut first, &mut state, "subscribe a3"), "TOKEN: $T4");
+    assert_eq!(state.len(), 3);
+}
+
+/// The compiled size of a pattern.
+fn compiled(pattern: &str) -> usize {
+    flotilla_wikimedia_core::definition::Pattern::new(pattern).expect("valid").compiled_size()
+}
+
+#[test]
+fn budgets_for_compiled_patterns_name_the_pattern_past_them() {
+    // Each has a required literal, so each is one unit: the pattern.
+    let (a, b, c) = (r"^\w+ one$", r"^\w+ two$", r"^\w+ three$");
+    let limits = Limits {
+        max_pattern_memory_per_subscription: compiled(a) + compiled(b) - 1,
+        max_pattern_memory: compiled(a) + compiled(b) + compiled(c) - 1,
+        ..Limits::default()
+    };
+    let mut state = Subscriptions::new(Wikis::embedded()).with_token_source(SequenceTokens(0)).with_limits(limits);
+    let mut session = Session::default();
+    let document = |patterns: &[&str]| {
+        let items: Vec<String> =
+            patterns.iter().map(|p| format!(r#"{{"wiki":"enwiki","page_rx":{}}}"#, serde_json::json!(p))).collect();
+        format!("json [{}]", items.join(","))
+    };
+    let insert = |patterns: &[&str]| format!("insert {}", document(patterns));
+    let remove = |patterns: &[&str]| format!("remove {}", document(patterns));
+    let over = |pattern: &str, whose: &str, limit: usize| {
+        format!("E025: Patterns too large: {pattern:?} would take {whose} compiled patterns over {limit} bytes")
+    };
+    let (mine, all) = (limits.max_pattern_memory_per_subscription, limits.max_pattern_memory);
+    assert_eq!(reply(&mut session, &mut state, "subscribe one"), "TOKEN: $T1");
+    assert_eq!(reply(&mut session, &mut state, "auth one $T1"), "OK");
+    assert_eq!(reply(&mut session, &mut state, &insert(&[a])), "1");
+    assert_eq!(reply(&mut session, &mut state, &insert(&[b])), over(b, "this subscription's", mine));
+    // A document whose own patterns cost more than a subscription may hold is refused
+    // while it is read (here at its second pattern), before anything is applied.
+    assert_eq!(reply(&mut session, &mut state, &insert(&[b, a])), over(a, "this subscription's", mine));
+    assert_eq!(state.index().pattern_memory(), compiled(a));
+    // The same pattern on another wiki costs nothing more (it is compiled once).
+    let other_wiki = format!(r#"insert json [{{"wiki":"dewiki","page_rx":{}}}]"#, serde_json::json!(a));
+    assert_eq!(reply(&mut session, &mut state, &other_wiki), "1");
+
+    // Another subscription pays for its own patterns, shared or not …
+    assert_eq!(reply(&mut session, &mut state, "subscribe two"), "TOKEN: $T2");
+    assert_eq!(reply(&mut session, &mut state, "auth two $T2"), "OK");
+    assert_eq!(reply(&mut session, &mut state, &insert(&[a])), "1");
+    assert_eq!(reply(&mut session, &mut state, &insert(&[b])), over(b, "this subscription's", mine));
+    assert_eq!(reply(&mut session, &mut state, &remove(&[a])), "1");
+    assert_eq!(reply(&mut session, &mut state, &insert(&[b])), "1");
+    // … while the dispatcher's budget counts each pattern once: a, b and c together are
+    // one byte too many.
+    assert_eq!(reply(&mut session, &mut state, "subscribe three"), "TOKEN: $T3");
+    assert_eq!(reply(&mut session, &mut state, "auth three $T3"), "OK");
+    assert_eq!(reply(&mut session, &mut state, &insert(&[a])), "1");
+    assert_eq!(reply(&mut session, &mut state, &insert(&[c])), over(c, "the dispatcher's", all));
+    assert_eq!(state.index().pattern_memory(), compiled(a) + compiled(b));
 }
 
 #[test]

@@ -206,6 +206,71 @@ async fn idle_connections_are_closed() {
     harness.stop().await;
 }
 
+/// The idle timeout counts from the last complete line: a client that sends a byte now
+/// and then and never ends its line does not keep its slot.
+#[tokio::test]
+async fn a_line_trickled_byte_by_byte_does_not_keep_the_connection() {
+    use tokio::io::AsyncWriteExt;
+    let limits = ControlLimits { idle_timeout: Duration::from_millis(300), ..ControlLimits::default() };
+    let harness = Harness::start(None, limits).await;
+    let mut stream = TcpStream::connect(harness.control()).await.unwrap();
+    stream.write_all(b"info\n").await.unwrap();
+    let mut reply = [0u8; 128];
+    assert!(stream.read(&mut reply).await.unwrap() > 0, "a reply to info");
+    // A byte every 100 ms (the attack's pace, on the real clock: each byte arrives well
+    // within the idle timeout of the one before).
+    for _ in 0..10 {
+        if stream.write_all(b"x").await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A second after the last complete line: closed.
+    let read = tokio::time::timeout(Duration::from_millis(50), stream.read(&mut reply)).await;
+    assert!(matches!(read, Ok(Ok(0) | Err(_))), "still open after a trickled second: {read:?}");
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn subscriptions_are_capped_in_all_and_per_client_address() {
+    let mut harness = Harness::start(None, ControlLimits::default()).await;
+    harness.settings.limits.max_subscriptions = 3;
+    harness.settings.limits.max_subscriptions_per_address = 2;
+    harness.restart().await;
+    let addr = harness.control();
+    let mut one = Client::from_stream(connect_from("127.0.0.1", addr).await);
+    assert!(one.ask("subscribe a1").await.starts_with("TOKEN: "));
+    assert!(one.ask("subscribe a2").await.starts_with("TOKEN: "));
+    assert_eq!(one.ask("subscribe a3").await, "E024: Too many subscriptions from this address (at most 2)");
+    // A new connection from the same address is the same client address.
+    let mut again = Client::from_stream(connect_from("127.0.0.1", addr).await);
+    assert_eq!(again.ask("subscribe a3").await, "E024: Too many subscriptions from this address (at most 2)");
+    let mut other = Client::from_stream(connect_from("127.0.0.2", addr).await);
+    assert!(other.ask("subscribe b1").await.starts_with("TOKEN: "));
+    assert_eq!(other.ask("subscribe b2").await, "E024: Too many subscriptions (at most 3)");
+    assert_eq!(other.ask("info").await, "I have 3 connections and 3 subscriptions, I am now watching 0 wikis");
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_pattern_past_the_memory_budget_is_refused_by_name() {
+    let mut harness = Harness::start(None, ControlLimits::default()).await;
+    harness.settings.limits.max_pattern_memory_per_subscription = 100 << 10;
+    harness.restart().await;
+    let mut c = harness.client().await;
+    c.subscribe_and_auth("greedy").await;
+    // A Unicode class repeated compiles to hundreds of kilobytes.
+    assert_eq!(
+        c.ask(r#"insert json [{"wiki":"enwiki","page_rx":"^Talk:"},{"wiki":"enwiki","page_rx":"\\w{7}x"}]"#).await,
+        r#"E025: Patterns too large: "\\w{7}x" would take this subscription's compiled patterns over 102400 bytes"#
+    );
+    assert_eq!(c.ask("list").await, "[]", "nothing of the document was added");
+    assert_eq!(c.ask(r#"insert json [{"wiki":"enwiki","page_rx":"^Talk:"}]"#).await, "1");
+    let status = harness.dispatcher().shared().status();
+    assert!(status["pattern_memory"].as_u64().is_some_and(|bytes| bytes > 0 && bytes < 100 << 10), "{status}");
+    harness.stop().await;
+}
+
 impl Client {
     /// Sends `line`; a refused connection answers E021 before any command.
     async fn line_or_ask(&mut self, line: &str) -> String {

@@ -169,3 +169,37 @@ async fn without_an_admin_token_the_api_creates_nothing() {
     drop(api);
     harness.stop().await;
 }
+
+/// The caps answer 422 with the control protocol's line.
+#[tokio::test]
+async fn caps_on_subscriptions_and_pattern_memory_answer_422() {
+    let mut harness = Harness::start(None, ControlLimits::default()).await;
+    harness.settings.limits.max_subscriptions = 1;
+    harness.settings.limits.max_pattern_memory = 100 << 10;
+    harness.restart().await;
+    let api = Api::start(&harness).await;
+    let admin = Some("admin-secret");
+    let (status, body) = api.call("POST", "/api/v1/subscriptions", admin, Some(r#"{"name":"first"}"#)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = api.call("POST", "/api/v1/subscriptions", admin, Some(r#"{"name":"second"}"#)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("E024: Too many subscriptions (at most 1)"))
+    );
+
+    let defs = "/api/v1/subscriptions/first/definitions";
+    let (status, body) = api.call("POST", defs, admin, Some(r#"[{"wiki":"enwiki","user_rx":"\\w{7}x"}]"#)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some(
+                r#"E025: Patterns too large: "\\w{7}x" would take the dispatcher's compiled patterns over 102400 bytes"#
+            )
+        )
+    );
+    let (status, body) = api.call("GET", defs, admin, None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!([])));
+    drop(api);
+    harness.stop().await;
+}

@@ -52,6 +52,9 @@ async fn a_key_of_another_type_is_parked_while_every_other_subscription_gets_eac
     let status = harness.dispatcher().shared().status();
     assert_eq!(status["redis_parked"], 1, "{status:#}");
     assert_eq!(status["redis_parked_keys"], serde_json::json!(["taken"]), "{status:#}");
+    // Without the admin token, the count shows and the name (a subscription's) does not.
+    let public = flotilla_service::RunningService::public_status(harness.dispatcher());
+    assert_eq!((public["redis_parked"].clone(), public.get("redis_parked_keys")), (serde_json::json!(1), None));
     assert_eq!(status["redis_pushed"], 2 * expected.len() as u64, "{status:#}");
     let mut connection = redis.connection().await;
     let kind: String = redis::cmd("TYPE").arg("taken").query_async(&mut connection).await.unwrap();

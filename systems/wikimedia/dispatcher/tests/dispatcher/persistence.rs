@@ -61,7 +61,7 @@ async fn subscriptions_survive_a_restart_on_postgres() {
 #[tokio::test]
 async fn the_definition_cap_refuses_the_whole_insert() {
     let mut harness = Harness::start(None, ControlLimits::default()).await;
-    harness.settings.max_definitions = 3;
+    harness.settings.limits.max_definitions = 3;
     harness.restart().await;
     let mut c = harness.client().await;
     c.subscribe_and_auth("small").await;

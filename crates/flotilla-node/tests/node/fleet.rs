@@ -1,0 +1,154 @@
+//! The node's fleet side in process, on a throwaway redis-server: when its renewals
+//! stop being answered, a node stops its connector while the lease is still held in
+//! Redis (before anyone else could take it); once the lease has lapsed, it is acquired
+//! again with a larger fencing number.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flotilla_bus::fleet::{Fleet, LeaseView, Member, MemberView};
+use flotilla_bus::{BusError, RedisBus, RedisFleet, RedisOptions, SeqRange};
+use flotilla_connector::{Connector, ConnectorContext, ConnectorState, NodeServices};
+use flotilla_core::Message;
+use flotilla_node::config::RestartPolicy;
+use flotilla_node::fleet::{FleetRuntime, Placed, member};
+use flotilla_test_support::{RedisServer, TestNode};
+use tokio_util::sync::CancellationToken;
+
+/// The real Redis fleet, except that renewals can be made to never answer (a Redis
+/// that stopped answering this node), to show what the node does on its own.
+struct Unanswered {
+    fleet: RedisFleet,
+    renewals_hang: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Fleet for Unanswered {
+    fn lease_ttl(&self) -> Duration {
+        self.fleet.lease_ttl()
+    }
+    async fn join(&self, member: &Member) -> Result<(), BusError> {
+        self.fleet.join(member).await
+    }
+    async fn leave(&self, member: &Member) -> Result<(), BusError> {
+        self.fleet.leave(member).await
+    }
+    async fn members(&self) -> Result<Vec<MemberView>, BusError> {
+        self.fleet.members().await
+    }
+    async fn acquire(&self, resource: &str, member: &Member) -> Result<Option<u64>, BusError> {
+        self.fleet.acquire(resource, member).await
+    }
+    async fn renew(&self, resource: &str, member: &Member, fence: u64) -> Result<bool, BusError> {
+        if self.renewals_hang.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        self.fleet.renew(resource, member, fence).await
+    }
+    async fn release(&self, resource: &str, member: &Member, fence: u64) -> Result<(), BusError> {
+        self.fleet.release(resource, member, fence).await
+    }
+    async fn leases(&self) -> Result<Vec<LeaseView>, BusError> {
+        self.fleet.leases().await
+    }
+    async fn publish_fenced(
+        &self,
+        resource: &str,
+        member: &Member,
+        fence: u64,
+        queue: &str,
+        payloads: Vec<Bytes>,
+    ) -> Result<SeqRange, BusError> {
+        self.fleet.publish_fenced(resource, member, fence, queue, payloads).await
+    }
+}
+
+/// Emits every 10 ms while it runs; says whether it runs.
+#[derive(Default)]
+struct Ticker {
+    running: AtomicBool,
+    runs: AtomicU32,
+    stopped_at: std::sync::Mutex<Option<Instant>>,
+}
+
+#[async_trait::async_trait]
+impl Connector for Ticker {
+    async fn run(&self, ctx: &ConnectorContext) -> anyhow::Result<()> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        self.running.store(true, Ordering::SeqCst);
+        let result = loop {
+            tokio::select! {
+                _ = ctx.shutdown().cancelled() => break Ok(()),
+                _ = tokio::time::sleep(Duration::from_millis(10)) => {
+                    if let Err(error) = ctx.emit(Message::new()).await {
+                        break Err(error.into());
+                    }
+                }
+            }
+        };
+        *self.stopped_at.lock().unwrap() = Some(Instant::now());
+        self.running.store(false, Ordering::SeqCst);
+        result
+    }
+}
+
+async fn until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let give_up = Instant::now() + limit;
+    while !done().await {
+        assert!(Instant::now() < give_up, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_cannot_renew_stops_its_connector_while_the_lease_still_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(&dir.path().join("redis"));
+    let ttl = Duration::from_millis(1500);
+    let bus = RedisBus::open(RedisOptions { lease_ttl: ttl, ..RedisOptions::new(redis.url(), "alpha") }).await.unwrap();
+    let fleet = Arc::new(Unanswered { fleet: RedisFleet::new(&bus), renewals_hang: AtomicBool::new(false) });
+    let node = TestNode::new().await;
+    let services = NodeServices { bus: Arc::new(bus.clone()), ..node.services() };
+    let me = member("alpha", "here");
+    fleet.join(&me).await.unwrap();
+    let ticker = Arc::new(Ticker::default());
+    let intake = CancellationToken::new();
+    let placed = Placed {
+        name: "c".to_string(),
+        kind: "test".to_string(),
+        queue: "q".to_string(),
+        restart: RestartPolicy::default(),
+        connector: ticker.clone(),
+        nodes: None,
+    };
+    let runtime = FleetRuntime::start(fleet.clone(), me.clone(), vec![placed], &services, &node.board, &intake);
+    let lease = async || fleet.leases().await.unwrap().into_iter().find(|l| l.resource == "connector:c");
+    until("the connector runs", Duration::from_secs(10), async || ticker.running.load(Ordering::SeqCst)).await;
+    let first = lease().await.expect("held").fence;
+    assert_eq!(node.board.get("c").unwrap().state, ConnectorState::Running);
+
+    // Renewals stop being answered: the connector stops while Redis still holds the
+    // lease (so nobody else can run it yet).
+    // (A renewal already under way may still land: the expiry read after blocking is a
+    // lower bound.)
+    fleet.renewals_hang.store(true, Ordering::SeqCst);
+    let blocked = Instant::now();
+    let held = lease().await.expect("held");
+    let expires = blocked + Duration::from_millis(held.expires_in_ms);
+    until("the connector stops", ttl, async || !ticker.running.load(Ordering::SeqCst)).await;
+    let stopped = ticker.stopped_at.lock().unwrap().expect("it recorded its stop");
+    assert!(stopped < expires, "stopped {:?} after the lease lapsed", stopped - expires);
+    eprintln!("stopped {:?} after renewals hung, {:?} before the lease lapsed", stopped - blocked, expires - stopped);
+
+    // Once it has lapsed, the node takes it again (acquiring still works) under a
+    // larger fencing number, and the connector runs again.
+    until("the lease lapses", ttl * 2, async || lease().await.is_none_or(|l| l.fence != first)).await;
+    until("the connector runs again", Duration::from_secs(10), async || ticker.runs.load(Ordering::SeqCst) == 2).await;
+    assert!(lease().await.expect("held again").fence > first);
+
+    intake.cancel();
+    runtime.stop().await;
+    assert!(!ticker.running.load(Ordering::SeqCst));
+}
