@@ -218,9 +218,11 @@ async fn run(changes: u64) {
         std::thread::sleep(Duration::from_millis(10));
     }
     let shutdown = CancellationToken::new();
+    let redis_url = format!("redis://127.0.0.1:{port}/0");
+    let target = flotilla_wikimedia_dispatcher::redis_delivery::Redis::open(&redis_url, None).await.expect("Redis");
     let worker = tokio::spawn(flotilla_wikimedia_dispatcher::redis_delivery::run(
         bus.clone(),
-        format!("redis://127.0.0.1:{port}/0"),
+        target,
         String::new(),
         shared.clone(),
         shutdown.clone(),

@@ -13,6 +13,8 @@
 //!
 //! [`stage::Stage`] is the one consume → work → publish durably → acknowledge loop the
 //! consumers that turn batches into results share, written against [`Bus`] alone.
+//! [`redis_client::client`] is the one way to open a Redis client (plain or TLS) for
+//! whatever talks to Redis.
 //!
 //! Payloads are opaque bytes (Flotilla puts JSON messages in them); the bus never looks
 //! inside. Backends, each behind the same trait and run through the same conformance
@@ -46,6 +48,7 @@
 pub mod embedded;
 pub mod fleet;
 pub mod redis;
+pub mod redis_client;
 pub mod stage;
 
 use std::sync::Arc;

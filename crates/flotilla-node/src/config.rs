@@ -181,6 +181,8 @@ struct RawBus {
     backend: Option<Located<String>>,
     /// Redis / NATS: where the backend is.
     url: Option<Located<String>>,
+    /// Redis: with `rediss://`, the CA file to trust instead of the system's roots.
+    tls_ca: Option<Located<String>>,
     /// Redis / NATS: the fleet's name space (`<prefix>:<queue>` streams).
     prefix: Option<Located<String>>,
     /// Redis / NATS: how long a dead node keeps what it held.
@@ -205,7 +207,7 @@ struct RawRetention {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawStore {
-    url: Option<String>,
+    url: Option<Located<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -347,7 +349,13 @@ fn build(
     let data_dir = PathBuf::from(raw.node.data_dir.unwrap_or_else(|| "./flotilla-data".to_string()));
 
     let bus = bus_settings(&raw.bus, &node_name, problems);
-    let store_url = raw.store.url.unwrap_or_else(|| format!("sqlite://{}/flotilla.db", data_dir.display()));
+    if let Some(url) = &raw.store.url
+        && let Err(problem) = flotilla_store::check_url(&url.value)
+    {
+        problems.at(&url.location, format!("store.url: {problem}"));
+    }
+    let store_url =
+        raw.store.url.map(|url| url.value).unwrap_or_else(|| format!("sqlite://{}/flotilla.db", data_dir.display()));
     let http_listen = problems.listen(&raw.http.listen, "http.listen", "127.0.0.1:8080");
     let http_limits = http_limits(&raw.http, problems);
     let admin_token = admin_token(raw.http.admin_token, problems);
@@ -460,7 +468,8 @@ fn bus_settings(raw: &RawBus, node_name: &str, problems: &mut Problems) -> BusSe
             problems.at(&key.location, format!("bus.{name}: applies to {applies}, not to bus.backend '{backend}'"));
         }
     };
-    let fleet_keys = [(&raw.url, "url"), (&raw.prefix, "prefix"), (&raw.lease_ttl, "lease_ttl")];
+    let fleet_keys =
+        [(&raw.url, "url"), (&raw.tls_ca, "tls_ca"), (&raw.prefix, "prefix"), (&raw.lease_ttl, "lease_ttl")];
     let embedded_keys = [
         (&raw.durability, "durability"),
         (&raw.sync_interval, "sync_interval"),
@@ -480,10 +489,15 @@ fn bus_settings(raw: &RawBus, node_name: &str, problems: &mut Problems) -> BusSe
                 only(problems, key, name, "the embedded bus (Redis persists by its own appendonly/appendfsync)");
             }
             let mut options = RedisOptions::new("", node_name);
+            options.tls_ca = raw.tls_ca.as_ref().map(|ca| PathBuf::from(&ca.value));
             match &raw.url {
                 Some(url) => {
-                    if let Err(why) = flotilla_bus::redis::check_url(&url.value) {
-                        problems.at(&url.location, format!("bus.url: {why}"));
+                    if let Err(why) = flotilla_bus::redis::check_url(&url.value, options.tls_ca.as_deref()) {
+                        // A problem of the CA file is told at its line, the URL's at the URL's.
+                        match (&raw.tls_ca, why.is_about_ca()) {
+                            (Some(ca), true) => problems.at(&ca.location, format!("bus.tls_ca: {why}")),
+                            _ => problems.at(&url.location, format!("bus.url: {why}")),
+                        }
                     }
                     options.url = url.value.clone();
                 }

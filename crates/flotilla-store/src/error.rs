@@ -39,6 +39,16 @@ pub enum StoreError {
         #[source]
         source: DatabaseError,
     },
+    /// The Postgres server's TLS certificate failed the check `sslmode=verify-ca` or
+    /// `verify-full` asks for: retrying with the same `sslrootcert` cannot help.
+    #[error(
+        "cannot open the store at {url}: a TLS certificate problem: the server's certificate is not trusted (sslrootcert must name the CA that signed it; verify-full also wants the URL's host in it)"
+    )]
+    Certificate {
+        url: String,
+        #[source]
+        source: DatabaseError,
+    },
     #[error("cannot open the store at {url}: cannot create {path}")]
     Directory {
         url: String,
@@ -94,10 +104,22 @@ impl StoreError {
             StoreError::Unsupported(_) => ErrorKind::Invalid,
             // Whatever the reason (a server down, a wrong password, a full disk), a store
             // that does not open is one to try again once someone has looked.
-            StoreError::Connect { .. } | StoreError::Directory { .. } => ErrorKind::Unavailable,
+            StoreError::Connect { .. } | StoreError::Certificate { .. } | StoreError::Directory { .. } => {
+                ErrorKind::Unavailable
+            }
             StoreError::Migrate { source, .. } => source.kind(),
             StoreError::Query { source, .. } => source.kind(),
             StoreError::Bulk { source, .. } => source.kind(),
+        }
+    }
+
+    /// Connecting to the store at `url` (redacted) failed with `e`.
+    pub(crate) fn connect(url: &str, e: sqlx::Error) -> StoreError {
+        let source = DatabaseError(e);
+        if source.is_certificate_problem() {
+            StoreError::Certificate { url: url.to_string(), source }
+        } else {
+            StoreError::Connect { url: url.to_string(), source }
         }
     }
 
@@ -146,6 +168,17 @@ impl DatabaseError {
     /// The driver's error.
     pub fn sqlx(&self) -> &sqlx::Error {
         &self.0
+    }
+
+    /// Whether rustls refused the server's certificate (or the server sent none). sqlx
+    /// hands the handshake's `io::Error` on as it is, with rustls's error inside.
+    fn is_certificate_problem(&self) -> bool {
+        let rustls_error = match &self.0 {
+            sqlx::Error::Io(e) => e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()),
+            sqlx::Error::Tls(e) => e.downcast_ref::<rustls::Error>(),
+            _ => None,
+        };
+        matches!(rustls_error, Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented))
     }
 
     /// See [`ErrorKind`]: SQLSTATE classes on Postgres, result codes on SQLite.

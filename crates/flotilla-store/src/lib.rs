@@ -125,6 +125,81 @@ fn create_private_database(path: &Path) -> Result<(), (String, std::io::Error)> 
     }
 }
 
+const EXPECTED_URL: &str = "expected sqlite://PATH or postgres://…";
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Checks a store URL without connecting or creating anything (`flotilla check`): the
+/// scheme, and for Postgres what sqlx reads from it (`sslmode`, …) and that the
+/// `sslrootcert` file holds a PEM certificate.
+///
+/// # Errors
+/// [`StoreError::Url`], saying what is wrong.
+pub fn check_url(url: &str) -> Result<(), StoreError> {
+    let problem = if url.starts_with("sqlite:") {
+        None
+    } else if is_postgres(url) {
+        check_postgres(url).err()
+    } else {
+        Some(EXPECTED_URL.to_string())
+    };
+    match problem {
+        Some(reason) => Err(StoreError::Url { url: flotilla_core::redact::redact_url(url), reason }),
+        None => Ok(()),
+    }
+}
+
+/// What sqlx would refuse in a Postgres URL, and an `sslrootcert` that cannot be read or
+/// holds no certificate: sqlx reports the first as an I/O error naming no file, and
+/// skips what is not PEM, which leaves only "UnknownIssuer" at connect time.
+fn check_postgres(url: &str) -> Result<(), String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    sqlx::postgres::PgConnectOptions::from_str(url).map_err(|e| e.to_string())?;
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    let root_certs = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(key, _)| matches!(*key, "sslrootcert" | "ssl-root-cert" | "ssl-ca"))
+        .map(|(_, value)| percent_decode(value));
+    for path in root_certs {
+        let certificates = CertificateDer::pem_file_iter(&path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("cannot read the CA certificates in sslrootcert {path}: {e}"))?;
+        if certificates.is_empty() {
+            return Err(format!("sslrootcert {path} holds no PEM certificate"));
+        }
+    }
+    Ok(())
+}
+
+/// `%XX` escapes of a URL's query value (how a path with spaces is written), and `+`.
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 impl Store {
     /// Opens `url` (`sqlite://PATH` or `postgres://…`), creating a SQLite file and its
     /// directory when missing, and applies pending migrations.
@@ -149,10 +224,11 @@ impl Store {
             let query = if query.contains("mode=") { query.to_string() } else { format!("mode=rwc&{query}") };
             bulk_path = (path != ":memory:").then(|| path.to_string());
             (Dialect::Sqlite, format!("sqlite://{path}?{}", query.trim_end_matches('&')))
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        } else if is_postgres(url) {
+            check_postgres(url).map_err(|reason| StoreError::Url { url: display.clone(), reason })?;
             (Dialect::Postgres, url.to_string())
         } else {
-            return Err(StoreError::Url { url: display, reason: "expected sqlite://PATH or postgres://…".into() });
+            return Err(StoreError::Url { url: display, reason: EXPECTED_URL.into() });
         };
         let memory = connect_url.contains(":memory:");
         if dialect == Dialect::Postgres {
@@ -160,9 +236,8 @@ impl Store {
             // with its own message instead of after the pool's acquire timeout. (A SQLite
             // file fails at once either way.)
             use sqlx::Connection;
-            let probe = sqlx::AnyConnection::connect(&connect_url)
-                .await
-                .map_err(|e| StoreError::Connect { url: display.clone(), source: DatabaseError(e) })?;
+            let probe =
+                sqlx::AnyConnection::connect(&connect_url).await.map_err(|e| StoreError::connect(&display, e))?;
             let _ = probe.close().await;
         }
         let options = AnyPoolOptions::new()
@@ -187,10 +262,7 @@ impl Store {
                     Ok(())
                 })
             });
-        let pool = options
-            .connect(&connect_url)
-            .await
-            .map_err(|e| StoreError::Connect { url: display.clone(), source: DatabaseError(e) })?;
+        let pool = options.connect(&connect_url).await.map_err(|e| StoreError::connect(&display, e))?;
         let store = Store {
             pool,
             dialect,

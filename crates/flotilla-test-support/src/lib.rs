@@ -6,13 +6,18 @@
 //! - [`PgDatabase`]: a fresh database on the Postgres of `FLOTILLA_TEST_POSTGRES`
 //!   (`scripts/test` sets it), dropped at the end of the test.
 //! - [`RedisServer`]: a throwaway `redis-server` on a free port, append-only with an
-//!   fsync per write, that a test can kill and restart.
+//!   fsync per write, that a test can kill and restart; [`RedisServer::start_tls`] serves
+//!   `rediss://` only, with a certificate of a [`TestCa`].
+//! - [`TestCa`] ([`tls`]): a self-signed CA made with `openssl`, and server certificates
+//!   it signs; [`PgTlsServer`]: a throwaway Postgres cluster that accepts TLS only.
 //! - [`Ngircd`]: a throwaway ngIRCd on a free port that a test can kill, restart,
 //!   freeze and thaw.
 //!
 //! Every wait here is bounded and every address is loopback.
 
 #![forbid(unsafe_code)]
+
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,6 +27,7 @@ use std::time::{Duration, Instant};
 use flotilla_bus::{Bus, EmbeddedBus, EmbeddedOptions};
 use flotilla_connector::{ConnectorContext, ConnectorState, NodeServices, StatusBoard};
 use flotilla_store::Store;
+pub use tls::{PgTlsServer, TestCa};
 use tokio_util::sync::CancellationToken;
 
 /// Declares a test harness type wrapping a [`TestNode`] (reachable through `Deref`), so
@@ -150,6 +156,8 @@ pub fn free_port() -> u16 {
 pub struct RedisServer {
     pub port: u16,
     pub dir: PathBuf,
+    /// With TLS: the server's certificate and key, and the CA file that signed them.
+    tls: Option<tls::ServerCertificate>,
     /// Settings given after the defaults (they override them).
     extra: Vec<String>,
     child: Option<Child>,
@@ -166,19 +174,53 @@ impl RedisServer {
     /// restarts.
     pub fn start_with(dir: &Path, extra: &[&str]) -> RedisServer {
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut server = RedisServer { port: free_port(), dir: dir.to_path_buf(), extra, child: None };
+        let mut server = RedisServer { port: free_port(), dir: dir.to_path_buf(), tls: None, extra, child: None };
         server.spawn();
         server
     }
 
+    /// The same serving TLS only (`rediss://`, no plain port), with a certificate for
+    /// 127.0.0.1 and localhost signed by `ca`; clients need not present one.
+    pub fn start_tls(dir: &Path, ca: &TestCa) -> RedisServer {
+        std::fs::create_dir_all(dir).unwrap();
+        let tls = Some(ca.server_certificate(dir, "redis"));
+        let mut server = RedisServer { port: free_port(), dir: dir.to_path_buf(), tls, extra: Vec::new(), child: None };
+        server.spawn();
+        server
+    }
+
+    /// `redis://127.0.0.1:PORT/0`, or `rediss://…` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The CA file a client of a TLS server trusts.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|tls| tls.ca.as_path())
+    }
+
+    /// A client for [`RedisServer::url`], trusting [`RedisServer::ca_file`].
+    pub fn client(&self) -> redis::Client {
+        flotilla_bus::redis_client::client(&self.url(), self.ca_file()).unwrap()
     }
 
     fn spawn(&mut self) {
         std::fs::create_dir_all(&self.dir).unwrap();
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", ""])
+        let mut command = Command::new("redis-server");
+        command.args(["--bind", "127.0.0.1", "--save", ""]);
+        match &self.tls {
+            None => command.args(["--port", &self.port.to_string()]),
+            Some(tls) => command
+                .args(["--port", "0", "--tls-port", &self.port.to_string(), "--tls-auth-clients", "no"])
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca),
+        };
+        let child = command
             .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
             .arg(&self.dir)
             .args(&self.extra)
@@ -190,7 +232,7 @@ impl RedisServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             // PING answers LOADING until the append-only file is read back.
-            if let Ok(mut c) = redis::Client::open(self.url()).and_then(|c| c.get_connection())
+            if let Ok(mut c) = self.client().get_connection()
                 && redis::cmd("PING").query::<String>(&mut c).is_ok()
             {
                 return;
@@ -215,7 +257,7 @@ impl RedisServer {
     }
 
     pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+        self.client().get_multiplexed_async_connection().await.unwrap()
     }
 
     /// Pops everything from a list, oldest first, once it holds at least `count`.
@@ -242,7 +284,7 @@ impl RedisServer {
 
     /// A blocking connection, for tests that are not async.
     pub fn blocking_connection(&self) -> redis::Connection {
-        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
+        self.client().get_connection().unwrap()
     }
 }
 

@@ -106,6 +106,7 @@ use tokio::task::JoinHandle;
 
 use self::link::Link;
 use self::reply::{field, int, text};
+use crate::redis_client::RedisSetupError;
 use crate::{
     Bus, BusCounters, BusError, Consumer, Counters, GroupStats, QueueStats, ReadFrom, Reader, SeqRange, valid_name,
 };
@@ -127,8 +128,10 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Settings of a Redis bus.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    /// `redis://[user:password@]host:port/db` or `unix:///path`.
+    /// `redis://[user:password@]host:port/db`, `rediss://…` (TLS) or `unix:///path`.
     pub url: String,
+    /// With `rediss://`: the CA file to trust instead of the system's roots (`bus.tls_ca`).
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Streams are `<prefix>:<queue>`.
     pub prefix: String,
     /// This node's name: its consumers are `<node>-<slot>`.
@@ -148,6 +151,7 @@ impl RedisOptions {
     pub fn new(url: impl Into<String>, node: impl Into<String>) -> RedisOptions {
         RedisOptions {
             url: url.into(),
+            tls_ca: None,
             prefix: DEFAULT_PREFIX.to_string(),
             node: node.into(),
             lease_ttl: DEFAULT_LEASE_TTL,
@@ -158,15 +162,12 @@ impl RedisOptions {
     }
 }
 
-/// Checks a bus URL without connecting.
+/// Checks a bus URL and CA file without connecting ([`crate::redis_client::client`]).
 ///
 /// # Errors
-/// What is wrong with it, in a sentence.
-pub fn check_url(url: &str) -> Result<(), String> {
-    if url.starts_with("rediss://") {
-        return Err("TLS (rediss://) is not part of this build; use redis:// or unix://".to_string());
-    }
-    Client::open(url).map(drop).map_err(|e| format!("'{}' is not a Redis URL: {e}", link::redact(url)))
+/// What is wrong with them ([`RedisSetupError::is_about_ca`] says which).
+pub fn check_url(url: &str, tls_ca: Option<&std::path::Path>) -> Result<(), RedisSetupError> {
+    crate::redis_client::client(url, tls_ca).map(drop)
 }
 
 /// What [`RedisBus::check`] found out about a Redis.
@@ -291,9 +292,8 @@ fn connect(options: &RedisOptions) -> Result<(Client, Link), BusError> {
         let why = format!("'{}' is not a valid prefix: use 1 to 200 characters from A-Z a-z 0-9 _ . -", options.prefix);
         return Err(BusError::backend("bus.prefix", Invalid(why)));
     }
-    check_url(&options.url).map_err(|why| BusError::backend("bus.url", Invalid(why)))?;
-    let client = Client::open(options.url.as_str())
-        .map_err(|e| BusError::backend(format!("bus.url '{}'", link::redact(&options.url)), e))?;
+    let client = crate::redis_client::client(&options.url, options.tls_ca.as_deref())
+        .map_err(|e| BusError::backend("bus.url", Invalid(e.to_string())))?;
     let link = Link::new(client.clone(), &options.url, Some(RESPONSE_TIMEOUT));
     Ok((client, link))
 }

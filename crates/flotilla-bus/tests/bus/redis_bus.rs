@@ -269,3 +269,24 @@ async fn an_unreachable_redis_and_a_bad_url_are_clear_errors() {
     };
     assert!(!flotilla_core::error_chain(&error).contains("hunter2"), "the password never shows: {error}");
 }
+
+#[tokio::test]
+async fn a_bus_over_tls_trusts_its_ca_and_refuses_a_certificate_another_ca_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = flotilla_test_support::TestCa::new(dir.path(), "bus");
+    let other = flotilla_test_support::TestCa::new(dir.path(), "other");
+    let redis = RedisServer::start_tls(&dir.path().join("redis"), &ca);
+    let options = RedisOptions { tls_ca: Some(ca.cert.clone()), ..RedisOptions::new(redis.url(), "node") };
+    let bus = RedisBus::open(options).await.unwrap();
+    bus.publish("q", vec![bytes::Bytes::from_static(b"over tls")]).await.unwrap();
+    let mut consumer = bus.subscribe("q", "g").await.unwrap();
+    let got = consumer.fetch(10, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(got.iter().map(|d| d.payload.as_ref()).collect::<Vec<_>>(), vec![b"over tls".as_slice()]);
+    drop(consumer);
+    bus.close().await.unwrap();
+
+    let options = RedisOptions { tls_ca: Some(other.cert.clone()), ..RedisOptions::new(redis.url(), "node") };
+    let Err(error) = RedisBus::open(options).await else { panic!("opened with a CA that signed nothing here") };
+    let text = flotilla_core::error_chain(&error);
+    assert!(text.contains(&redis.url()) && text.contains("invalid peer certificate"), "{text}");
+}

@@ -2,6 +2,8 @@
 //! Postgres database on the local server (`FLOTILLA_TEST_POSTGRES`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), dropped afterwards.
 
+mod tls;
+
 use flotilla_test_support::PgDatabase;
 use serde_json::json;
 

@@ -164,6 +164,22 @@ fn usage_errors_exit_1_and_help_exits_0() {
 }
 
 #[test]
+fn a_store_url_whose_sslrootcert_cannot_be_read_is_located_with_its_password_hidden() {
+    let ws = Workspace::new(
+        "store:\n  url: 'postgres://bot:hunter2pw@db.example/flotilla?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem'\n",
+    );
+    let out = ws.run(&["check"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let file = ws.config().display().to_string();
+    let expected = format!(
+        "{file}:9:8: store.url: invalid store URL 'postgres://bot:***@db.example/flotilla?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem': cannot read the CA certificates in sslrootcert /nonexistent/ca.pem"
+    );
+    assert!(err.contains(&expected), "missing '{expected}' in:\n{err}");
+    assert!(!err.contains("hunter2pw"), "{err}");
+}
+
+#[test]
 fn http_limits_are_checked() {
     let ws = Workspace::new("");
     let config = std::fs::read_to_string(ws.config()).unwrap().replace(

@@ -163,19 +163,19 @@ fn the_example_is_valid_and_dispatcher_mistakes_are_located() {
     assert!(out.status.success(), "{}", stderr(&out));
 
     let ws = Workspace::new(
-        "redis:\n  url: rediss://example.invalid/0\ndispatcher:\n  max_connections: 0\n  idle_timeout: soon\n  source_queue: a/b\n  max_pattern_memory: lots\n  max_subscriptions: 0\n",
+        "redis:\n  url: rediss://example.invalid/0\n  tls_ca: /nonexistent/ca.pem\ndispatcher:\n  max_connections: 0\n  idle_timeout: soon\n  source_queue: a/b\n  max_pattern_memory: lots\n  max_subscriptions: 0\n",
     );
     let out = ws.run(&["check"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     let file = ws.config().display().to_string();
     for expected in [
-        format!("{file}:9:8: redis.url: TLS (rediss://) is not part of this build"),
-        format!("{file}:11:20: dispatcher.max_connections: must be at least 1"),
-        format!("{file}:12:17: dispatcher.idle_timeout: invalid duration 'soon'"),
-        format!("{file}:13:17: dispatcher.source_queue: 'a/b' is not a valid queue name"),
-        format!("{file}:14:23: dispatcher.max_pattern_memory: invalid size 'lots'"),
-        format!("{file}:15:22: dispatcher.max_subscriptions: must be at least 1"),
+        format!("{file}:10:11: redis.tls_ca: cannot read the CA certificates in /nonexistent/ca.pem"),
+        format!("{file}:12:20: dispatcher.max_connections: must be at least 1"),
+        format!("{file}:13:17: dispatcher.idle_timeout: invalid duration 'soon'"),
+        format!("{file}:14:17: dispatcher.source_queue: 'a/b' is not a valid queue name"),
+        format!("{file}:15:23: dispatcher.max_pattern_memory: invalid size 'lots'"),
+        format!("{file}:16:22: dispatcher.max_subscriptions: must be at least 1"),
     ] {
         assert!(err.contains(&expected), "missing '{expected}' in:\n{err}");
     }

@@ -260,6 +260,40 @@ fn systemd_is_told_when_the_node_is_ready_and_when_it_stops() {
     assert_eq!(&buffer[..n], b"STOPPING=1");
 }
 
+#[test]
+fn a_node_reaches_its_store_and_redis_over_tls_and_refuses_an_untrusted_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = flotilla_test_support::TestCa::new(dir.path(), "good");
+    let other = flotilla_test_support::TestCa::new(dir.path(), "other");
+    let postgres = flotilla_test_support::PgTlsServer::start(&ca);
+    let redis = flotilla_test_support::RedisServer::start_tls(&dir.path().join("redis"), &ca);
+    let config = |store_ca: &std::path::Path, redis_ca: &std::path::Path| {
+        let store = postgres.url(&format!("sslmode=verify-full&sslrootcert={}", store_ca.display()));
+        format!(
+            "store:\n  url: '{store}'\nredis:\n  url: {}\n  tls_ca: {}\ndispatcher:\n  enabled: true\n",
+            redis.url(),
+            redis_ca.display()
+        )
+    };
+
+    // The binary's crypto provider serves both: the node starts and stops cleanly.
+    let node = Workspace::new(&config(&ca.cert, &ca.cert)).start();
+    let (status, log) = node.stop(libc::SIGTERM);
+    assert!(status.success(), "{log:?}");
+
+    let out = Workspace::new(&config(&other.cert, &ca.cert)).run(&["run"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let store = format!("cannot open the store at postgres://postgres@127.0.0.1:{}/postgres?", postgres.port);
+    assert!(err.contains(&store) && err.contains("a TLS certificate problem"), "{err}");
+
+    let out = Workspace::new(&config(&ca.cert, &other.cert)).run(&["run"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let redis = format!("Redis at rediss://127.0.0.1:{}/0: a TLS certificate problem", redis.port);
+    assert!(err.contains(&redis) && err.contains("UnknownIssuer"), "{err}");
+}
+
 /// A loopback listener without a token trusts every local user, which is the documented
 /// default; one beyond loopback without a token is warned about at start.
 #[test]

@@ -108,6 +108,14 @@ fn check_connects_to_redis_and_says_what_is_wrong() {
         ("bus:\n  backend: redis\n  url: http://x/\n", "bus.url: 'http://x/' is not a Redis URL"),
         ("bus:\n  backend: nats\n", "bus.backend: the 'nats' backend is not part of this build yet"),
         (
+            "bus:\n  backend: redis\n  url: rediss://127.0.0.1:1/0\n  tls_ca: /nonexistent/ca.pem\n",
+            "11:11: bus.tls_ca: cannot read the CA certificates in /nonexistent/ca.pem",
+        ),
+        (
+            "bus:\n  backend: redis\n  url: 'rediss://127.0.0.1:1/0#insecure'\n",
+            "bus.url: 'rediss://127.0.0.1:1/0#insecure' asks for TLS without checking",
+        ),
+        (
             "bus:\n  lease_ttl: 5s\n",
             "bus.lease_ttl: applies to the redis and nats backends, not to bus.backend 'embedded'",
         ),

@@ -71,6 +71,8 @@ pub struct DispatcherSettings {
     pub source_queue: String,
     /// Where deliveries go (`redis.url`); `None` keeps them on the bus only.
     pub redis_url: Option<String>,
+    /// The CA file to trust for a `rediss://` URL (`redis.tls_ca`); `None`: the system's.
+    pub redis_tls_ca: Option<std::path::PathBuf>,
     /// Put before each subscription's name to make its Redis key (`redis.key_prefix`;
     /// empty by default: `LPUSH <name>`).
     pub redis_key_prefix: String,
@@ -90,6 +92,7 @@ impl Default for DispatcherSettings {
         DispatcherSettings {
             source_queue: "reactor".to_string(),
             redis_url: Some("redis://127.0.0.1:6379/0".to_string()),
+            redis_tls_ca: None,
             redis_key_prefix: String::new(),
             control: ControlLimits::default(),
             limits: Limits::default(),
@@ -115,7 +118,8 @@ impl Dispatcher {
     /// tasks end when `shutdown` is cancelled (then [`Dispatcher::stop`] waits for them).
     ///
     /// # Errors
-    /// The store could not be read.
+    /// The store could not be read, or Redis's URL, CA file or TLS certificate is wrong
+    /// ([`redis_delivery::Redis::open`]; a Redis that is down is no error).
     pub async fn start(
         settings: DispatcherSettings,
         bus: Arc<dyn Bus>,
@@ -123,6 +127,11 @@ impl Dispatcher {
         control: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Dispatcher> {
+        // First: a wrong certificate refuses the start before any listener is bound.
+        let redis = match &settings.redis_url {
+            Some(url) => Some(redis_delivery::Redis::open(url, settings.redis_tls_ca.as_deref()).await?),
+            None => None,
+        };
         let wikis = Wikis::embedded();
         let mut subscriptions = Subscriptions::new(wikis).with_limits(settings.limits);
         let persisted = store.map(persist::SubscriptionStore::new);
@@ -156,9 +165,9 @@ impl Dispatcher {
                 tokio::spawn(async move { shared.keep_saving(shutdown).await })
             },
         ];
-        if let Some(url) = settings.redis_url.clone() {
+        if let Some(redis) = redis {
             let prefix = settings.redis_key_prefix.clone();
-            tasks.push(tokio::spawn(redis_delivery::run(bus.clone(), url, prefix, shared.clone(), shutdown.clone())));
+            tasks.push(tokio::spawn(redis_delivery::run(bus.clone(), redis, prefix, shared.clone(), shutdown.clone())));
         }
         let api = http::ApiState {
             shared: shared.clone(),

@@ -42,14 +42,21 @@
 //!
 //! The connection has its own generous response timeout (redis-rs's default of 500 ms
 //! would fail large batches on a busy server).
+//!
+//! `rediss://` is TLS ([`flotilla_bus::redis_client`]), trusting the system's roots or
+//! `redis.tls_ca`. [`Redis::open`] connects once when the dispatcher starts: a server
+//! whose certificate the CA did not sign refuses the start (waiting cannot fix it),
+//! while a Redis that is down does not (deliveries wait on the bus as above).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
+use flotilla_bus::redis_client::RedisSetupError;
 use flotilla_bus::stage::{Outputs, Stage, Work};
 use flotilla_bus::{Bus, BusError, Delivery, DeliveryId};
 use flotilla_core::Backoff;
@@ -79,15 +86,42 @@ pub fn parked_queue(name: &str) -> String {
     format!("{PARKED_PREFIX}{name}")
 }
 
-/// Checks a `redis.url` without connecting.
+/// Checks `redis.url` and `redis.tls_ca` without connecting.
 ///
 /// # Errors
-/// What is wrong with it, in a sentence.
-pub fn check_url(url: &str) -> Result<(), String> {
-    if url.starts_with("rediss://") {
-        return Err("TLS (rediss://) is not part of this build; use redis:// or unix://".to_string());
+/// What is wrong with them ([`RedisSetupError::is_about_ca`] says which).
+pub fn check_url(url: &str, ca: Option<&Path>) -> Result<(), RedisSetupError> {
+    flotilla_bus::redis_client::client(url, ca).map(drop)
+}
+
+/// Where deliveries go: the client, and the connection made at start if Redis was up.
+pub struct Redis {
+    client: redis::Client,
+    connection: Option<MultiplexedConnection>,
+}
+
+impl Redis {
+    /// The client for `url` (trusting `ca` for `rediss://`), and one connection.
+    ///
+    /// # Errors
+    /// The URL or CA file is wrong, or the server's certificate is not trusted; a
+    /// Redis that cannot be reached is not an error (it is logged and retried).
+    pub async fn open(url: &str, ca: Option<&Path>) -> anyhow::Result<Redis> {
+        let client = flotilla_bus::redis_client::client(url, ca)?;
+        let mut connection = None;
+        if let Err(error) = connected(&client, &mut connection).await {
+            if let Some(problem) = flotilla_bus::redis_client::certificate_problem(&error) {
+                anyhow::bail!(
+                    "Redis at {}: a TLS certificate problem: the server's certificate is not trusted ({problem}); \
+                     redis.tls_ca must name the CA that signed it, and the URL's host must be in it",
+                    crate::redact(url)
+                );
+            }
+            tracing::warn!(redis = %crate::redact(url), %error,
+                "Cannot reach Redis now; deliveries wait on the bus until it answers.");
+        }
+        Ok(Redis { client, connection })
     }
-    redis::Client::open(url).map(|_| ()).map_err(|e| format!("'{}' is not a Redis URL: {e}", crate::redact(url)))
 }
 
 /// Checks a `redis.key_prefix`.
@@ -259,14 +293,14 @@ fn payload_bytes(delivery: &Delivery, payload: Cow<'_, str>) -> Bytes {
 /// jitter) until Redis takes it or the worker is told to stop (then the batch stays
 /// on the bus). Keys parked before the last stop (their parking queues are on the
 /// bus) are parked again first.
-pub async fn run(bus: Arc<dyn Bus>, url: String, key_prefix: String, shared: Arc<Shared>, shutdown: CancellationToken) {
-    let client = match redis::Client::open(url.as_str()) {
-        Ok(client) => client,
-        Err(error) => {
-            tracing::error!(%error, "The Redis URL is invalid; deliveries wait on the bus.");
-            return;
-        }
-    };
+pub async fn run(
+    bus: Arc<dyn Bus>,
+    redis: Redis,
+    key_prefix: String,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let Redis { client, connection } = redis;
     let keys = Keys(Arc::from(key_prefix));
     match bus.stats().await {
         Ok(queues) => {
@@ -284,7 +318,7 @@ pub async fn run(bus: Arc<dyn Bus>, url: String, key_prefix: String, shared: Arc
         let shared = shared.clone();
         move |batch: &[Delivery]| prepare(batch, &shared)
     };
-    let mut worker = Worker { client, connection: None, bus: bus.clone(), keys, shared, down_since: None };
+    let mut worker = Worker { client, connection, bus: bus.clone(), keys, shared, down_since: None };
     // Not drained at shutdown: Redis may be the reason deliveries wait, and they wait
     // durably on the bus for the next start.
     let _closed = stage.run(bus, prepare, &mut worker, &shutdown).await;
@@ -393,7 +427,15 @@ impl Work for Worker {
                 }
                 if self.down_since.is_none() {
                     self.down_since = Some(std::time::Instant::now());
-                    tracing::warn!(%error, "Cannot deliver to Redis; deliveries wait on the bus and go out in order when it is back.");
+                    let certificate = match &error {
+                        DeliveryError::Redis(e) => flotilla_bus::redis_client::certificate_problem(e).is_some(),
+                        _ => false,
+                    };
+                    if certificate {
+                        tracing::error!(%error, "Redis's TLS certificate is not trusted (check redis.tls_ca); deliveries wait on the bus.");
+                    } else {
+                        tracing::warn!(%error, "Cannot deliver to Redis; deliveries wait on the bus and go out in order when it is back.");
+                    }
                 }
             }
         }

@@ -63,6 +63,7 @@ struct RawControl {
 #[serde(deny_unknown_fields)]
 struct RawRedis {
     url: Option<Located<String>>,
+    tls_ca: Option<Located<String>>,
     key_prefix: Option<Located<String>>,
 }
 
@@ -173,11 +174,15 @@ fn build(config: &ServiceConfig<'_>) -> Result<Option<Box<dyn Service>>, Vec<Dia
     };
 
     let redis_url = redis.url.as_ref().map_or(DEFAULT_REDIS_URL, |url| url.value.as_str());
-    if let Err(problem) = crate::redis_delivery::check_url(redis_url) {
-        let location = redis.url.as_ref().map(|url| url.location.clone());
-        problems.push(Diagnostic { location, message: format!("redis.url: {problem}") });
+    let redis_tls_ca = redis.tls_ca.as_ref().map(|ca| std::path::PathBuf::from(&ca.value));
+    if let Err(problem) = crate::redis_delivery::check_url(redis_url, redis_tls_ca.as_deref()) {
+        // A problem of the CA file is told at its line, the URL's at the URL's.
+        let (key, at) = if problem.is_about_ca() { ("tls_ca", &redis.tls_ca) } else { ("url", &redis.url) };
+        let location = at.as_ref().map(|value| value.location.clone());
+        problems.push(Diagnostic { location, message: format!("redis.{key}: {problem}") });
     }
     settings.redis_url = Some(redis_url.to_string());
+    settings.redis_tls_ca = redis_tls_ca;
     if let Some(prefix) = &redis.key_prefix {
         match crate::redis_delivery::check_key_prefix(&prefix.value) {
             Ok(()) => settings.redis_key_prefix = prefix.value.clone(),

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use flotilla_wikimedia_core::OutputFormat;
-use flotilla_wikimedia_dispatcher::ControlLimits;
+use flotilla_wikimedia_dispatcher::{ControlLimits, DispatcherSettings};
 use flotilla_wikimedia_source::sample::{canary_event, recorded_events, synthetic_event};
 
-use crate::support::{Harness, RedisServer, rendered};
+use crate::support::{Harness, RedisServer, TestCa, rendered};
 
 #[tokio::test]
 async fn matching_changes_reach_redis_and_the_bus_once_each_in_order() {
@@ -143,4 +143,48 @@ async fn deliveries_made_while_redis_is_down_wait_on_the_bus_until_the_next_star
     redis.restart();
     assert_eq!(redis.drain("later", expected.len()).await, expected);
     harness.stop().await;
+}
+
+#[tokio::test]
+async fn deliveries_reach_a_redis_over_tls_trusting_its_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "redis");
+    let redis = RedisServer::start_tls(&dir.path().join("redis"), &ca);
+    assert!(redis.url().starts_with("rediss://"), "{}", redis.url());
+    let harness = Harness::start_adjusted(Some(redis.url()), |s| s.redis_tls_ca = Some(ca.cert.clone())).await;
+    let mut c = harness.client().await;
+    c.subscribe_and_auth("secure").await;
+    assert_eq!(c.ask(r#"insert json [{"wiki":"dewiki"}]"#).await, "1");
+    let events: Vec<String> = (0..40).map(synthetic_event).collect();
+    harness.publish_events(&events).await;
+    let expected: Vec<String> =
+        events.iter().filter(|e| e.contains(r#""wiki":"dewiki""#)).map(|e| rendered(e, OutputFormat::Pipe)).collect();
+    assert!(!expected.is_empty());
+    assert_eq!(redis.drain("secure", expected.len()).await, expected);
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_redis_certificate_the_ca_did_not_sign_refuses_the_start_naming_the_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "redis");
+    let other = TestCa::new(dir.path(), "other");
+    let redis = RedisServer::start_tls(&dir.path().join("redis"), &ca);
+    let url = redis.url().replace("rediss://", "rediss://:hunter2@");
+    // With the wrong CA, and with none (the system's roots never signed it).
+    for ca in [Some(other.cert.clone()), None] {
+        let store = tempfile::tempdir().unwrap();
+        let store_url = format!("sqlite://{}/store.db", store.path().display());
+        let mut harness = Harness::prepare(
+            store,
+            &store_url,
+            DispatcherSettings { redis_url: Some(url.clone()), redis_tls_ca: ca.clone(), ..Default::default() },
+        )
+        .await;
+        let error = format!("{:#}", harness.try_launch().await.unwrap_err());
+        let shown = format!("rediss://:***@127.0.0.1:{}/0", redis.port);
+        assert!(error.contains(&format!("Redis at {shown}: a TLS certificate problem")), "{ca:?}: {error}");
+        assert!(error.contains("UnknownIssuer") && error.contains("redis.tls_ca"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+    }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use flotilla_bus::{Bus, EmbeddedBus, EmbeddedOptions, ReadFrom};
 use flotilla_store::Store;
-pub use flotilla_test_support::{PgDatabase, RedisServer};
+pub use flotilla_test_support::{PgDatabase, RedisServer, TestCa};
 use flotilla_wikimedia_dispatcher::client::ControlClient;
 use flotilla_wikimedia_dispatcher::{ControlLimits, Dispatcher, DispatcherSettings};
 use reqwest::StatusCode;
@@ -56,15 +56,21 @@ impl Harness {
     }
 
     async fn start_with_settings(dir: tempfile::TempDir, store_url: &str, settings: DispatcherSettings) -> Harness {
-        let bus: Arc<dyn Bus> =
-            Arc::new(EmbeddedBus::open(&dir.path().join("bus"), EmbeddedOptions::default()).unwrap());
-        let store = Arc::new(Store::open(store_url).await.unwrap());
-        let mut harness = Harness { _dir: dir, bus, store, settings, dispatcher: None };
+        let mut harness = Harness::prepare(dir, store_url, settings).await;
         harness.launch().await;
         harness
     }
 
-    async fn launch(&mut self) {
+    /// The bus and the store, with the dispatcher not started yet.
+    pub async fn prepare(dir: tempfile::TempDir, store_url: &str, settings: DispatcherSettings) -> Harness {
+        let bus: Arc<dyn Bus> =
+            Arc::new(EmbeddedBus::open(&dir.path().join("bus"), EmbeddedOptions::default()).unwrap());
+        let store = Arc::new(Store::open(store_url).await.unwrap());
+        Harness { _dir: dir, bus, store, settings, dispatcher: None }
+    }
+
+    /// Starts the dispatcher with [`Harness::settings`], returning its error.
+    pub async fn try_launch(&mut self) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let dispatcher = Dispatcher::start(
             self.settings.clone(),
@@ -73,9 +79,13 @@ impl Harness {
             listener,
             tokio_util::sync::CancellationToken::new(),
         )
-        .await
-        .unwrap();
+        .await?;
         self.dispatcher = Some(dispatcher);
+        Ok(())
+    }
+
+    async fn launch(&mut self) {
+        self.try_launch().await.unwrap();
     }
 
     /// Stops the dispatcher and starts a new one over the same bus and store.
