@@ -106,7 +106,10 @@ async fn until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool)
 async fn a_node_that_cannot_renew_stops_its_connector_while_the_lease_still_holds() {
     let dir = tempfile::tempdir().unwrap();
     let redis = RedisServer::start(&dir.path().join("redis"));
-    let ttl = Duration::from_millis(1500);
+    // Long enough that its margins (the stop comes by 5/6 of it) outlast the scheduling
+    // delays of a loaded two-core machine, and the expiry read after blocking (a lower
+    // bound: the read's own delay counts against the node) does not eat them.
+    let ttl = Duration::from_millis(3000);
     let bus = RedisBus::open(RedisOptions { lease_ttl: ttl, ..RedisOptions::new(redis.url(), "alpha") }).await.unwrap();
     let fleet = Arc::new(Unanswered { fleet: RedisFleet::new(&bus), renewals_hang: AtomicBool::new(false) });
     let node = TestNode::new().await;
