@@ -43,6 +43,7 @@
 //! moves messages; `lease_ttl` here bounds how long a dead consumer's entries wait.
 
 pub mod embedded;
+pub mod nats;
 pub mod redis;
 pub mod stage;
 
@@ -53,6 +54,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use embedded::{Durability, EmbeddedBus, EmbeddedOptions};
+pub use nats::{NatsBus, NatsOptions};
 pub use redis::{RedisBus, RedisOptions};
 
 /// Identifies one delivered message to its backend for acknowledgement.
@@ -261,6 +263,18 @@ pub trait Consumer: Send {
 pub trait Reader: Send {
     /// Up to `max` messages, in order, waiting up to `wait` for the first one.
     async fn fetch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError>;
+}
+
+/// `url` with the password (if any) replaced by `***`, for messages (Redis and NATS
+/// URLs alike: `scheme://user:password@host…`).
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else { return url.to_string() };
+    match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => url.to_string(),
+    }
 }
 
 /// Checks a queue or group name: 1–200 characters from `A-Z a-z 0-9 _ . -`, not `.`
