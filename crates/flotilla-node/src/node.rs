@@ -21,7 +21,7 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 use flotilla_bus::embedded::io::{Filesystem, RealFs};
-use flotilla_bus::{Bus, BusError, EmbeddedBus, RedisBus};
+use flotilla_bus::{Bus, BusError, EmbeddedBus, NatsBus, RedisBus};
 use flotilla_connector::{ConnectorState, NodeServices, StatusBoard};
 use flotilla_service::{RunningService, ServiceContext};
 use flotilla_store::Store;
@@ -64,7 +64,7 @@ pub struct RunningNode {
     servers: Vec<JoinHandle<()>>,
     bus: Arc<dyn Bus>,
     store: Arc<Store>,
-    /// The data directory's lock when the bus does not hold it (Redis).
+    /// The data directory's lock when the bus does not hold it (Redis, NATS).
     _dir_lock: Option<Box<dyn std::any::Any + Send + Sync>>,
     /// Registered before the node says it is ready, so a signal sent the moment it is
     /// ready is handled rather than killing the process.
@@ -82,6 +82,7 @@ pub async fn open_bus(config: &Config) -> Result<Arc<dyn Bus>, BusError> {
     Ok(match &config.bus {
         BusSettings::Embedded(options) => Arc::new(EmbeddedBus::open(&config.data_dir.join("bus"), options.clone())?),
         BusSettings::Redis(options) => Arc::new(RedisBus::open(options.clone()).await?),
+        BusSettings::Nats(options) => Arc::new(NatsBus::open(options.clone()).await?),
     })
 }
 

@@ -212,7 +212,8 @@ impl Drop for NatsConsumer {
         // What it held goes to the next consumer of the group in this process that
         // fetches, at once; to any other after ack_wait.
         // In queue order: JetStream redelivers given-back messages in the order it got them.
-        let mut held: Vec<(u64, Arc<str>)> = lock(&self.held).drain().map(|(subject, (seq, _))| (seq, subject)).collect();
+        let mut held: Vec<(u64, Arc<str>)> =
+            lock(&self.held).drain().map(|(subject, (seq, _))| (seq, subject)).collect();
         held.sort();
         if !held.is_empty() {
             let mut departed = lock(&self.bus.departed);
@@ -262,7 +263,8 @@ impl NatsReader {
                     });
                 }
                 Err(e) if matches!(e.kind(), Kind::NoMessageFound) => break,
-                Err(e) if matches!(e.kind(), Kind::JetStream(js) if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) => {
+                Err(e) if matches!(e.kind(), Kind::JetStream(js) if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+                {
                     return Err(BusError::Deleted(self.queue.clone()));
                 }
                 Err(e) => {

@@ -47,6 +47,11 @@
 //! - **A consumer that died with its process** (or whose fetch was dropped mid-way)
 //!   holds its messages until `ack_wait` (= `lease_ttl`) passes without an
 //!   acknowledgement; then JetStream redelivers them to any consumer of the group.
+//! - **Order of redeliveries**: JetStream hands out redeliveries before new messages,
+//!   in the order they were given back or their `ack_wait` ran out, not in queue
+//!   order: after two hand-backs of overlapping sets a group may see `m1` before `m0`
+//!   (the Redis and embedded buses re-read in queue order). New messages always come
+//!   in queue order.
 //! - **A live consumer working long on a batch** keeps it: every `lease_ttl`/3 it sends
 //!   `+WPI` (work in progress) for what it still holds, which restarts `ack_wait`.
 //!
@@ -103,7 +108,8 @@ use futures_util::TryStreamExt;
 use tokio::task::JoinHandle;
 
 use crate::{
-    redact, Bus, BusCounters, BusError, Consumer, Counters, GroupStats, QueueStats, ReadFrom, Reader, SeqRange, valid_name,
+    Bus, BusCounters, BusError, Consumer, Counters, GroupStats, QueueStats, ReadFrom, Reader, SeqRange, redact,
+    valid_name,
 };
 
 pub use self::consumer::{NatsConsumer, NatsReader};
@@ -423,11 +429,9 @@ impl Inner {
             max_message_size: i32::try_from(self.options.max_message_bytes + 1024).unwrap_or(i32::MAX),
             ..stream::Config::default()
         };
-        let stream = self
-            .js
-            .get_or_create_stream(config)
-            .await
-            .map_err(|e| BusError::backend(format!("creating the stream of queue '{queue}' (NATS at {})", self.url), e))?;
+        let stream = self.js.get_or_create_stream(config).await.map_err(|e| {
+            BusError::backend(format!("creating the stream of queue '{queue}' (NATS at {})", self.url), e)
+        })?;
         lock(&self.known).insert(queue.to_string());
         Ok(stream)
     }
@@ -608,7 +612,12 @@ impl Bus for NatsBus {
         self.inner.check_open()?;
         let mut stream = self.inner.ensure_stream(queue).await?;
         let what = format!("following queue '{queue}' (NATS at {})", self.inner.url);
-        let wake = self.inner.client.subscribe(self.inner.subject(queue)).await.map_err(|e| BusError::backend(what.clone(), e))?;
+        let wake = self
+            .inner
+            .client
+            .subscribe(self.inner.subject(queue))
+            .await
+            .map_err(|e| BusError::backend(what.clone(), e))?;
         let next = match from {
             ReadFrom::Start => 1,
             ReadFrom::End => stream.info().await.map_err(|e| BusError::backend(what, e))?.state.last_sequence + 1,
@@ -676,7 +685,8 @@ impl NatsBus {
         {
             let _in_order = order.lock().await;
             for payload in payloads {
-                let ack = inner.js.publish(subject.clone(), payload).await.map_err(|e| BusError::backend(what.clone(), e))?;
+                let ack =
+                    inner.js.publish(subject.clone(), payload).await.map_err(|e| BusError::backend(what.clone(), e))?;
                 acks.push(ack);
             }
         }

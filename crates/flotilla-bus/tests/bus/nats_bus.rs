@@ -21,6 +21,8 @@ fn lease_options(nats: &Nats, node: &str, lease_ttl: Duration) -> NatsOptions {
 async fn a_kill_9_of_nats_mid_stream_loses_nothing_whose_publish_returned() {
     let mut nats = Nats::new();
     let bus: Arc<dyn Bus> = Arc::new(NatsBus::open(nats.options("node")).await.unwrap());
+    // The consumer may see the outage as errors or as empty fetches (its pulls wait
+    // for the reconnect): either way it must receive everything.
     killed_mid_stream(bus, &mut nats.server, NatsServer::kill, NatsServer::restart).await;
 }
 

@@ -22,7 +22,8 @@ fn lease_options(redis: &Redis, node: &str, lease_ttl: Duration) -> RedisOptions
 async fn a_kill_9_of_redis_mid_stream_loses_nothing_whose_publish_returned() {
     let mut redis = Redis::new();
     let bus: Arc<dyn Bus> = Arc::new(RedisBus::open(redis.options("node")).await.unwrap());
-    killed_mid_stream(bus, &mut redis.server, RedisServer::kill, RedisServer::restart).await;
+    let consumer_errors = killed_mid_stream(bus, &mut redis.server, RedisServer::kill, RedisServer::restart).await;
+    assert!(consumer_errors > 0, "the consumer saw the outage");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -106,7 +106,12 @@ fn check_connects_to_redis_and_says_what_is_wrong() {
     }
     for (config, expected) in [
         ("bus:\n  backend: redis\n  url: http://x/\n", "bus.url: 'http://x/' is not a Redis URL"),
-        ("bus:\n  backend: nats\n", "bus.backend: the 'nats' backend is not part of this build yet"),
+        ("bus:\n  backend: nats\n", "bus.url: required with bus.backend nats"),
+        ("bus:\n  backend: nats\n  url: redis://x/\n", "bus.url: 'redis://x/' is not a NATS URL"),
+        (
+            "bus:\n  backend: nats\n  url: nats://x:1\n  durability: sync\n",
+            "bus.durability: applies to the embedded bus",
+        ),
         (
             "bus:\n  lease_ttl: 5s\n",
             "bus.lease_ttl: applies to the redis and nats backends, not to bus.backend 'embedded'",
