@@ -204,6 +204,9 @@ struct Invalid(String);
 )]
 struct NoJetStream(String);
 
+/// A queue and one of its groups.
+type QueueGroup = (String, String);
+
 /// The NATS bus; clones share it.
 #[derive(Clone)]
 pub struct NatsBus {
@@ -224,7 +227,7 @@ pub(crate) struct Inner {
     order: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Ack subjects of messages that dropped consumers held, per (queue, group): the
     /// next consumer of the group here that fetches gives them back (`-NAK`).
-    departed: Mutex<HashMap<(String, String), Vec<Arc<str>>>>,
+    departed: Mutex<HashMap<QueueGroup, Vec<Arc<str>>>>,
     closed: AtomicBool,
     retention: Mutex<Option<JoinHandle<()>>>,
 }
