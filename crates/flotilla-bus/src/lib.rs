@@ -26,18 +26,21 @@
 //!   `XACK`, `XAUTOCLAIM` after `lease_ttl`; many nodes share it. Its delivery ids are
 //!   stream entry ids, hence [`DeliveryId::Text`]; it does not number deliveries
 //!   (`seq` 0).
-//! - NATS JetStream is to come as a third module here, with a third arm in the
-//!   node's `open_bus` and a third backend in the conformance tests.
+//! - [`nats`] (`bus.backend: nats`): a JetStream stream per queue, a durable pull
+//!   consumer per group, explicit acks, redelivery after `ack_wait` = `lease_ttl`;
+//!   many nodes share it. Its delivery ids are ack subjects ([`DeliveryId::Text`]);
+//!   `seq` is the stream sequence (less one: the bus counts from 0).
 //!
 //! # What a `kill -9` can lose
 //!
-//! | | `kill -9` of the node | `kill -9` of Redis |
+//! | | `kill -9` of the node | `kill -9` of Redis / NATS |
 //! |---|---|---|
 //! | embedded, `durability: sync` | nothing whose publish returned; a group repeats what it acknowledged in the last second | — |
 //! | embedded, `interval`/`buffered` | nothing whose publish returned (the data reached the kernel); power loss loses up to the interval (or what the kernel had not written) | — |
 //! | redis, `appendfsync always` | nothing; what the node held unacknowledged goes to another node after `lease_ttl` (to itself at once when it restarts first) | nothing whose publish or acknowledgement was answered; a publish in flight may be lost or kept (it was never confirmed), or kept twice if its answer was lost |
 //! | redis, `appendfsync everysec` | as above | as above (Redis had written its file); power loss of Redis's machine loses up to about a second |
 //! | redis, no append-only file | as above | every queue (or back to the last snapshot): the bus warns at start and `flotilla check` says so |
+//! | nats (file storage) | nothing; what the node held unacknowledged is delivered again, to any node of the group (itself included), after `lease_ttl` (`ack_wait`) | nothing whose publish returned (JetStream wrote it to its store before acknowledging); the last acknowledgements may be forgotten (delivered again); a publish in flight may be lost or kept, or kept twice if retried; power loss of NATS's machine may lose what came since its last sync (`sync_interval`, 2 min by default) |
 //!
 //! Delivery is at-least-once everywhere: a consumer may see a message again after any
 //! crash, never miss one. Fleet membership and connector ownership by lease (SPEC §5.1)
@@ -47,6 +50,7 @@
 
 pub mod embedded;
 pub mod fleet;
+pub mod nats;
 pub mod redis;
 pub mod redis_client;
 pub mod stage;
@@ -58,6 +62,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use embedded::{Durability, EmbeddedBus, EmbeddedOptions};
+pub use nats::{NatsBus, NatsOptions};
 pub use redis::{RedisBus, RedisFleet, RedisOptions};
 
 /// Identifies one delivered message to its backend for acknowledgement.
@@ -75,7 +80,7 @@ pub struct Delivery {
     /// What to pass to [`Consumer::ack`].
     pub id: DeliveryId,
     /// Sequence number within the queue when the backend numbers messages (the
-    /// embedded bus); 0 otherwise (Redis).
+    /// embedded bus, NATS); 0 otherwise (Redis).
     pub seq: u64,
     /// When the bus accepted the message, milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
@@ -266,6 +271,18 @@ pub trait Consumer: Send {
 pub trait Reader: Send {
     /// Up to `max` messages, in order, waiting up to `wait` for the first one.
     async fn fetch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError>;
+}
+
+/// `url` with the password (if any) replaced by `***`, for messages (Redis and NATS
+/// URLs alike: `scheme://user:password@host…`).
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else { return url.to_string() };
+    match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => url.to_string(),
+    }
 }
 
 /// Checks a queue or group name: 1–200 characters from `A-Z a-z 0-9 _ . -`, not `.`

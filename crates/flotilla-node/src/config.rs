@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use flotilla_bus::{Durability, EmbeddedOptions, RedisOptions};
+use flotilla_bus::{Durability, EmbeddedOptions, NatsOptions, RedisOptions};
 use flotilla_config::{Diagnostic, Located, Location, Node, decode_at};
 use flotilla_connector::{Connector, ConnectorSection, ConnectorType, FileRulesLoader, RulesFile, split_section};
 use flotilla_core::{parse_duration, parse_size};
@@ -52,6 +52,8 @@ pub enum BusSettings {
     Embedded(EmbeddedOptions),
     /// Redis Streams: a fleet of nodes sharing one Redis (SPEC §5.1).
     Redis(RedisOptions),
+    /// NATS JetStream: a fleet of nodes sharing one NATS (SPEC §5.1).
+    Nats(NatsOptions),
 }
 
 /// A secret that never shows in logs.
@@ -183,7 +185,8 @@ struct RawBus {
     url: Option<Located<String>>,
     /// Redis: with `rediss://`, the CA file to trust instead of the system's roots.
     tls_ca: Option<Located<String>>,
-    /// Redis / NATS: the fleet's name space (`<prefix>:<queue>` streams).
+    /// Redis / NATS: the fleet's name space (`<prefix>:<queue>` streams; `<prefix>.<queue>`
+    /// subjects in `<prefix>_<queue>` JetStream streams).
     prefix: Option<Located<String>>,
     /// Redis / NATS: how long a dead node keeps what it held.
     lease_ttl: Option<Located<String>>,
@@ -490,54 +493,96 @@ fn bus_settings(raw: &RawBus, node_name: &str, problems: &mut Problems) -> BusSe
             }
             let mut options = RedisOptions::new("", node_name);
             options.tls_ca = raw.tls_ca.as_ref().map(|ca| PathBuf::from(&ca.value));
-            match &raw.url {
-                Some(url) => {
-                    if let Err(why) = flotilla_bus::redis::check_url(&url.value, options.tls_ca.as_deref()) {
-                        // A problem of the CA file is told at its line, the URL's at the URL's.
-                        match (&raw.tls_ca, why.is_about_ca()) {
-                            (Some(ca), true) => problems.at(&ca.location, format!("bus.tls_ca: {why}")),
-                            _ => problems.at(&url.location, format!("bus.url: {why}")),
-                        }
-                    }
-                    options.url = url.value.clone();
+            if let Some(url) = &raw.url
+                && let Err(why) = flotilla_bus::redis::check_url(&url.value, options.tls_ca.as_deref())
+            {
+                // A problem of the CA file is told at its line, the URL's at the URL's.
+                match (&raw.tls_ca, why.is_about_ca()) {
+                    (Some(ca), true) => problems.at(&ca.location, format!("bus.tls_ca: {why}")),
+                    _ => problems.at(&url.location, format!("bus.url: {why}")),
                 }
-                None => at_backend(
+            }
+            // The URL is checked above, with the CA file.
+            let shared = shared_bus(raw, max_message_bytes, problems, |_| Ok(()));
+            if let Some(url) = shared.url {
+                options.url = url;
+            } else {
+                at_backend(
                     problems,
                     "bus.url: required with bus.backend redis (e.g. redis://127.0.0.1:6379/0)".to_string(),
-                ),
+                );
             }
-            if let Some(prefix) = &raw.prefix {
-                if !flotilla_bus::valid_name(&prefix.value) {
-                    problems.at(&prefix.location, "bus.prefix: use 1 to 200 characters from A-Z a-z 0-9 _ . -");
-                }
-                options.prefix = prefix.value.clone();
-            }
-            if let Some(lease_ttl) = problems.duration(&raw.lease_ttl, "bus.lease_ttl") {
-                match &raw.lease_ttl {
-                    Some(key) if lease_ttl.is_zero() => {
-                        problems.at(&key.location, "bus.lease_ttl: must be more than 0")
-                    }
-                    _ => options.lease_ttl = lease_ttl,
-                }
-            }
-            if let Some(bytes) = max_message_bytes {
-                options.max_message_bytes = bytes;
-            }
-            if raw.retention.max_age.is_some() {
-                options.max_age = problems.duration(&raw.retention.max_age, "bus.retention.max_age");
-            }
+            options.prefix = shared.prefix.unwrap_or(options.prefix);
+            options.lease_ttl = shared.lease_ttl.unwrap_or(options.lease_ttl);
+            options.max_message_bytes = shared.max_message_bytes.unwrap_or(options.max_message_bytes);
+            options.max_age = shared.max_age.unwrap_or(options.max_age);
             BusSettings::Redis(options)
         }
-        other => {
-            let message = if other == "nats" {
-                "bus.backend: the 'nats' backend is not part of this build yet; use 'embedded' or 'redis'".to_string()
+        "nats" => {
+            for (key, name) in embedded_keys {
+                only(problems, key, name, "the embedded bus (JetStream persists by its own store settings)");
+            }
+            let mut options = NatsOptions::new("", node_name);
+            let shared = shared_bus(raw, max_message_bytes, problems, flotilla_bus::nats::check_url);
+            if let Some(url) = shared.url {
+                options.url = url;
             } else {
-                format!("bus.backend: unknown backend '{other}' (expected embedded, redis or nats)")
-            };
-            at_backend(problems, message);
+                at_backend(
+                    problems,
+                    "bus.url: required with bus.backend nats (e.g. nats://127.0.0.1:4222)".to_string(),
+                );
+            }
+            options.prefix = shared.prefix.unwrap_or(options.prefix);
+            options.lease_ttl = shared.lease_ttl.unwrap_or(options.lease_ttl);
+            options.max_message_bytes = shared.max_message_bytes.unwrap_or(options.max_message_bytes);
+            options.max_age = shared.max_age.unwrap_or(options.max_age);
+            BusSettings::Nats(options)
+        }
+        other => {
+            at_backend(problems, format!("bus.backend: unknown backend '{other}' (expected embedded, redis or nats)"));
             BusSettings::Embedded(embedded_options(raw, max_message_bytes, problems))
         }
     }
+}
+
+/// The keys a shared bus (Redis, NATS) takes, checked; `None` where not given (or wrong:
+/// the problem is recorded).
+struct SharedBus {
+    url: Option<String>,
+    prefix: Option<String>,
+    lease_ttl: Option<std::time::Duration>,
+    max_message_bytes: Option<usize>,
+    max_age: Option<Option<std::time::Duration>>,
+}
+
+fn shared_bus(
+    raw: &RawBus,
+    max_message_bytes: Option<usize>,
+    problems: &mut Problems,
+    check_url: fn(&str) -> Result<(), String>,
+) -> SharedBus {
+    let url = raw.url.as_ref().map(|url| {
+        if let Err(why) = check_url(&url.value) {
+            problems.at(&url.location, format!("bus.url: {why}"));
+        }
+        url.value.clone()
+    });
+    let prefix = raw.prefix.as_ref().map(|prefix| {
+        if !flotilla_bus::valid_name(&prefix.value) {
+            problems.at(&prefix.location, "bus.prefix: use 1 to 200 characters from A-Z a-z 0-9 _ . -");
+        }
+        prefix.value.clone()
+    });
+    let lease_ttl = match (problems.duration(&raw.lease_ttl, "bus.lease_ttl"), &raw.lease_ttl) {
+        (Some(lease_ttl), Some(key)) if lease_ttl.is_zero() => {
+            problems.at(&key.location, "bus.lease_ttl: must be more than 0");
+            None
+        }
+        (lease_ttl, _) => lease_ttl,
+    };
+    let max_age =
+        raw.retention.max_age.is_some().then(|| problems.duration(&raw.retention.max_age, "bus.retention.max_age"));
+    SharedBus { url, prefix, lease_ttl, max_message_bytes, max_age }
 }
 
 fn embedded_options(raw: &RawBus, max_message_bytes: Option<usize>, problems: &mut Problems) -> EmbeddedOptions {

@@ -23,7 +23,7 @@ use std::time::{Instant, SystemTime};
 use anyhow::Context;
 use flotilla_bus::embedded::io::{Filesystem, RealFs};
 use flotilla_bus::fleet::{Fleet, Member};
-use flotilla_bus::{Bus, BusError, EmbeddedBus, RedisBus, RedisFleet};
+use flotilla_bus::{Bus, BusError, EmbeddedBus, NatsBus, RedisBus, RedisFleet};
 use flotilla_connector::{ConnectorState, NodeServices, StatusBoard};
 use flotilla_service::{RunningService, ServiceContext};
 use flotilla_store::Store;
@@ -68,7 +68,7 @@ pub struct RunningNode {
     servers: Vec<JoinHandle<()>>,
     bus: Arc<dyn Bus>,
     store: Arc<Store>,
-    /// The data directory's lock when the bus does not hold it (Redis).
+    /// The data directory's lock when the bus does not hold it (Redis, NATS).
     _dir_lock: Option<Box<dyn std::any::Any + Send + Sync>>,
     /// Registered before the node says it is ready, so a signal sent the moment it is
     /// ready is handled rather than killing the process.
@@ -86,6 +86,7 @@ pub async fn open_bus(config: &Config) -> Result<Arc<dyn Bus>, BusError> {
     Ok(match &config.bus {
         BusSettings::Embedded(options) => Arc::new(EmbeddedBus::open(&config.data_dir.join("bus"), options.clone())?),
         BusSettings::Redis(options) => Arc::new(RedisBus::open(options.clone()).await?),
+        BusSettings::Nats(options) => Arc::new(NatsBus::open(options.clone()).await?),
     })
 }
 
@@ -183,6 +184,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
             crate::fleet::join(fleet.as_ref(), &member).await?;
             (Arc::new(bus), Some((fleet, member)))
         }
+        // NATS has no fleet implementation yet (docs/fleet.md): a shared bus, no leases.
+        BusSettings::Nats(_) => (open_bus(&config).await.context("cannot open the bus")?, None),
         BusSettings::Embedded(_) => (open_bus_waiting_for_commands(&config).await?, None),
     };
     let store = Arc::new(Store::open(&config.store_url).await.context("cannot open the store")?);

@@ -12,6 +12,9 @@
 //!   it signs; [`PgTlsServer`]: a throwaway Postgres cluster that accepts TLS only.
 //! - [`Ngircd`]: a throwaway ngIRCd on a free port that a test can kill, restart,
 //!   freeze and thaw.
+//!   fsync per write, that a test can kill and restart.
+//! - [`NatsServer`]: a throwaway `nats-server -js` on a free port with its own store
+//!   directory, that a test can kill and restart (or start without JetStream).
 //!
 //! Every wait here is bounded and every address is loopback.
 
@@ -151,6 +154,23 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Waits (bounded) until `ready` holds for the server `name` just started on `port`.
+fn wait_ready(name: &str, port: u16, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready() {
+        assert!(Instant::now() < deadline, "{name} did not start on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills a server (SIGKILL, by its own PID) and waits for it to be gone.
+fn kill_child(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 /// A throwaway redis-server on a free port, stopped by its own PID when dropped.
 /// Append-only with fsync on every write, so a restart keeps what it acknowledged.
 pub struct RedisServer {
@@ -229,25 +249,18 @@ impl RedisServer {
             .spawn()
             .expect("redis-server (scripts/peers ensure redis installs it)");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            // PING answers LOADING until the append-only file is read back.
-            if let Ok(mut c) = self.client().get_connection()
-                && redis::cmd("PING").query::<String>(&mut c).is_ok()
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let url = self.url();
+        // PING answers LOADING until the append-only file is read back.
+        wait_ready("redis-server", self.port, || {
+            redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection())
+                .is_ok_and(|mut c| redis::cmd("PING").query::<String>(&mut c).is_ok())
+        });
     }
 
     /// Kills the server (SIGKILL) and waits for it to be gone.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut self.child);
     }
 
     /// Starts it again on the same port and directory.
@@ -445,6 +458,82 @@ impl Drop for Ngircd {
         if self.child.is_some() {
             send_signal(self.pid(), "CONT");
         }
+        self.kill();
+    }
+}
+
+/// A throwaway `nats-server` on a free loopback port, with JetStream storing in its own
+/// directory (unless started without), stopped by its own PID when dropped.
+pub struct NatsServer {
+    pub port: u16,
+    /// The JetStream store directory (`-sd`).
+    pub dir: PathBuf,
+    jetstream: bool,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Starts one with JetStream storing in `dir`; returns once it accepts clients.
+    pub fn start(dir: &Path) -> NatsServer {
+        NatsServer::spawned(dir, true)
+    }
+
+    /// Starts one without JetStream (what the bus must refuse clearly).
+    pub fn start_without_jetstream(dir: &Path) -> NatsServer {
+        NatsServer::spawned(dir, false)
+    }
+
+    fn spawned(dir: &Path, jetstream: bool) -> NatsServer {
+        let mut server = NatsServer { port: free_port(), dir: dir.to_path_buf(), jetstream, child: None };
+        server.spawn();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        std::fs::create_dir_all(&self.dir).unwrap();
+        let mut command = Command::new("nats-server");
+        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        if self.jetstream {
+            command.arg("-js").arg("-sd").arg(&self.dir);
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (scripts/peers ensure nats-server installs it)");
+        self.child = Some(child);
+        // The server greets each client with INFO once it accepts them; with JetStream
+        // it says so once JetStream (and what it recovered from the store) is ready.
+        let (port, jetstream) = (self.port, self.jetstream);
+        wait_ready("nats-server", port, || {
+            use std::io::{BufRead, BufReader};
+            let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+            let mut line = String::new();
+            BufReader::new(stream).read_line(&mut line).is_ok()
+                && line.starts_with("INFO ")
+                && (!jetstream || line.contains("\"jetstream\":true"))
+        });
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        kill_child(&mut self.child);
+    }
+
+    /// Starts it again on the same port and store directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
         self.kill();
     }
 }

@@ -159,16 +159,7 @@ fn connection_lost(error: &RedisError) -> bool {
     error.is_io_error() || error.is_connection_dropped() || error.is_timeout() || error.is_unrecoverable_error()
 }
 
-/// `url` with the password (if any) replaced by `***`.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else { return url.to_string() };
-    match rest[..at].split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
-        None => url.to_string(),
-    }
-}
+pub(crate) use crate::redact;
 
 #[cfg(test)]
 mod tests {

@@ -1,14 +1,15 @@
 //! The bus's behaviour through the public `Bus` trait. The conformance tests run on
-//! every backend (embedded and Redis, see `support::conformance!`); the rest are the
+//! every backend (embedded, Redis and NATS, see `support::conformance!`); the rest are the
 //! embedded engine's own (segment files, its lock, its retention) and its named crash
 //! scenarios on the simulated disk (`crash.rs`). The proptest model lives in
-//! `model.rs`, the bus stage's tests in `stage.rs`, Redis's own (kill -9 of Redis,
-//! claims after the lease, retention, server checks) in `redis_bus.rs`, the fleet's
-//! membership and fenced leases on Redis in `fleet.rs`.
+//! `model.rs`, the bus stage's tests in `stage.rs`, NATS's own in `nats_bus.rs`, Redis's
+//! own (kill -9 of Redis, claims after the lease, retention, server checks) in
+//! `redis_bus.rs`, the fleet's membership and fenced leases on Redis in `fleet.rs`.
 
 mod crash;
 mod fleet;
 mod model;
+mod nats_bus;
 mod redis_bus;
 mod stage;
 mod support;

@@ -5,8 +5,7 @@
 //! acknowledged; a Redis that does not persist, that refuses CONFIG, that cannot be
 //! reached, and a bad URL are each reported clearly.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flotilla_bus::redis::RedisBus;
@@ -19,98 +18,12 @@ fn lease_options(redis: &Redis, node: &str, lease_ttl: Duration) -> RedisOptions
     RedisOptions { lease_ttl, ..redis.options(node) }
 }
 
-/// Waits (bounded) until `done` holds, checking every few milliseconds.
-async fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let give_up = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < give_up, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_9_of_redis_mid_stream_loses_nothing_whose_publish_returned() {
     let mut redis = Redis::new();
     let bus: Arc<dyn Bus> = Arc::new(RedisBus::open(redis.options("node")).await.unwrap());
-    let confirmed = Arc::new(Mutex::new(Vec::<String>::new()));
-    let failures = Arc::new(Mutex::new(0usize));
-    let received = Arc::new(Mutex::new(BTreeSet::<String>::new()));
-    let stop = tokio_util::sync::CancellationToken::new();
-
-    // A publisher of batches of five: what returned Ok is confirmed; a failed batch is
-    // tried again (at-least-once) after a short pause.
-    let publisher = {
-        let (bus, confirmed, failures, stop) = (bus.clone(), confirmed.clone(), failures.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut next = 0;
-            while !stop.is_cancelled() {
-                let batch: Vec<String> = (next..next + 5).map(|i| format!("p{i}")).collect();
-                match bus.publish("q", batch.iter().cloned().map(bytes::Bytes::from).collect()).await {
-                    Ok(_) => {
-                        confirmed.lock().unwrap().extend(batch);
-                        next += 5;
-                    }
-                    Err(_) => {
-                        *failures.lock().unwrap() += 1;
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                }
-            }
-        })
-    };
-    // One consumer, kept across the outage: it must reconnect by itself.
-    let consumer = {
-        let (bus, received, stop) = (bus.clone(), received.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut consumer = bus.subscribe("q", "g").await.unwrap();
-            let mut errors = 0;
-            while !stop.is_cancelled() {
-                match consumer.fetch(100, Duration::from_millis(100)).await {
-                    Ok(batch) => {
-                        let acked = consumer.ack(&ids(&batch)).await;
-                        received.lock().unwrap().extend(texts(&batch));
-                        errors += usize::from(acked.is_err());
-                    }
-                    Err(_) => {
-                        errors += 1;
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                }
-            }
-            errors
-        })
-    };
-
-    until("200 messages were published", Duration::from_secs(30), || confirmed.lock().unwrap().len() >= 200).await;
-    redis.server.kill();
-    until("a publish failed", Duration::from_secs(30), || *failures.lock().unwrap() > 0).await;
-    let before_restart = confirmed.lock().unwrap().len();
-    redis.server.restart();
-    until("publishing carried on after the restart", Duration::from_secs(30), || {
-        confirmed.lock().unwrap().len() >= before_restart + 200
-    })
-    .await;
-    let all: BTreeSet<String> = confirmed.lock().unwrap().iter().cloned().collect();
-    until("the consumer received everything confirmed", Duration::from_secs(30), || {
-        received.lock().unwrap().is_superset(&all)
-    })
-    .await;
-    stop.cancel();
-    publisher.await.unwrap();
-    let consumer_errors = consumer.await.unwrap();
+    let consumer_errors = killed_mid_stream(bus, &mut redis.server, RedisServer::kill, RedisServer::restart).await;
     assert!(consumer_errors > 0, "the consumer saw the outage");
-
-    let mut reader = bus.read("q", ReadFrom::Start).await.unwrap();
-    let mut stored = BTreeSet::new();
-    loop {
-        let batch = reader.fetch(10_000, Duration::ZERO).await.unwrap();
-        if batch.is_empty() {
-            break;
-        }
-        stored.extend(texts(&batch));
-    }
-    let lost: Vec<&String> = all.difference(&stored).collect();
-    assert!(lost.is_empty(), "{} confirmed messages lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,11 @@
 //! `flotilla check`: validate the configuration and print every error, and on stderr
 //! every warning (valid but risky, such as a password sent in clear text). With a shared
-//! bus (`bus.backend: redis`) it also connects to it, unless `--offline`: an unreachable
-//! or too old Redis is an error (exit 2), one that does not persist (or hides how) a
-//! warning.
+//! bus (`bus.backend: redis` or `nats`) it also connects to it, unless `--offline`: an
+//! unreachable or too old Redis, an unreachable NATS or one without JetStream is an
+//! error (exit 2); a Redis that does not persist (or hides how), a NATS that takes
+//! smaller messages than the bus allows, a warning.
 
-use flotilla_bus::RedisBus;
+use flotilla_bus::{NatsBus, RedisBus};
 use flotilla_node::config::BusSettings;
 
 use super::{ConfigArg, Failure, Outcome, load};
@@ -13,7 +14,7 @@ use super::{ConfigArg, Failure, Outcome, load};
 pub struct Args {
     #[command(flatten)]
     config: ConfigArg,
-    /// Check the files only; do not connect to the bus's backend (Redis).
+    /// Check the files only; do not connect to the bus's backend (Redis, NATS).
     #[arg(long)]
     offline: bool,
 }
@@ -48,6 +49,16 @@ pub async fn run(args: Args) -> Outcome {
                 .await
                 .map_err(|e| Failure::Runtime(anyhow::Error::new(e).context("bus.url")))?;
             println!("bus: Redis {} (persistence: {})", check.version, check.persistence);
+            for warning in &check.warnings {
+                eprintln!("warning: bus: {warning}");
+            }
+        }
+        BusSettings::Nats(_) if args.offline => println!("bus: nats (not contacted: --offline)"),
+        BusSettings::Nats(options) => {
+            let check = NatsBus::check(options)
+                .await
+                .map_err(|e| Failure::Runtime(anyhow::Error::new(e).context("bus.url")))?;
+            println!("bus: NATS {} ({})", check.version, check.jetstream);
             for warning in &check.warnings {
                 eprintln!("warning: bus: {warning}");
             }

@@ -41,7 +41,7 @@ pub async fn run(args: Args) -> Outcome {
 
 /// What can be known without a node: the configured connectors (stopped) and the queues.
 async fn offline_status(config: &flotilla_node::Config) -> anyhow::Result<NodeStatus> {
-    // The embedded bus only if it was ever created; a shared one (Redis) always.
+    // The embedded bus only if it was ever created; a shared one (Redis, NATS) always.
     let embedded = matches!(config.bus, flotilla_node::config::BusSettings::Embedded(_));
     let queues: Vec<QueueView> = if !embedded || config.data_dir.join("bus").exists() {
         let bus = flotilla_node::node::open_bus(config).await.context("opening the bus (no node is running here)")?;
@@ -59,7 +59,8 @@ async fn offline_status(config: &flotilla_node::Config) -> anyhow::Result<NodeSt
             flotilla_bus::Bus::close(&bus).await?;
             Some(view)
         }
-        flotilla_node::config::BusSettings::Embedded(_) => None,
+        // No fleet on NATS yet (docs/fleet.md).
+        flotilla_node::config::BusSettings::Embedded(_) | flotilla_node::config::BusSettings::Nats(_) => None,
     };
     Ok(NodeStatus {
         node: config.node_name.clone(),

@@ -1,11 +1,12 @@
 //! A node whose bus is Redis (`bus.backend: redis`): `send` without a node writes to
 //! the stream, the node's reactor consumes it through a consumer group, `status` shows
 //! the queues Redis holds, a second node on the same data directory is refused; and
-//! `flotilla check` connects to Redis and reports what it finds.
+//! `flotilla check` connects to Redis and reports what it finds; and to NATS (bus.backend:
+//! nats): unreachable, without JetStream, with a smaller max_payload.
 
 use std::time::{Duration, Instant};
 
-use flotilla_test_support::{RedisServer, free_port};
+use flotilla_test_support::{NatsServer, RedisServer, free_port};
 
 use crate::support::*;
 
@@ -106,7 +107,12 @@ fn check_connects_to_redis_and_says_what_is_wrong() {
     }
     for (config, expected) in [
         ("bus:\n  backend: redis\n  url: http://x/\n", "bus.url: 'http://x/' is not a Redis URL"),
-        ("bus:\n  backend: nats\n", "bus.backend: the 'nats' backend is not part of this build yet"),
+        ("bus:\n  backend: nats\n", "bus.url: required with bus.backend nats"),
+        ("bus:\n  backend: nats\n  url: redis://x/\n", "bus.url: 'redis://x/' is not a NATS URL"),
+        (
+            "bus:\n  backend: nats\n  url: nats://x:1\n  durability: sync\n",
+            "bus.durability: applies to the embedded bus",
+        ),
         (
             "bus:\n  backend: redis\n  url: rediss://127.0.0.1:1/0\n  tls_ca: /nonexistent/ca.pem\n",
             "11:11: bus.tls_ca: cannot read the CA certificates in /nonexistent/ca.pem",
@@ -124,4 +130,38 @@ fn check_connects_to_redis_and_says_what_is_wrong() {
         assert_eq!(out.status.code(), Some(1), "{config}");
         assert!(stderr(&out).contains(expected), "{config}: {}", stderr(&out));
     }
+}
+
+fn nats_config(url: &str) -> String {
+    format!("bus:\n  backend: nats\n  url: {url}\n  lease_ttl: 5s\n")
+}
+
+#[test]
+fn check_connects_to_nats_and_says_what_is_wrong() {
+    // Unreachable: an error naming the URL, exit 2; --offline skips it; a node does not
+    // start without its bus.
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    let ws = Workspace::new(&nats_config(&url));
+    let out = ws.run(&["check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("error: bus.url: cannot reach NATS at {url}")), "{}", stderr(&out));
+    let out = ws.run(&["check", "--offline"]);
+    assert!(stdout(&out).contains("bus: nats (not contacted: --offline)"), "{}", stdout(&out));
+    let out = ws.run(&["run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("cannot open the bus: cannot reach NATS at {url}")), "{}", stderr(&out));
+
+    // A NATS without JetStream: an error saying how to enable it.
+    let dir = tempfile::tempdir().unwrap();
+    let plain = NatsServer::start_without_jetstream(&dir.path().join("plain"));
+    let out = Workspace::new(&nats_config(&plain.url())).run(&["check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("has no JetStream") && stderr(&out).contains("-js"), "{}", stderr(&out));
+
+    // With JetStream: valid; NATS's 1 MiB max_payload below the bus's 8 MiB is a warning.
+    let nats = NatsServer::start(&dir.path().join("js"));
+    let out = Workspace::new(&nats_config(&nats.url())).run(&["check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("bus: NATS 2."), "{}", stdout(&out));
+    assert!(stderr(&out).contains("warning: bus: NATS takes messages of at most"), "{}", stderr(&out));
 }
