@@ -249,12 +249,11 @@ impl RedisServer {
             .spawn()
             .expect("redis-server (scripts/peers ensure redis installs it)");
         self.child = Some(child);
-        let url = self.url();
-        // PING answers LOADING until the append-only file is read back.
+        // PING answers LOADING until the append-only file is read back. (Through
+        // `client`: a TLS server answers only a client that trusts its CA.)
+        let client = self.client();
         wait_ready("redis-server", self.port, || {
-            redis::Client::open(url.as_str())
-                .and_then(|c| c.get_connection())
-                .is_ok_and(|mut c| redis::cmd("PING").query::<String>(&mut c).is_ok())
+            client.get_connection().is_ok_and(|mut c| redis::cmd("PING").query::<String>(&mut c).is_ok())
         });
     }
 
