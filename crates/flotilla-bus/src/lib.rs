@@ -29,7 +29,10 @@
 //! - [`nats`] (`bus.backend: nats`): a JetStream stream per queue, a durable pull
 //!   consumer per group, explicit acks, redelivery after `ack_wait` = `lease_ttl`;
 //!   many nodes share it. Its delivery ids are ack subjects ([`DeliveryId::Text`]);
-//!   `seq` is the stream sequence (less one: the bus counts from 0).
+//!   `seq` is the stream sequence (less one: the bus counts from 0). Redelivered
+//!   messages (a departed consumer's, handed back with a nak) come again in the order
+//!   the naks land, which may be after newer messages: at-least-once holds, queue
+//!   order on redelivery does not.
 //!
 //! # What a `kill -9` can lose
 //!

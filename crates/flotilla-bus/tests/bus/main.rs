@@ -93,7 +93,11 @@ async fn consumers_of_one_group_share_work_and_a_departed_consumers_messages_com
     second.ack(&ids(&b)).await.unwrap();
     drop(first); // Never acknowledged 0 and 1.
     let again = fetch_all(second.as_mut(), 4).await;
-    assert_eq!(texts(&again), ["m0", "m1", "m4", "m5"]);
+    let mut got = texts(&again);
+    if !backend.returns_departed_first() {
+        got.sort(); // Every one of them, once; not necessarily the departed ones first.
+    }
+    assert_eq!(got, ["m0", "m1", "m4", "m5"]);
 }
 
 async fn fetch_waits_for_new_messages_and_times_out_empty(backend: &dyn Backend) {

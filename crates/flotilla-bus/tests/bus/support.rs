@@ -72,6 +72,13 @@ pub trait Backend: Send + Sync {
     fn numbers_deliveries(&self) -> bool {
         false
     }
+
+    /// What a departed consumer held comes back before anything newer. JetStream
+    /// redelivers a handed-back message whenever its nak lands, which may be after
+    /// newer messages were handed out (documented in the bus's module docs).
+    fn returns_departed_first(&self) -> bool {
+        true
+    }
 }
 
 /// The embedded bus in a temporary directory.
@@ -164,6 +171,10 @@ impl Backend for Nats {
     /// JetStream numbers its messages.
     fn numbers_deliveries(&self) -> bool {
         true
+    }
+
+    fn returns_departed_first(&self) -> bool {
+        false
     }
 }
 
