@@ -24,6 +24,8 @@ fuzz_target!(|data: &[u8]| {
         max_lag: Duration::from_secs(60),
         rejoin_delay: Duration::from_secs(10),
         max_backoff: Duration::from_secs(300),
+        // Trusted services, so NickServ's lines reach the code that believes them.
+        services_host: Some("services.example".into()),
     });
     let channels = [ChannelSpec { name: "#a".into(), key: None }, ChannelSpec { name: "#b".into(), key: Some("k".into()) }];
     let mut session = Session::new(config, &channels);
