@@ -278,6 +278,27 @@ pub trait Reader: Send {
 
 /// `url` with the password (if any) replaced by `***`, for messages (Redis and NATS
 /// URLs alike: `scheme://user:password@host…`).
+/// The shared backends' retention task: every `every`, `trim` the bus that `owner` is
+/// the state of, until the bus is dropped (the task holds it only weakly). A failed trim
+/// is logged and tried again next time.
+pub(crate) fn spawn_retention<T, F, Fut>(owner: &Arc<T>, every: Duration, trim: F) -> tokio::task::JoinHandle<()>
+where
+    T: Send + Sync + 'static,
+    F: Fn(Arc<T>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<u64, BusError>> + Send,
+{
+    let weak = Arc::downgrade(owner);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(owner) = weak.upgrade() else { return };
+            if let Err(error) = trim(owner).await {
+                tracing::warn!(error = %flotilla_core::error_chain(&error), "Could not trim the bus's streams; trying again later.");
+            }
+        }
+    })
+}
+
 pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
     let authority_end = rest.find('/').unwrap_or(rest.len());

@@ -294,16 +294,8 @@ impl NatsBus {
             retention: Mutex::new(None),
         });
         if inner.options.max_age.is_some() {
-            let weak = Arc::downgrade(&inner);
-            let every = inner.options.retention_check;
-            let task = tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    let Some(inner) = weak.upgrade() else { return };
-                    if let Err(error) = inner.apply_retention().await {
-                        tracing::warn!(error = %flotilla_core::error_chain(&error), "Could not trim the bus's streams; trying again later.");
-                    }
-                }
+            let task = crate::spawn_retention(&inner, inner.options.retention_check, async |inner| {
+                inner.apply_retention().await
             });
             *lock(&inner.retention) = Some(task);
         }

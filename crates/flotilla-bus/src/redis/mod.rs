@@ -243,16 +243,8 @@ impl RedisBus {
             retention: Mutex::new(None),
         });
         if inner.options.max_age.is_some() {
-            let weak = Arc::downgrade(&inner);
-            let every = inner.options.retention_check;
-            let task = tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    let Some(inner) = weak.upgrade() else { return };
-                    if let Err(error) = inner.apply_retention().await {
-                        tracing::warn!(error = %flotilla_core::error_chain(&error), "Could not trim the bus's streams; trying again later.");
-                    }
-                }
+            let task = crate::spawn_retention(&inner, inner.options.retention_check, async |inner| {
+                inner.apply_retention().await
             });
             *inner.retention.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         }
