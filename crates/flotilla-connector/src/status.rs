@@ -92,6 +92,13 @@ impl StatusBoard {
         });
     }
 
+    /// Forgets a connector (a reload removed it from the configuration).
+    pub fn remove(&self, name: &str) {
+        self.with(|all| {
+            all.remove(name);
+        });
+    }
+
     pub fn set_state(&self, name: &str, state: ConnectorState) {
         self.with(|all| {
             if let Some(status) = all.get_mut(name)

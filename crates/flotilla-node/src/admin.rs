@@ -14,6 +14,7 @@
 //! {"op":"send","queue":"reactor","message":{…}}   → {"id":"01J…","seq":42} | {"error":"…"}
 //! {"op":"status"}                                  → a NodeStatus object
 //! {"op":"tail","queue":"reactor","from":"end"}     → one message per line, until either side closes
+//! {"op":"reload"}                                  → a ReloadReport | {"error":"…"} (every problem)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::reload::ReloadReport;
 use crate::status::{NodeStatus, StatusSource};
 
 /// The socket's file name inside the data directory.
@@ -75,7 +77,11 @@ enum Request {
     Send { queue: String, message: serde_json::Value },
     Tail { queue: String, from: TailFrom },
     Status,
+    Reload,
 }
+
+/// A reload asked for over the socket: the node answers on the enclosed channel.
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<ReloadReport, String>>;
 
 /// Where `tail` starts.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -121,7 +127,13 @@ pub async fn publish_message(
 }
 
 /// Serves the admin socket until `shutdown` fires.
-pub async fn serve(listener: UnixListener, bus: Arc<dyn Bus>, status: StatusSource, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: UnixListener,
+    bus: Arc<dyn Bus>,
+    status: StatusSource,
+    reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
+    shutdown: CancellationToken,
+) {
     let slots =
         Slots::new(SlotLimits { max_connections: MAX_CONNECTIONS, max_per_address: usize::MAX, evict_idle: true });
     loop {
@@ -144,11 +156,11 @@ pub async fn serve(listener: UnixListener, bus: Arc<dyn Bus>, status: StatusSour
             });
             continue;
         };
-        let (bus, status, shutdown) = (bus.clone(), status.clone(), shutdown.clone());
+        let (bus, status, reloads, shutdown) = (bus.clone(), status.clone(), reloads.clone(), shutdown.clone());
         let _ = tokio::time::timeout(crate::http_server::EVICTION_WAIT, slots.evicted_closed()).await;
         tokio::spawn(async move {
             tokio::select! {
-                handled = handle(stream, &slot, bus, status, shutdown) => {
+                handled = handle(stream, &slot, bus, status, reloads, shutdown) => {
                     if let Err(error) = handled {
                         tracing::debug!(error = %format!("{error:#}"), "An admin connection ended with an error.");
                     }
@@ -165,6 +177,7 @@ async fn handle(
     slot: &Slot,
     bus: Arc<dyn Bus>,
     status: StatusSource,
+    reloads: tokio::sync::mpsc::Sender<ReloadRequest>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (read, mut write) = stream.into_split();
@@ -195,6 +208,17 @@ async fn handle(
             }
         }
         Request::Status => reply(&mut write, &status.snapshot().await).await,
+        Request::Reload => {
+            let (answer, answered) = tokio::sync::oneshot::channel();
+            if reloads.send(answer).await.is_err() {
+                return reply_error(&mut write, "the node is shutting down".to_string()).await;
+            }
+            match answered.await {
+                Ok(Ok(report)) => reply(&mut write, &report).await,
+                Ok(Err(errors)) => reply_error(&mut write, errors).await,
+                Err(_) => reply_error(&mut write, "the node is shutting down".to_string()).await,
+            }
+        }
         Request::Tail { queue, from } => {
             let mut tail = match bus.read(&queue, from.into()).await {
                 Ok(tail) => tail,
@@ -268,6 +292,11 @@ impl AdminClient {
 
     pub async fn status(&self) -> anyhow::Result<NodeStatus> {
         self.answer(&Request::Status).await
+    }
+
+    /// Asks the node to reload its configuration; the error holds every problem.
+    pub async fn reload(&self) -> anyhow::Result<ReloadReport> {
+        self.answer(&Request::Reload).await
     }
 
     /// Follows a queue: returns a reader of message lines.

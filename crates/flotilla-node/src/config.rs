@@ -43,6 +43,10 @@ pub struct Config {
     /// What is valid but risky ([`Connector::warnings`]), in file order: `check` prints
     /// them, `run` logs them.
     pub warnings: Vec<Diagnostic>,
+    /// The settings a reload cannot apply (the node's own sections other than
+    /// connectors, rules and reactor, and each service's sections), each as the name of
+    /// what it configures and its text: a reload compares them and says which changed.
+    pub fixed: Vec<(String, String)>,
 }
 
 /// Which bus the node opens (`bus.backend`), with its settings.
@@ -93,6 +97,9 @@ pub struct ConnectorPlan {
     /// never runs it, in a fleet or alone.
     pub nodes: Option<Vec<String>>,
     pub connector: Arc<dyn Connector>,
+    /// The connector's section as written (after includes and variables): a reload
+    /// restarts the connector only when this changed.
+    pub fingerprint: String,
 }
 
 /// One service the configuration asks for, built and ready to start.
@@ -379,6 +386,7 @@ fn build(
     let rules = compile_rules(raw.rules.as_ref(), tree, &node_name, base_dir, &connectors, problems);
     let mut warnings: Vec<Diagnostic> = connectors.iter().flat_map(|c| c.connector.warnings()).collect();
     flotilla_config::sort_diagnostics(&mut warnings);
+    let fixed = fixed_settings(tree, options.services);
 
     Config {
         source,
@@ -395,7 +403,21 @@ fn build(
         rules: Arc::new(rules),
         reactor: ReactorSettings { idle_warning },
         warnings,
+        fixed,
     }
+}
+
+/// What only a restart applies: the node's sections `node`, `bus`, `store` and `http`,
+/// and each service type's sections, as text (see [`Config::fixed`]).
+fn fixed_settings(tree: &Node, services: &[ServiceType]) -> Vec<(String, String)> {
+    let text = |key: &str| tree.entry(key).map_or_else(String::new, |node| node.to_json().to_string());
+    let mut fixed: Vec<(String, String)> =
+        ["node", "bus", "store", "http"].iter().map(|key| (format!("the {key} section"), text(key))).collect();
+    for service in services {
+        let sections: Vec<String> = service.sections.iter().map(|key| text(key)).collect();
+        fixed.push((format!("the {} service's sections", service.name), sections.join("\n")));
+    }
+    fixed
 }
 
 /// `http`'s connection caps and timeouts, each checked where it is written.
@@ -691,6 +713,7 @@ fn connector_plan(
             restart,
             nodes,
             connector: Arc::from(connector),
+            fingerprint: section.to_json().to_string(),
         }),
         Err(errors) => {
             problems.0.extend(errors);

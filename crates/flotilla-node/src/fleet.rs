@@ -119,8 +119,27 @@ pub struct Placed {
     pub queue: String,
     pub restart: RestartPolicy,
     pub connector: Arc<dyn Connector>,
-    /// `connectors.<name>.nodes`: where it may run (`None`: anywhere).
+    /// `connectors.<name>.nodes`: where it may run (`None`: any).
     pub nodes: Option<Vec<String>>,
+    /// Its section as written: a reload restarts it only when this changed.
+    pub fingerprint: String,
+}
+
+/// A change to the set of connectors, sent to the placement loop by a reload.
+enum SlotChange {
+    Add(Slot),
+    /// Stop placing it; answered once the slot is gone (its connector told to stop).
+    Remove(String, tokio::sync::oneshot::Sender<()>),
+}
+
+/// One placed connector's task, as the runtime tracks it.
+struct PlacedTask {
+    fingerprint: String,
+    /// The configuration it runs with; a reload sends a changed one.
+    plan: watch::Sender<Arc<Placed>>,
+    /// Cancelled when a reload removes it (a child of the intake token).
+    removed: CancellationToken,
+    task: JoinHandle<()>,
 }
 
 /// Runs the fleet side of a node: the placement loop and one task per connector.
@@ -128,7 +147,11 @@ pub struct FleetRuntime {
     fleet: Arc<dyn Fleet>,
     member: Member,
     loop_task: JoinHandle<()>,
-    connectors: Vec<JoinHandle<()>>,
+    connectors: BTreeMap<String, PlacedTask>,
+    changes: tokio::sync::mpsc::UnboundedSender<SlotChange>,
+    services: NodeServices,
+    board: StatusBoard,
+    intake: CancellationToken,
     stop: CancellationToken,
 }
 
@@ -144,40 +167,113 @@ impl FleetRuntime {
         intake: &CancellationToken,
     ) -> FleetRuntime {
         let ttl = fleet.lease_ttl();
-        let mut slots = Vec::new();
-        let mut connectors = Vec::new();
-        for plan in placed {
-            let (grant, grants) = watch::channel(None);
-            board.register(&plan.name, &plan.kind, ConnectorState::Stopped);
-            slots.push(Slot {
-                connector: plan.name.clone(),
-                resource: resource(&plan.name),
-                allowed: plan.nodes.clone(),
-                grant,
-                held: None,
-                free_since: None,
-                not_before: None,
-            });
-            connectors.push(tokio::spawn(run_placed(
-                plan,
-                Lease { fleet: fleet.clone(), member: member.clone(), grants },
-                services.clone(),
-                board.clone(),
-                intake.clone(),
-                ttl / 6,
-            )));
-        }
+        let (changes, changes_rx) = tokio::sync::mpsc::unbounded_channel();
         let stop = CancellationToken::new();
-        let placement = Placement { fleet: fleet.clone(), member: member.clone(), slots, ttl, intake: intake.clone() };
-        let loop_task = tokio::spawn(placement.run(stop.clone()));
-        FleetRuntime { fleet, member, loop_task, connectors, stop }
+        let placement =
+            Placement { fleet: fleet.clone(), member: member.clone(), slots: Vec::new(), ttl, intake: intake.clone() };
+        let loop_task = tokio::spawn(placement.run(changes_rx, stop.clone()));
+        let mut runtime = FleetRuntime {
+            fleet,
+            member,
+            loop_task,
+            connectors: BTreeMap::new(),
+            changes,
+            services: services.clone(),
+            board: board.clone(),
+            intake: intake.clone(),
+            stop,
+        };
+        for plan in placed {
+            runtime.add(plan);
+        }
+        runtime
+    }
+
+    /// Places one more connector: a slot in the loop and a task waiting for its lease.
+    fn add(&mut self, plan: Placed) {
+        let (grant, grants) = watch::channel(None);
+        self.board.register(&plan.name, &plan.kind, ConnectorState::Stopped);
+        let slot = Slot {
+            connector: plan.name.clone(),
+            resource: resource(&plan.name),
+            allowed: plan.nodes.clone(),
+            grant,
+            held: None,
+            free_since: None,
+            not_before: None,
+        };
+        let _ = self.changes.send(SlotChange::Add(slot));
+        let name = plan.name.clone();
+        let fingerprint = plan.fingerprint.clone();
+        let (plan, plans) = watch::channel(Arc::new(plan));
+        let removed = self.intake.child_token();
+        let task = tokio::spawn(run_placed(
+            plans,
+            Lease { fleet: self.fleet.clone(), member: self.member.clone(), grants },
+            self.services.clone(),
+            self.board.clone(),
+            removed.clone(),
+            self.fleet.lease_ttl() / 6,
+        ));
+        self.connectors.insert(name, PlacedTask { fingerprint, plan, removed, task });
+    }
+
+    /// Applies a reloaded configuration's connectors: new ones are placed, removed ones
+    /// stop and release their leases, changed ones restart with their new settings
+    /// under the lease they hold (so they stay on this node), unchanged ones are left
+    /// alone.
+    pub async fn apply(&mut self, placed: Vec<Placed>, report: &mut crate::reload::ReloadReport) {
+        let wanted: BTreeSet<String> = placed.iter().map(|p| p.name.clone()).collect();
+        let gone: Vec<String> = self.connectors.keys().filter(|name| !wanted.contains(*name)).cloned().collect();
+        for name in gone {
+            let (done, removed) = tokio::sync::oneshot::channel();
+            if self.changes.send(SlotChange::Remove(name.clone(), done)).is_ok() {
+                let _ = removed.await;
+            }
+            if let Some(placed) = self.connectors.remove(&name) {
+                placed.removed.cancel();
+                let _ = placed.task.await;
+            }
+            self.board.remove(&name);
+            report.stopped.push(name);
+        }
+        for plan in placed {
+            match self.connectors.get_mut(&plan.name) {
+                Some(running) if running.fingerprint == plan.fingerprint => report.unchanged.push(plan.name),
+                Some(running) => {
+                    // `nodes:` is read by the loop's slot; a changed list applies after
+                    // a restart of the slot, so a connector whose list changed is placed anew.
+                    let moved = running.plan.borrow().nodes != plan.nodes;
+                    report.restarted.push(plan.name.clone());
+                    if moved {
+                        let name = plan.name.clone();
+                        let (done, removed) = tokio::sync::oneshot::channel();
+                        if self.changes.send(SlotChange::Remove(name.clone(), done)).is_ok() {
+                            let _ = removed.await;
+                        }
+                        if let Some(placed) = self.connectors.remove(&name) {
+                            placed.removed.cancel();
+                            let _ = placed.task.await;
+                        }
+                        self.add(plan);
+                    } else {
+                        running.fingerprint = plan.fingerprint.clone();
+                        running.plan.send_replace(Arc::new(plan));
+                    }
+                }
+                None => {
+                    report.started.push(plan.name.clone());
+                    self.add(plan);
+                }
+            }
+        }
     }
 
     /// Waits for the connectors (after intake was cancelled), ends the loop, releases
     /// what is left and leaves the fleet.
     pub async fn stop(self) {
-        for task in self.connectors {
-            if let Err(error) = task.await {
+        for (_, placed) in self.connectors {
+            if let Err(error) = placed.task.await {
                 tracing::error!(%error, "A connector's fleet task failed.");
             }
         }
@@ -225,13 +321,17 @@ struct Placement {
 }
 
 impl Placement {
-    async fn run(mut self, stop: CancellationToken) {
+    async fn run(mut self, mut changes: tokio::sync::mpsc::UnboundedReceiver<SlotChange>, stop: CancellationToken) {
         let tick = self.ttl / 3;
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = interval.tick() => {}
+                Some(change) = changes.recv() => {
+                    self.change(change);
+                    continue;
+                }
                 _ = stop.cancelled() => break,
             }
             self.tick().await;
@@ -247,6 +347,23 @@ impl Placement {
 
     fn give_up(&self) -> Duration {
         self.ttl * 2 / 3
+    }
+
+    /// A reload added or removed a connector. A removed one's connector is told to
+    /// stop (its task releases the lease once it has stopped); should this loop have
+    /// taken the lease a moment before and the task not have started it yet, nobody
+    /// releases it and it lapses after `lease_ttl`, harmless for a connector that no
+    /// longer exists.
+    fn change(&mut self, change: SlotChange) {
+        match change {
+            SlotChange::Add(slot) => self.slots.push(slot),
+            SlotChange::Remove(name, done) => {
+                if let Some(i) = self.slots.iter().position(|s| s.connector == name) {
+                    self.slots.remove(i).revoke();
+                }
+                let _ = done.send(());
+            }
+        }
     }
 
     async fn tick(&mut self) {
@@ -418,17 +535,21 @@ struct Lease {
     grants: watch::Receiver<Option<Grant>>,
 }
 
+/// Why a placed connector stopped when a reload changed its settings.
+const RECONFIGURED: &str = "its configuration changed";
+
 /// One connector under the fleet: runs it under the supervisor while a grant is
 /// valid, stops it when the grant goes or its deadline passes, then releases the lease.
 async fn run_placed(
-    plan: Placed,
+    mut plans: watch::Receiver<Arc<Placed>>,
     mut lease: Lease,
     services: NodeServices,
     board: StatusBoard,
     intake: CancellationToken,
     grace: Duration,
 ) {
-    let resource = resource(&plan.name);
+    let name = plans.borrow().name.clone();
+    let resource = resource(&name);
     loop {
         // Wait for a grant that is still valid.
         let grant = loop {
@@ -442,6 +563,7 @@ async fn run_placed(
                 _ = intake.cancelled() => return,
             }
         };
+        let plan = plans.borrow_and_update().clone();
         let fence = grant.fence;
         let mut valid_until = grant.valid_until;
         let stop = intake.child_token();
@@ -469,6 +591,8 @@ async fn run_placed(
                     }
                 }
                 _ = tokio::time::sleep_until(valid_until) => break ("the lease was not renewed in time", false),
+                // A reload changed its settings: it restarts with them, under the same lease.
+                Ok(()) = plans.changed() => break (RECONFIGURED, false),
                 // It ends on its own when sunk, or when the node stops (this branch may
                 // win that race): either way it has been polled to completion.
                 _ = &mut task => break ("the connector's supervisor ended", true),
@@ -491,6 +615,9 @@ async fn run_placed(
             board.set_state(&plan.name, ConnectorState::Stopped);
         }
         tracing::info!(connector = %plan.name, fence, "Stopped the connector: {why}.");
+        if why == RECONFIGURED {
+            continue; // The grant still holds: the next round starts it again at once.
+        }
         // Only the holder with this fencing number can release: harmless otherwise.
         if let Err(error) = lease.fleet.release(&resource, &lease.member, fence).await {
             tracing::warn!(connector = %plan.name, error = %flotilla_core::error_chain(&error),

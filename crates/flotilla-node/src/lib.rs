@@ -29,6 +29,7 @@ pub mod http_server;
 pub mod metrics;
 pub mod node;
 pub mod reactor;
+pub mod reload;
 pub mod status;
 pub mod supervisor;
 pub mod systemd;

@@ -35,7 +35,6 @@ use crate::config::{BusSettings, Config};
 use crate::effects::NodeEffects;
 use crate::reactor::{self, ReactorCounters};
 use crate::status::StatusSource;
-use crate::supervisor;
 
 /// The shutdown tree: one token per stage, cancelled in this order by
 /// [`RunningNode::stop`], each only after the previous stage's tasks have ended.
@@ -60,7 +59,8 @@ pub struct RunningNode {
     /// Cancelled to ask the node to stop ([`RunningNode::run_until_signal`] returns).
     stop_requested: CancellationToken,
     stages: Stages,
-    connectors: Vec<JoinHandle<()>>,
+    /// The connectors this node runs itself (outside a fleet).
+    connectors: crate::reload::LocalConnectors,
     /// With a shared bus: the fleet loop and the connectors it places.
     fleet: Option<crate::fleet::FleetRuntime>,
     reactor: JoinHandle<anyhow::Result<()>>,
@@ -73,11 +73,20 @@ pub struct RunningNode {
     /// Registered before the node says it is ready, so a signal sent the moment it is
     /// ready is handled rather than killing the process.
     signals: Signals,
+    /// What a reload needs: the rules the reactor follows, the settings only a restart
+    /// applies, the services running, how to read the configuration again.
+    rules: tokio::sync::watch::Sender<reactor::ReactorRules>,
+    fixed: Vec<(String, String)>,
+    service_names: Vec<&'static str>,
+    loader: Option<crate::reload::Loader>,
+    /// Reloads asked for over the admin socket.
+    reloads: tokio::sync::mpsc::Receiver<admin::ReloadRequest>,
 }
 
 struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
 }
 
 /// Opens the node's bus: the embedded one in its data directory, or the shared one
@@ -168,6 +177,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let signals = Signals {
         interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
         terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+        hangup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
     };
     for warning in &config.warnings {
         tracing::warn!("{warning}");
@@ -200,39 +210,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         data_dir: config.data_dir.clone(),
     };
 
-    let mut connectors = Vec::new();
+    let mut connectors = crate::reload::LocalConnectors::new(shared.clone(), board.clone(), stages.intake.clone());
     let mut placed = Vec::new();
     for plan in &config.connectors {
-        if !plan.enabled {
-            board.register(&plan.name, &plan.kind, ConnectorState::Stopped);
-            continue;
+        match fleet {
+            Some(_) if plan.enabled => placed.push(placed_plan(plan)),
+            Some(_) => board.register(&plan.name, &plan.kind, ConnectorState::Stopped),
+            None => connectors.start(plan),
         }
-        if fleet.is_some() {
-            placed.push(crate::fleet::Placed {
-                name: plan.name.clone(),
-                kind: plan.kind.clone(),
-                queue: plan.queue.clone(),
-                restart: plan.restart.clone(),
-                connector: plan.connector.clone(),
-                nodes: plan.nodes.clone(),
-            });
-            continue;
-        }
-        if let Some(nodes) = &plan.nodes
-            && !nodes.contains(&config.node_name)
-        {
-            tracing::info!(connector = %plan.name, "The connector's nodes: list does not name this node; it does not run here.");
-            board.register(&plan.name, &plan.kind, ConnectorState::Stopped);
-            continue;
-        }
-        board.register(&plan.name, &plan.kind, ConnectorState::Starting);
-        let ctx = shared.connector(&plan.name, &plan.kind, &plan.queue, stages.intake.child_token());
-        connectors.push(tokio::spawn(supervisor::supervise(
-            plan.connector.clone(),
-            ctx,
-            plan.restart.clone(),
-            board.clone(),
-        )));
     }
 
     let fleet_runtime = fleet.as_ref().map(|(fleet, member)| {
@@ -241,18 +226,22 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
 
     let counters = Arc::new(ReactorCounters::default());
     let effects = Arc::new(NodeEffects::new(bus.clone(), store.clone()));
+    let (rules, rules_rx) = tokio::sync::watch::channel(reactor::ReactorRules {
+        tree: config.rules.clone(),
+        idle_warning: config.reactor.idle_warning,
+    });
     let reactor = tokio::spawn(
         reactor::Reactor {
             bus: bus.clone(),
-            rules: config.rules.clone(),
+            rules: rules_rx,
             effects,
             node_name: config.node_name.clone(),
-            idle_warning: config.reactor.idle_warning,
             counters: counters.clone(),
         }
         .run(stages.processing.clone()),
     );
 
+    let service_names: Vec<&'static str> = config.services.iter().map(|plan| plan.name).collect();
     let mut services: Vec<Arc<dyn RunningService>> = Vec::with_capacity(config.services.len());
     for plan in config.services {
         let ctx = ServiceContext {
@@ -313,7 +302,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let admin_listener = admin::bind(&config.data_dir).with_context(|| {
         format!("cannot create the admin socket {}", admin::socket_path(&config.data_dir).display())
     })?;
-    servers.push(tokio::spawn(admin::serve(admin_listener, bus.clone(), status.clone(), stages.servers.clone())));
+    let (reload_requests, reloads) = tokio::sync::mpsc::channel(4);
+    servers.push(tokio::spawn(admin::serve(
+        admin_listener,
+        bus.clone(),
+        status.clone(),
+        reload_requests,
+        stages.servers.clone(),
+    )));
 
     let listed = listeners.iter().map(|(what, addr)| format!("{what}={addr}")).collect::<Vec<_>>().join(" ");
     tracing::info!(
@@ -345,7 +341,25 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         store,
         _dir_lock: dir_lock,
         signals,
+        rules,
+        fixed: config.fixed,
+        service_names,
+        loader: None,
+        reloads,
     })
+}
+
+/// A connector as the fleet places it.
+fn placed_plan(plan: &crate::config::ConnectorPlan) -> crate::fleet::Placed {
+    crate::fleet::Placed {
+        name: plan.name.clone(),
+        kind: plan.kind.clone(),
+        queue: plan.queue.clone(),
+        restart: plan.restart.clone(),
+        connector: plan.connector.clone(),
+        nodes: plan.nodes.clone(),
+        fingerprint: plan.fingerprint.clone(),
+    }
 }
 
 /// Open files the node needs besides its listeners' connections: bus segments, the
@@ -414,16 +428,107 @@ impl RunningNode {
         self.listeners.iter().find(|(name, _)| *name == what).map(|(_, addr)| *addr)
     }
 
-    /// Waits for SIGINT or SIGTERM (or the shutdown token), then shuts down cleanly.
+    /// Lets the node reload its configuration (`SIGHUP`, `flotilla reload`) by calling
+    /// `loader`, which reads it as it was read at start.
+    pub fn set_loader(&mut self, loader: crate::reload::Loader) {
+        self.loader = Some(loader);
+    }
+
+    /// Waits for SIGINT or SIGTERM (or the shutdown token), then shuts down cleanly;
+    /// meanwhile reloads the configuration on SIGHUP or when asked over the admin socket.
     pub async fn run_until_signal(mut self) -> anyhow::Result<()> {
         crate::systemd::notify(&format!("READY=1\nMAINPID={}", std::process::id()));
-        tokio::select! {
-            _ = self.signals.interrupt.recv() => tracing::info!("SIGINT received; shutting down."),
-            _ = self.signals.terminate.recv() => tracing::info!("SIGTERM received; shutting down."),
-            _ = self.stop_requested.cancelled() => {}
+        loop {
+            tokio::select! {
+                _ = self.signals.interrupt.recv() => { tracing::info!("SIGINT received; shutting down."); break }
+                _ = self.signals.terminate.recv() => { tracing::info!("SIGTERM received; shutting down."); break }
+                _ = self.stop_requested.cancelled() => break,
+                _ = self.signals.hangup.recv() => {
+                    tracing::info!("SIGHUP received; reloading the configuration.");
+                    let _ = self.reload_and_log().await;
+                }
+                Some(answer) = self.reloads.recv() => {
+                    tracing::info!("Reload asked for over the admin socket.");
+                    let _ = answer.send(self.reload_and_log().await);
+                }
+            }
         }
         crate::systemd::notify("STOPPING=1");
         self.stop().await
+    }
+
+    /// [`reload`](Self::reload), with the outcome logged; systemd hears `RELOADING=1`
+    /// and `READY=1` around it.
+    async fn reload_and_log(&mut self) -> Result<crate::reload::ReloadReport, String> {
+        crate::systemd::notify("RELOADING=1");
+        let outcome = self.reload().await;
+        crate::systemd::notify("READY=1");
+        match &outcome {
+            Ok(report) => {
+                tracing::info!(
+                    started = %report.started.join(","),
+                    stopped = %report.stopped.join(","),
+                    restarted = %report.restarted.join(","),
+                    unchanged = report.unchanged.len(),
+                    rules = report.rules,
+                    "The configuration was reloaded."
+                );
+                for change in &report.needs_restart {
+                    tracing::warn!("Not applied until the node restarts: {change}.");
+                }
+            }
+            Err(errors) => {
+                tracing::error!("The new configuration was refused; the running one stays in force:\n{errors}")
+            }
+        }
+        outcome
+    }
+
+    /// Reads the configuration again and applies what changed (see [`crate::reload`]).
+    /// A configuration with errors is refused whole: the error lists every problem.
+    pub async fn reload(&mut self) -> Result<crate::reload::ReloadReport, String> {
+        let Some(loader) = &self.loader else {
+            return Err("this node was started without a configuration to reload".to_string());
+        };
+        let config = loader().map_err(|diagnostics| {
+            let mut lines: Vec<String> = diagnostics.iter().map(|d| format!("error: {d}")).collect();
+            lines.push(format!(
+                "{} error{} in the configuration",
+                diagnostics.len(),
+                if diagnostics.len() == 1 { "" } else { "s" }
+            ));
+            lines.join("\n")
+        })?;
+        let mut report = crate::reload::ReloadReport {
+            rules: config.rules.len(),
+            needs_restart: crate::reload::needs_restart(&self.fixed, &self.service_names, &config),
+            ..Default::default()
+        };
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
+        self.rules.send_replace(reactor::ReactorRules {
+            tree: config.rules.clone(),
+            idle_warning: config.reactor.idle_warning,
+        });
+        match &mut self.fleet {
+            Some(fleet) => {
+                let placed = config.connectors.iter().filter(|plan| plan.enabled).map(placed_plan).collect();
+                fleet.apply(placed, &mut report).await;
+                for plan in config.connectors.iter().filter(|plan| !plan.enabled) {
+                    if self.status.board.get(&plan.name).is_none() {
+                        self.status.board.register(&plan.name, &plan.kind, ConnectorState::Stopped);
+                    }
+                }
+                for status in self.status.board.snapshot() {
+                    if !config.connectors.iter().any(|plan| plan.name == status.name) {
+                        self.status.board.remove(&status.name);
+                    }
+                }
+            }
+            None => self.connectors.apply(&config.connectors, &mut report).await,
+        }
+        Ok(report)
     }
 
     /// Stops the stages in order (intake, processing, servers), flushes, and returns.
@@ -432,9 +537,7 @@ impl RunningNode {
         // 1. Intake: connectors stop (within their grace period); what they emitted is
         //    durable on the bus.
         self.stages.intake.cancel();
-        for task in self.connectors {
-            let _ = task.await;
-        }
+        self.connectors.wait().await;
         if let Some(fleet) = self.fleet {
             fleet.stop().await; // Its connectors stop, their leases are released, it leaves.
         }

@@ -15,6 +15,7 @@ use flotilla_bus::stage::{DRAIN_GRACE, Outputs, Stage, Work};
 use flotilla_bus::{Bus, Delivery};
 use flotilla_core::{Message, MessageError};
 use flotilla_reactor::RuleTree;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::effects::NodeEffects;
@@ -38,14 +39,22 @@ pub struct ReactorCounters {
     pub last_message_at: AtomicU64,
 }
 
+/// What a reload may change in the reactor: it takes the latest for each batch.
+#[derive(Clone)]
+pub struct ReactorRules {
+    pub tree: Arc<RuleTree>,
+    /// Warn when no message arrived for this long.
+    pub idle_warning: Option<Duration>,
+}
+
 /// The reactor: what it needs to run.
 pub struct Reactor {
     pub bus: Arc<dyn Bus>,
-    pub rules: Arc<RuleTree>,
+    /// The rules in force; a reload sends new ones, which apply from the next batch on
+    /// (a batch is never run half under old rules and half under new ones).
+    pub rules: watch::Receiver<ReactorRules>,
     pub effects: Arc<NodeEffects>,
     pub node_name: String,
-    /// Warn when no message arrived for this long.
-    pub idle_warning: Option<Duration>,
     pub counters: Arc<ReactorCounters>,
 }
 
@@ -90,12 +99,13 @@ impl Work for RunRules<'_> {
     ) -> Result<(), Self::Error> {
         self.last_message = Instant::now();
         let reactor = self.reactor;
+        let rules = reactor.rules.borrow().tree.clone();
         let counters = &reactor.counters;
         let mut rejected: Vec<Bytes> = Vec::new();
         for (delivery, message) in batch.iter().zip(messages.drain(..)) {
             match message {
                 Ok(message) => {
-                    let outcome = reactor.rules.run(message, reactor.effects.as_ref()).await;
+                    let outcome = rules.run(message, reactor.effects.as_ref()).await;
                     counters.rules_fired.fetch_add(outcome.fired.len() as u64, Ordering::Relaxed);
                     counters.plugin_errors.fetch_add(outcome.failures.len() as u64, Ordering::Relaxed);
                     for failure in &outcome.failures {
@@ -121,7 +131,8 @@ impl Work for RunRules<'_> {
     }
 
     fn idle(&mut self) {
-        if let Some(limit) = self.reactor.idle_warning
+        let idle_warning = self.reactor.rules.borrow().idle_warning;
+        if let Some(limit) = idle_warning
             && self.last_message.elapsed() >= limit
             && self.last_warning.elapsed() >= limit
         {

@@ -1,7 +1,8 @@
 //! The node's fleet side in process, on a throwaway redis-server: when its renewals
 //! stop being answered, a node stops its connector while the lease is still held in
 //! Redis (before anyone else could take it); once the lease has lapsed, it is acquired
-//! again with a larger fencing number.
+//! again with a larger fencing number. A reload restarts a changed connector under
+//! the lease it holds, releases a removed one's and places a new one.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -14,6 +15,7 @@ use flotilla_connector::{Connector, ConnectorContext, ConnectorState, NodeServic
 use flotilla_core::Message;
 use flotilla_node::config::RestartPolicy;
 use flotilla_node::fleet::{FleetRuntime, Placed, member};
+use flotilla_node::reload::ReloadReport;
 use flotilla_test_support::{RedisServer, TestNode};
 use tokio_util::sync::CancellationToken;
 
@@ -125,6 +127,7 @@ async fn a_node_that_cannot_renew_stops_its_connector_while_the_lease_still_hold
         restart: RestartPolicy::default(),
         connector: ticker.clone(),
         nodes: None,
+        fingerprint: "1".to_string(),
     };
     let runtime = FleetRuntime::start(fleet.clone(), me.clone(), vec![placed], &services, &node.board, &intake);
     let lease = async || fleet.leases().await.unwrap().into_iter().find(|l| l.resource == "connector:c");
@@ -157,4 +160,87 @@ async fn a_node_that_cannot_renew_stops_its_connector_while_the_lease_still_hold
     intake.cancel();
     runtime.stop().await;
     assert!(!ticker.running.load(Ordering::SeqCst));
+}
+
+fn placed(name: &str, connector: Arc<Ticker>, fingerprint: &str) -> Placed {
+    Placed {
+        name: name.to_string(),
+        kind: "test".to_string(),
+        queue: "q".to_string(),
+        restart: RestartPolicy::default(),
+        connector,
+        nodes: None,
+        fingerprint: fingerprint.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_restarts_a_changed_connector_under_its_lease_releases_a_removed_one_and_places_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(&dir.path().join("redis"));
+    let ttl = Duration::from_millis(3000);
+    let bus = RedisBus::open(RedisOptions { lease_ttl: ttl, ..RedisOptions::new(redis.url(), "alpha") }).await.unwrap();
+    let fleet: Arc<dyn Fleet> = Arc::new(RedisFleet::new(&bus));
+    let node = TestNode::new().await;
+    let services = NodeServices { bus: Arc::new(bus.clone()), ..node.services() };
+    let me = member("alpha", "here");
+    fleet.join(&me).await.unwrap();
+    let intake = CancellationToken::new();
+    let (keep, change, dropped) =
+        (Arc::new(Ticker::default()), Arc::new(Ticker::default()), Arc::new(Ticker::default()));
+    let mut runtime = FleetRuntime::start(
+        fleet.clone(),
+        me.clone(),
+        vec![
+            placed("keep", keep.clone(), "k1"),
+            placed("change", change.clone(), "c1"),
+            placed("drop", dropped.clone(), "d1"),
+        ],
+        &services,
+        &node.board,
+        &intake,
+    );
+    let fence = async |name: &str| {
+        fleet.leases().await.unwrap().into_iter().find(|l| l.resource == format!("connector:{name}")).map(|l| l.fence)
+    };
+    until("all three run", Duration::from_secs(15), async || {
+        [&keep, &change, &dropped].iter().all(|t| t.running.load(Ordering::SeqCst))
+    })
+    .await;
+    let change_fence = fence("change").await.expect("held");
+
+    let (changed, added) = (Arc::new(Ticker::default()), Arc::new(Ticker::default()));
+    let mut report = ReloadReport::default();
+    runtime
+        .apply(
+            vec![
+                placed("keep", keep.clone(), "k1"),
+                placed("change", changed.clone(), "c2"),
+                placed("add", added.clone(), "a1"),
+            ],
+            &mut report,
+        )
+        .await;
+    assert_eq!(report.unchanged, ["keep"]);
+    assert_eq!(report.restarted, ["change"]);
+    assert_eq!(report.stopped, ["drop"]);
+    assert_eq!(report.started, ["add"]);
+
+    // The removed one stopped and gave its lease back; it is gone from the board.
+    assert!(!dropped.running.load(Ordering::SeqCst));
+    until("the removed connector's lease is released", Duration::from_secs(5), async || fence("drop").await.is_none())
+        .await;
+    assert!(node.board.get("drop").is_none());
+    // The changed one runs its new settings, under the same lease; the old instance stopped.
+    until("the changed connector runs again", Duration::from_secs(10), async || changed.running.load(Ordering::SeqCst))
+        .await;
+    assert!(!change.running.load(Ordering::SeqCst));
+    assert_eq!(fence("change").await, Some(change_fence), "the changed connector kept its lease");
+    // The new one is placed; the unchanged one never stopped.
+    until("the new connector runs", Duration::from_secs(15), async || added.running.load(Ordering::SeqCst)).await;
+    assert_eq!(keep.runs.load(Ordering::SeqCst), 1);
+    assert!(keep.running.load(Ordering::SeqCst));
+
+    intake.cancel();
+    runtime.stop().await;
 }

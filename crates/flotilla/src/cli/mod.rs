@@ -4,6 +4,7 @@
 mod check;
 mod dispatcher_cli;
 mod manual;
+mod reload;
 mod rules;
 mod run;
 mod send;
@@ -40,6 +41,8 @@ enum Command {
     Tail(tail::Args),
     /// Show connectors, queues and consumer positions.
     Status(status::Args),
+    /// Make the running node re-read its configuration (as SIGHUP does) and say what changed.
+    Reload(reload::Args),
     /// Work with the reactor's rules.
     #[command(subcommand)]
     Rules(rules::Command),
@@ -93,6 +96,11 @@ pub fn registry() -> Vec<ConnectorType> {
 
 /// Loads the configuration or reports every problem as an `Invalid` failure.
 pub fn load(arg: &ConfigArg) -> Result<Config, Failure> {
+    load_diagnosed(arg).map_err(|diagnostics| Failure::Invalid(render_diagnostics(&diagnostics)))
+}
+
+/// Loads the configuration, or returns every problem.
+pub fn load_diagnosed(arg: &ConfigArg) -> Result<Config, Vec<Diagnostic>> {
     let registry = registry();
     let services = services();
     let env = |name: &str| std::env::var(name).ok();
@@ -103,7 +111,7 @@ pub fn load(arg: &ConfigArg) -> Result<Config, Failure> {
         env: &env,
         hostname: short_hostname(),
     };
-    load_config(&options).map_err(|diagnostics| Failure::Invalid(render_diagnostics(&diagnostics)))
+    load_config(&options)
 }
 
 pub fn render_diagnostics(diagnostics: &[Diagnostic]) -> String {
@@ -157,6 +165,7 @@ pub fn main() -> ExitCode {
             Command::Send(args) => send::run(args).await,
             Command::Tail(args) => tail::run(args).await,
             Command::Status(args) => status::run(args).await,
+            Command::Reload(args) => reload::run(args).await,
             Command::Rules(command) => rules::run(command).await,
             Command::DispatcherCli(args) => dispatcher_cli::run(*args).await,
             Command::Completions(args) => manual::completions(args, Cli::command()),
