@@ -136,7 +136,7 @@ pub struct GroupStats {
 }
 
 /// Counters since the bus was opened.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct BusCounters {
     pub published: u64,
     pub publish_batches: u64,
@@ -145,6 +145,89 @@ pub struct BusCounters {
     pub acked: u64,
     pub corrupt_records_skipped: u64,
     pub publish_errors: u64,
+    /// How long a successful publish took, from the call until it was durable.
+    #[serde(default)]
+    pub publish_seconds: HistogramSnapshot,
+    /// How long each sync of the embedded bus's files took (empty on Redis and NATS,
+    /// whose servers sync).
+    #[serde(default)]
+    pub sync_seconds: HistogramSnapshot,
+}
+
+/// The upper bounds (seconds) of [`LatencyHistogram`]'s buckets: 50 µs to 2.5 s, the
+/// range between a batched in-memory append and a disk that stalls.
+pub const LATENCY_BUCKETS: [f64; 14] =
+    [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5];
+
+/// Durations counted into fixed buckets without a lock (an atomic add per
+/// observation), for the metrics' histograms.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// Observations at or below each bound of [`LATENCY_BUCKETS`] (not cumulative),
+    /// then those above the last.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl LatencyHistogram {
+    pub fn observe(&self, duration: std::time::Duration) {
+        let seconds = duration.as_secs_f64();
+        let slot = LATENCY_BUCKETS.iter().position(|bound| seconds <= *bound).unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// The cumulative counts Prometheus expects.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut total = 0;
+        let mut buckets = Vec::with_capacity(LATENCY_BUCKETS.len() + 1);
+        for (i, count) in self.buckets.iter().enumerate() {
+            total += count.load(Ordering::Relaxed);
+            buckets.push((LATENCY_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY), total));
+        }
+        HistogramSnapshot { buckets, count: total, sum: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9 }
+    }
+}
+
+/// A histogram at one moment: cumulative counts per upper bound (the last is +Inf),
+/// the number of observations and their sum in seconds.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HistogramSnapshot {
+    #[serde(with = "bucket_bounds")]
+    pub buckets: Vec<(f64, u64)>,
+    pub count: u64,
+    pub sum: f64,
+}
+
+/// JSON has no infinity: the last bound is written as the string `+Inf`.
+mod bucket_bounds {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Bound {
+        Finite(f64),
+        Text(String),
+    }
+
+    pub fn serialize<S: Serializer>(buckets: &[(f64, u64)], serializer: S) -> Result<S::Ok, S::Error> {
+        let bounds: Vec<(Bound, u64)> = buckets
+            .iter()
+            .map(|(le, n)| (if le.is_finite() { Bound::Finite(*le) } else { Bound::Text("+Inf".into()) }, *n))
+            .collect();
+        bounds.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<(f64, u64)>, D::Error> {
+        let bounds: Vec<(Bound, u64)> = Vec::deserialize(deserializer)?;
+        Ok(bounds
+            .into_iter()
+            .map(|(le, n)| match le {
+                Bound::Finite(le) => (le, n),
+                Bound::Text(_) => (f64::INFINITY, n),
+            })
+            .collect())
+    }
 }
 
 /// The live counters behind [`BusCounters`], shared by a bus's parts.
@@ -157,6 +240,8 @@ pub(crate) struct Counters {
     pub acked: AtomicU64,
     pub corrupt_records_skipped: AtomicU64,
     pub publish_errors: AtomicU64,
+    pub publish_seconds: LatencyHistogram,
+    pub sync_seconds: LatencyHistogram,
 }
 
 impl Counters {
@@ -169,6 +254,8 @@ impl Counters {
             acked: self.acked.load(Ordering::Relaxed),
             corrupt_records_skipped: self.corrupt_records_skipped.load(Ordering::Relaxed),
             publish_errors: self.publish_errors.load(Ordering::Relaxed),
+            publish_seconds: self.publish_seconds.snapshot(),
+            sync_seconds: self.sync_seconds.snapshot(),
         }
     }
 }

@@ -120,30 +120,8 @@ impl From<QueueStats> for QueueView {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct BusView {
-    pub published: u64,
-    pub publish_batches: u64,
-    pub syncs: u64,
-    pub delivered: u64,
-    pub acked: u64,
-    pub corrupt_records_skipped: u64,
-    pub publish_errors: u64,
-}
-
-impl From<BusCounters> for BusView {
-    fn from(c: BusCounters) -> Self {
-        BusView {
-            published: c.published,
-            publish_batches: c.publish_batches,
-            syncs: c.syncs,
-            delivered: c.delivered,
-            acked: c.acked,
-            corrupt_records_skipped: c.corrupt_records_skipped,
-            publish_errors: c.publish_errors,
-        }
-    }
-}
+/// The bus's counters and latency histograms, as the status shows them.
+pub type BusView = BusCounters;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ReactorView {
@@ -200,7 +178,7 @@ impl StatusSource {
             http_listen: self.http_listen.clone(),
             connectors: self.board.snapshot().into_iter().map(ConnectorView::from).collect(),
             queues,
-            bus: self.bus.counters().into(),
+            bus: self.bus.counters(),
             reactor: ReactorView {
                 messages: r.messages.load(Ordering::Relaxed),
                 rules_fired: r.rules_fired.load(Ordering::Relaxed),

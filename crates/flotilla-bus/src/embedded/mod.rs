@@ -327,9 +327,12 @@ impl Bus for EmbeddedBus {
             let next = queue.end.borrow().seq;
             return Ok(next..next);
         }
+        let started = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         self.inner.writer.0.send(WriterMsg::Append { queue, payloads, reply }).map_err(|_| BusError::Closed)?;
-        answer.await.map_err(|_| BusError::Closed)?
+        let range = answer.await.map_err(|_| BusError::Closed)??;
+        self.inner.counters.publish_seconds.observe(started.elapsed());
+        Ok(range)
     }
 
     async fn delete_queue(&self, queue: &str) -> Result<(), BusError> {

@@ -263,6 +263,7 @@ impl Writer {
                 }
             }
             self.last_sync_time = started.elapsed();
+            self.counters.sync_seconds.observe(self.last_sync_time);
         }
         for (name, (before, start_seq, result)) in outcomes {
             let qw = self.writers.get_mut(&name).expect("touched queues have writers");
@@ -470,7 +471,10 @@ impl Writer {
                 continue;
             }
             self.counters.syncs.fetch_add(1, Ordering::Relaxed);
-            match qw.file.sync_data() {
+            let started = Instant::now();
+            let synced = qw.file.sync_data();
+            self.counters.sync_seconds.observe(started.elapsed());
+            match synced {
                 Ok(()) => qw.synced = qw.written,
                 Err(error) => tracing::error!(
                     queue = %name, %error,

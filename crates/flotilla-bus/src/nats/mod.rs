@@ -566,11 +566,13 @@ impl Bus for NatsBus {
             return Ok(0..0);
         }
         let count = payloads.len() as u64;
+        let started = std::time::Instant::now();
         let result = self.publish_batch(queue, payloads).await;
         match &result {
             Ok(_) => {
                 inner.counters.published.fetch_add(count, Ordering::Relaxed);
                 inner.counters.publish_batches.fetch_add(1, Ordering::Relaxed);
+                inner.counters.publish_seconds.observe(started.elapsed());
             }
             Err(_) => {
                 inner.counters.publish_errors.fetch_add(1, Ordering::Relaxed);

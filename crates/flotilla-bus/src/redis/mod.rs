@@ -485,6 +485,7 @@ impl Bus for RedisBus {
         if payloads.is_empty() {
             return Ok(0..0);
         }
+        let started = std::time::Instant::now();
         let mut publish = ::redis::pipe();
         publish.atomic();
         for payload in &payloads {
@@ -502,6 +503,7 @@ impl Bus for RedisBus {
             Ok(added) => {
                 inner.counters.published.fetch_add(count, Ordering::Relaxed);
                 inner.counters.publish_batches.fetch_add(1, Ordering::Relaxed);
+                inner.counters.publish_seconds.observe(started.elapsed());
                 Ok(added.saturating_sub(count)..added)
             }
             Err(error) => {

@@ -20,6 +20,11 @@ fn http_endpoints_answer() {
         "flotilla_connector_state{connector=\"Pulse-a\",type=\"pulse\",state=\"running\"} 1",
         "flotilla_connector_state{connector=\"Pulse-a\",type=\"pulse\",state=\"sunk\"} 0",
         "flotilla_queue_depth{queue=\"reactor\"}",
+        "# TYPE flotilla_bus_publish_seconds histogram",
+        "flotilla_bus_publish_seconds_bucket{le=\"+Inf\"}",
+        "# TYPE process_resident_memory_bytes gauge",
+        "# TYPE process_cpu_seconds_total counter",
+        "process_open_fds ",
     ] {
         assert!(metrics.contains(expected), "missing {expected} in\n{metrics}");
     }
