@@ -109,7 +109,12 @@ impl NodeProcess {
     /// Starts `flotilla run`, letting `prepare` adjust the command first (its
     /// environment, its limits), and waits until it says it is ready.
     pub fn start_with(config: &Path, prepare: impl FnOnce(&mut Command)) -> NodeProcess {
-        let mut command = Command::new(binary());
+        NodeProcess::start_program(Path::new(binary()), config, prepare)
+    }
+
+    /// [`NodeProcess::start_with`] for another copy of the binary (one a package installed).
+    pub fn start_program(program: &Path, config: &Path, prepare: impl FnOnce(&mut Command)) -> NodeProcess {
+        let mut command = Command::new(program);
         command
             .args(["run", "-c"])
             .arg(config)
