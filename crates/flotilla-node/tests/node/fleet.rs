@@ -75,24 +75,34 @@ struct Ticker {
     stopped_at: std::sync::Mutex<Option<Instant>>,
 }
 
+/// Records that the ticker stopped when its run ends, however it ends: returning, or
+/// aborted by the supervisor after its grace period (an emit that was slow to answer on
+/// a loaded machine), when the future is dropped.
+struct Stopping<'a>(&'a Ticker);
+
+impl Drop for Stopping<'_> {
+    fn drop(&mut self) {
+        *self.0.stopped_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        self.0.running.store(false, Ordering::SeqCst);
+    }
+}
+
 #[async_trait::async_trait]
 impl Connector for Ticker {
     async fn run(&self, ctx: &ConnectorContext) -> anyhow::Result<()> {
         self.runs.fetch_add(1, Ordering::SeqCst);
         self.running.store(true, Ordering::SeqCst);
-        let result = loop {
+        let _stopping = Stopping(self);
+        loop {
             tokio::select! {
-                _ = ctx.shutdown().cancelled() => break Ok(()),
+                _ = ctx.shutdown().cancelled() => return Ok(()),
                 _ = tokio::time::sleep(Duration::from_millis(10)) => {
                     if let Err(error) = ctx.emit(Message::new()).await {
-                        break Err(error.into());
+                        return Err(error.into());
                     }
                 }
             }
-        };
-        *self.stopped_at.lock().unwrap() = Some(Instant::now());
-        self.running.store(false, Ordering::SeqCst);
-        result
+        }
     }
 }
 
@@ -137,9 +147,10 @@ async fn a_node_that_cannot_renew_stops_its_connector_while_the_lease_still_hold
 
     // Renewals stop being answered: the connector stops while Redis still holds the
     // lease (so nobody else can run it yet).
-    // (A renewal already under way may still land: the expiry read after blocking is a
-    // lower bound.)
     fleet.renewals_hang.store(true, Ordering::SeqCst);
+    // A renewal already sent may still land: read the expiry once it has (it takes a
+    // round trip), so the bound below is the lease's real one.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let blocked = Instant::now();
     let held = lease().await.expect("held");
     let expires = blocked + Duration::from_millis(held.expires_in_ms);
