@@ -47,10 +47,10 @@ async fn main() {
     let reactor = tokio::spawn(
         reactor::Reactor {
             bus: bus.clone(),
-            rules: Arc::new(tree),
+            // The sender is dropped: the rules never change (a reload's path, unused here).
+            rules: tokio::sync::watch::channel(reactor::ReactorRules { tree: Arc::new(tree), idle_warning: None }).1,
             effects: Arc::new(NodeEffects::new(bus.clone(), store.clone())),
             node_name: "bench".into(),
-            idle_warning: None,
             counters: counters.clone(),
         }
         .run(shutdown.clone()),

@@ -68,7 +68,7 @@ async fn a_restart_continues_where_the_replay_was() {
     let lines: Vec<String> = (0..40).map(synthetic_event).collect();
     let path = write_file(&harness, &lines);
     let (shutdown, task) =
-        harness.spawn(FileConnector { path: path.clone(), rate: 200.0, repeat: false }, "replay", "wikimedia-file");
+        harness.spawn(FileConnector { path: path.clone(), rate: 20.0, repeat: false }, "replay", "wikimedia-file");
     let first = harness.messages(10).await;
     shutdown.cancel();
     task.await.unwrap().unwrap();
