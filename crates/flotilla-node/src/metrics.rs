@@ -145,6 +145,7 @@ mod tests {
             queues: Vec::new(),
             private_queues: None,
             fleet: None,
+            rates: Default::default(),
             bus: Default::default(),
             reactor: Default::default(),
             services: services.as_object().cloned().unwrap_or_default(),

@@ -253,6 +253,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         .run(stages.processing.clone()),
     );
 
+    let node_view = flotilla_service::NodeViewCell::default();
     let mut services: Vec<Arc<dyn RunningService>> = Vec::with_capacity(config.services.len());
     for plan in config.services {
         let ctx = ServiceContext {
@@ -261,6 +262,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
             bus: bus.clone(),
             store: store.clone(),
             shutdown: stages.processing.child_token(),
+            node: node_view.clone(),
         };
         match plan.service.start(ctx).await {
             Ok(service) => services.push(service),
@@ -295,8 +297,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         reactor: counters,
         services: services.clone(),
         fleet: fleet.map(|(fleet, _)| fleet),
+        rates: Arc::default(),
     };
+    node_view.set(Arc::new(status.clone()));
     let mut servers = Vec::new();
+    servers.push(tokio::spawn(crate::status::sample_rates_every_minute(status.clone(), stages.servers.clone())));
     let mut app = crate::http::router(crate::http::HttpState {
         status: status.clone(),
         admin_token: config.admin_token.as_ref().map(|t| Arc::from(t.0.as_str())),
