@@ -84,7 +84,7 @@ impl RateHistory {
             return;
         }
         self.samples.push_back((minute, totals()));
-        while self.samples.front().is_some_and(|(m, _)| *m + RATE_MINUTES as u64 + 1 <= minute) {
+        while self.samples.front().is_some_and(|(m, _)| *m + (RATE_MINUTES as u64) < minute) {
             self.samples.pop_front();
         }
     }
@@ -612,7 +612,8 @@ mod tests {
     #[test]
     fn per_minute_counts_are_differences_between_samples() {
         // (samples as (minute, total of "a")), now, live total, the last four counts expected.
-        let cases: &[(&[(u64, u64)], u64, u64, [u64; 4])] = &[
+        type Case<'a> = (&'a [(u64, u64)], u64, u64, [u64; 4]);
+        let cases: &[Case] = &[
             // Nothing sampled before now: only the minute in progress counts.
             (&[(1000, 0)], 1000, 7, [0, 0, 0, 7]),
             (&[(997, 0), (998, 5), (999, 5), (1000, 12)], 1000, 20, [5, 0, 7, 8]),
