@@ -16,3 +16,4 @@ mod rules;
 mod security;
 mod send;
 mod support;
+mod webui;
