@@ -1,6 +1,7 @@
 //! The web UI's pages rendered from hostile data, without a browser: every value is
 //! escaped, no page holds an inline script or style (the Content-Security-Policy would
-//! block them), and a node of a thousand connectors and queues renders. The pages in a
+//! block them), and a node of a thousand connectors and queues renders; and the log
+//! search on SQLite (FTS5) and Postgres (GIN), through the IRC system's migrations. The pages in a
 //! real browser against a real node are tested in `crates/flotilla/tests/cli/webui.rs`.
 
 use serde_json::json;
@@ -88,4 +89,57 @@ fn a_thousand_connectors_render_with_a_line_each() {
     let page = flotilla_webui::render_fleet_page(status(1_000), 1_000).unwrap();
     assert_eq!(page.matches("<polyline").count(), 1_000);
     assert_eq!(page.matches("data-connector=").count(), 1_000);
+}
+
+/// The log search on both engines, through the IRC system's own migrations: a line is
+/// found by a word, not by a word it lacks, newest first; SQLite's FTS5 rejects a
+/// malformed query with its own message (Postgres's `websearch_to_tsquery` reads any
+/// text, so nothing there is rejected).
+async fn search_on(url: &str) {
+    use flotilla_store::Store;
+    use flotilla_webui::logs::{LogError, LogQuery, lines};
+    let store = Store::open(url).await.unwrap();
+    store.migrate(&flotilla_irc::MIGRATIONS).await.unwrap();
+    for (i, message) in ["the quick brown zebrafox", "nothing to see", "another zebrafox, later"].iter().enumerate() {
+        store
+            .execute(
+                &format!(
+                    "INSERT INTO irclog (target, message, source, networkname, irc_message_type, received_at) \
+                     VALUES ('#c', {}, 'nick', 'net', 'PRIVMSG', {})",
+                    store.dialect().placeholder(1),
+                    store.dialect().placeholder(2)
+                ),
+                &[flotilla_store::Param::Text(message), flotilla_store::Param::Int(1_700_000_000_000 + i as i64)],
+            )
+            .await
+            .unwrap();
+    }
+    let search = |text: &str| LogQuery { search: text.into(), ..LogQuery::default() };
+    let found = lines(&store, &search("zebrafox")).await.unwrap();
+    let texts: Vec<&str> = found.rows.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(texts, ["another zebrafox, later", "the quick brown zebrafox"], "{url}");
+    assert!(lines(&store, &search("giraffe")).await.unwrap().rows.is_empty());
+    let channel = LogQuery { network: "net".into(), channel: "#c".into(), ..LogQuery::default() };
+    assert_eq!(lines(&store, &channel).await.unwrap().rows.len(), 3);
+    if store.dialect() == flotilla_store::Dialect::Sqlite {
+        match lines(&store, &search("\"unterminated")).await {
+            Err(LogError::Rejected(words)) => assert!(words.contains("unterminated"), "{words}"),
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("FTS5 accepted an unterminated phrase"),
+        }
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn the_log_search_uses_the_full_text_index_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    search_on(&format!("sqlite://{}/log.db", dir.path().display())).await;
+}
+
+#[tokio::test]
+async fn the_log_search_uses_the_full_text_index_on_postgres() {
+    let database = flotilla_test_support::PgDatabase::create().await;
+    search_on(&database.url).await;
+    database.drop_now().await;
 }
