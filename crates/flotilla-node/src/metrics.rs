@@ -388,6 +388,7 @@ mod tests {
             queues: Vec::new(),
             private_queues: None,
             fleet: None,
+            rates: Default::default(),
             bus: Default::default(),
             reactor: Default::default(),
             services: serde_json::Map::new(),

@@ -242,6 +242,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     );
 
     let service_names: Vec<&'static str> = config.services.iter().map(|plan| plan.name).collect();
+    let node_view = flotilla_service::NodeViewCell::default();
     let mut services: Vec<Arc<dyn RunningService>> = Vec::with_capacity(config.services.len());
     for plan in config.services {
         let ctx = ServiceContext {
@@ -250,6 +251,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
             bus: bus.clone(),
             store: store.clone(),
             shutdown: stages.processing.child_token(),
+            node: node_view.clone(),
         };
         match plan.service.start(ctx).await {
             Ok(service) => services.push(service),
@@ -284,8 +286,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         reactor: counters,
         services: services.clone(),
         fleet: fleet.map(|(fleet, _)| fleet),
+        rates: Arc::default(),
     };
+    node_view.set(Arc::new(status.clone()));
     let mut servers = Vec::new();
+    servers.push(tokio::spawn(crate::status::sample_rates_every_minute(status.clone(), stages.servers.clone())));
     let mut app = crate::http::router(crate::http::HttpState {
         status: status.clone(),
         admin_token: config.admin_token.as_ref().map(|t| Arc::from(t.0.as_str())),

@@ -1,7 +1,13 @@
 //! The node at a glance: what `flotilla status`, `/api/v1/status` and `/metrics` show.
+//!
+//! Besides the running totals, the node keeps an hour of per-minute counts (messages
+//! emitted per connector, messages appended per queue: [`RateHistory`]) so the web UI
+//! can draw messages per second without a time-series store: a sample of the totals at
+//! each minute's start, the counts being differences between neighbouring samples.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use flotilla_bus::fleet::Fleet;
@@ -39,6 +45,98 @@ pub struct NodeStatus {
     /// With a shared bus: every node of the fleet and who owns which connector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetView>,
+    /// Messages per minute over the last hour, per connector and per queue.
+    #[serde(default)]
+    pub rates: RatesView,
+}
+
+/// How many minutes of counts the node keeps.
+pub const RATE_MINUTES: usize = 60;
+
+/// Per-minute counts over the last [`RATE_MINUTES`] minutes, oldest first; the last
+/// count is the minute in progress so far.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RatesView {
+    /// Unix seconds at which the oldest minute began.
+    pub since: u64,
+    pub connectors: Vec<RateSeries>,
+    pub queues: Vec<RateSeries>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RateSeries {
+    pub name: String,
+    pub per_minute: Vec<u64>,
+}
+
+/// Samples of running totals, one per minute (the first sample taken in that minute).
+#[derive(Debug, Default)]
+pub struct RateHistory {
+    /// (minute number since the epoch, totals by name), oldest first.
+    samples: VecDeque<(u64, BTreeMap<String, u64>)>,
+}
+
+impl RateHistory {
+    /// Records `totals` as minute `minute`'s sample, unless that minute already has one;
+    /// forgets samples older than the window needs.
+    pub fn record(&mut self, minute: u64, totals: impl FnOnce() -> BTreeMap<String, u64>) {
+        if self.samples.back().is_some_and(|(m, _)| *m >= minute) {
+            return;
+        }
+        self.samples.push_back((minute, totals()));
+        while self.samples.front().is_some_and(|(m, _)| *m + (RATE_MINUTES as u64) < minute) {
+            self.samples.pop_front();
+        }
+    }
+
+    /// The counts of `name` in each of the [`RATE_MINUTES`] minutes ending with `now_minute`
+    /// (whose count is `live` minus its sample). A minute without a sample at its start
+    /// or end counts 0 (the node was not running, or the minute is older than it); a
+    /// total that went down (a restarted connector) counts from zero.
+    pub fn per_minute(&self, name: &str, now_minute: u64, live: u64) -> Vec<u64> {
+        let total_at = |minute: u64| {
+            self.samples.iter().find(|(m, _)| *m == minute).map(|(_, totals)| totals.get(name).copied().unwrap_or(0))
+        };
+        // Minutes before the epoch (only in tests) count 0 like any minute without samples.
+        let first = (now_minute + 1) as i128 - RATE_MINUTES as i128;
+        (first..=now_minute as i128)
+            .map(|minute| {
+                let Ok(minute) = u64::try_from(minute) else { return 0 };
+                let start = total_at(minute);
+                let end = if minute == now_minute { Some(live) } else { total_at(minute + 1) };
+                match (start, end) {
+                    (Some(start), Some(end)) if end >= start => end - start,
+                    (Some(_), Some(end)) => end,
+                    _ => 0,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The two histories a node keeps.
+#[derive(Debug, Default)]
+pub struct Rates {
+    pub connectors: RateHistory,
+    pub queues: RateHistory,
+}
+
+fn now_minute() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs() / 60
+}
+
+/// Samples the totals at each minute's start until `shutdown`, so that the counts of
+/// minutes nobody looked at are kept too.
+pub async fn sample_rates_every_minute(status: StatusSource, shutdown: tokio_util::sync::CancellationToken) {
+    loop {
+        status.sample_rates().await;
+        let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let to_next_minute = std::time::Duration::from_secs(60 - secs % 60);
+        tokio::select! {
+            _ = tokio::time::sleep(to_next_minute) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// Queues named after a service's users (`sub.<name>`), summed up for the public view.
@@ -146,14 +244,71 @@ pub struct StatusSource {
     pub reactor: Arc<ReactorCounters>,
     pub services: Arc<[Arc<dyn RunningService>]>,
     pub fleet: Option<Arc<dyn Fleet>>,
+    /// Per-minute samples of the totals (see [`RateHistory`]).
+    pub rates: Arc<Mutex<Rates>>,
 }
 
 /// How long status waits for the fleet's backend before showing the error instead.
 const FLEET_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
+fn connector_totals(connectors: &[ConnectorView]) -> BTreeMap<String, u64> {
+    connectors.iter().map(|c| (c.name.clone(), c.emitted)).collect()
+}
+
+fn queue_totals(queues: &[QueueView]) -> BTreeMap<String, u64> {
+    queues.iter().map(|q| (q.queue.clone(), q.next_seq)).collect()
+}
+
+#[async_trait::async_trait]
+impl flotilla_service::NodeView for StatusSource {
+    async fn status(&self, admin: bool) -> serde_json::Value {
+        let status = if admin { self.snapshot().await } else { self.public_snapshot().await };
+        serde_json::to_value(status).unwrap_or_default()
+    }
+}
+
 impl StatusSource {
+    /// Takes this minute's sample of the totals, if it has none yet.
+    pub async fn sample_rates(&self) {
+        let queues: Vec<QueueView> =
+            self.bus.stats().await.unwrap_or_default().into_iter().map(QueueView::from).collect();
+        let connectors: Vec<ConnectorView> = self.board.snapshot().into_iter().map(ConnectorView::from).collect();
+        let minute = now_minute();
+        let mut rates = self.rates.lock().unwrap_or_else(|e| e.into_inner());
+        rates.connectors.record(minute, || connector_totals(&connectors));
+        rates.queues.record(minute, || queue_totals(&queues));
+    }
+
+    /// The per-minute counts of these connectors and queues (their totals as of now).
+    fn rates_view(&self, connectors: &[ConnectorView], queues: &[QueueView]) -> RatesView {
+        let minute = now_minute();
+        let mut rates = self.rates.lock().unwrap_or_else(|e| e.into_inner());
+        rates.connectors.record(minute, || connector_totals(connectors));
+        rates.queues.record(minute, || queue_totals(queues));
+        RatesView {
+            since: (minute + 1).saturating_sub(RATE_MINUTES as u64) * 60,
+            connectors: connectors
+                .iter()
+                .map(|c| RateSeries {
+                    name: c.name.clone(),
+                    per_minute: rates.connectors.per_minute(&c.name, minute, c.emitted),
+                })
+                .collect(),
+            queues: queues
+                .iter()
+                .map(|q| RateSeries {
+                    name: q.queue.clone(),
+                    per_minute: rates.queues.per_minute(&q.queue, minute, q.next_seq),
+                })
+                .collect(),
+        }
+    }
+
     pub async fn snapshot(&self) -> NodeStatus {
-        let queues = self.bus.stats().await.unwrap_or_default().into_iter().map(QueueView::from).collect();
+        let queues: Vec<QueueView> =
+            self.bus.stats().await.unwrap_or_default().into_iter().map(QueueView::from).collect();
+        let connectors: Vec<ConnectorView> = self.board.snapshot().into_iter().map(ConnectorView::from).collect();
+        let rates = self.rates_view(&connectors, &queues);
         let fleet = match &self.fleet {
             Some(fleet) => {
                 Some(tokio::time::timeout(FLEET_READ_TIMEOUT, crate::fleet::view(fleet.as_ref())).await.unwrap_or_else(
@@ -176,7 +331,7 @@ impl StatusSource {
             started_at: self.started_at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs(),
             uptime_seconds: self.started.elapsed().as_secs(),
             http_listen: self.http_listen.clone(),
-            connectors: self.board.snapshot().into_iter().map(ConnectorView::from).collect(),
+            connectors,
             queues,
             bus: self.bus.counters(),
             reactor: ReactorView {
@@ -190,6 +345,7 @@ impl StatusSource {
             services: self.services.iter().map(|s| (s.name().to_string(), s.status())).collect(),
             private_queues: None,
             fleet,
+            rates,
         }
     }
 
@@ -209,6 +365,7 @@ impl StatusSource {
             summed.bytes += q.bytes;
             false
         });
+        status.rates.queues.retain(|series| !private(&series.name));
         status.private_queues = Some(summed);
         status.services = self.services.iter().map(|s| (s.name().to_string(), s.public_status())).collect();
         status
@@ -425,6 +582,45 @@ fn cell(value: &serde_json::Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn totals(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn per_minute_counts_are_differences_between_samples() {
+        // (samples as (minute, total of "a")), now, live total, the last four counts expected.
+        type Case<'a> = (&'a [(u64, u64)], u64, u64, [u64; 4]);
+        let cases: &[Case] = &[
+            // Nothing sampled before now: only the minute in progress counts.
+            (&[(1000, 0)], 1000, 7, [0, 0, 0, 7]),
+            (&[(997, 0), (998, 5), (999, 5), (1000, 12)], 1000, 20, [5, 0, 7, 8]),
+            // A missing sample (the node was down) counts 0 on both sides of the gap.
+            (&[(997, 0), (999, 5), (1000, 12)], 1000, 12, [0, 0, 7, 0]),
+            // A total that went down (restarted connector) counts from zero.
+            (&[(998, 50), (999, 3)], 999, 4, [0, 0, 3, 1]),
+        ];
+        for (samples, now, live, expected) in cases {
+            let mut history = RateHistory::default();
+            for (minute, total) in *samples {
+                history.record(*minute, || totals(&[("a", *total)]));
+            }
+            let counts = history.per_minute("a", *now, *live);
+            assert_eq!(counts.len(), RATE_MINUTES);
+            assert_eq!(&counts[RATE_MINUTES - 4..], expected, "samples {samples:?}");
+            assert_eq!(history.per_minute("unknown", *now, 0).iter().sum::<u64>(), 0);
+        }
+    }
+
+    #[test]
+    fn a_minute_keeps_its_first_sample_and_old_samples_are_forgotten() {
+        let mut history = RateHistory::default();
+        history.record(10, || totals(&[("a", 1)]));
+        history.record(10, || totals(&[("a", 99)]));
+        assert_eq!(history.per_minute("a", 10, 5)[RATE_MINUTES - 1], 4);
+        history.record(200, || totals(&[("a", 5)]));
+        assert_eq!(history.samples.len(), 1);
+    }
 
     #[test]
     fn a_connectors_detail_is_printed_as_lines_and_a_table_not_as_json() {

@@ -31,7 +31,7 @@ pub mod slots;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use flotilla_bus::Bus;
 use flotilla_config::{Diagnostic, Node};
@@ -122,6 +122,34 @@ pub struct ServiceContext {
     /// Cancelled when the service must stop: after the node's connectors have stopped,
     /// so what they emitted last is still on the bus for the service's consumers.
     pub shutdown: CancellationToken,
+    /// The node's own status, filled in once every service has started (the status
+    /// shows the services, so it exists only after them).
+    pub node: NodeViewCell,
+}
+
+/// The node as a service may see it (the web UI shows it): what `/api/v1/status`
+/// answers, as JSON, so that no service needs the node's types.
+#[async_trait::async_trait]
+pub trait NodeView: Send + Sync {
+    /// The node's status: the admin's view, or (`admin` false) the public one that
+    /// sums up the services' private queues.
+    async fn status(&self, admin: bool) -> serde_json::Value;
+}
+
+/// Where the node puts its [`NodeView`] once it exists; empty until then (and in
+/// tests that start a service without a node).
+#[derive(Clone, Default)]
+pub struct NodeViewCell(Arc<OnceLock<Arc<dyn NodeView>>>);
+
+impl NodeViewCell {
+    /// Fills the cell (a second call is ignored: there is one node).
+    pub fn set(&self, view: Arc<dyn NodeView>) {
+        let _ = self.0.set(view);
+    }
+
+    pub fn get(&self) -> Option<&Arc<dyn NodeView>> {
+        self.0.get()
+    }
 }
 
 /// A service that is running.

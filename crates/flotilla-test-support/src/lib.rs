@@ -15,12 +15,15 @@
 //!   fsync per write, that a test can kill and restart.
 //! - [`NatsServer`]: a throwaway `nats-server -js` on a free port with its own store
 //!   directory, that a test can kill and restart (or start without JetStream).
+//! - [`webdriver::Browser`]: a throwaway `chromedriver` driving a headless Chromium
+//!   (the web UI's tests).
 //!
 //! Every wait here is bounded and every address is loopback.
 
 #![forbid(unsafe_code)]
 
 pub mod tls;
+pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

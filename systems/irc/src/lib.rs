@@ -43,11 +43,19 @@ use flotilla_store::{Migration, Migrations};
 
 /// The tables of the IRC log (`irclog`, `fleetlog`), for [`flotilla_store::Store::migrate`];
 /// the [`logger`] applies them before its first batch. Version 1 was version 2 of the
-/// old global migrator.
+/// old global migrator. Version 2 adds the full-text index of `irclog.message` (SQLite
+/// FTS5 table `irclog_search` kept by triggers; a Postgres GIN index on
+/// `to_tsvector('simple', message)`) that the web UI's log search uses.
 pub static MIGRATIONS: Migrations = Migrations {
     component: "irc",
-    sqlite: &[Migration::new(1, "irc", include_str!("../migrations/sqlite/0001_irc.sql")).legacy(2)],
-    postgres: &[Migration::new(1, "irc", include_str!("../migrations/postgres/0001_irc.sql")).legacy(2)],
+    sqlite: &[
+        Migration::new(1, "irc", include_str!("../migrations/sqlite/0001_irc.sql")).legacy(2),
+        Migration::new(2, "irc_search", include_str!("../migrations/sqlite/0002_irc_search.sql")),
+    ],
+    postgres: &[
+        Migration::new(1, "irc", include_str!("../migrations/postgres/0001_irc.sql")).legacy(2),
+        Migration::new(2, "irc_search", include_str!("../migrations/postgres/0002_irc_search.sql")),
+    ],
 };
 
 pub use config::{IrcSettings, settings_from_section};

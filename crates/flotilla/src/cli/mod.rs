@@ -83,7 +83,7 @@ pub type Outcome = Result<(), Failure>;
 /// Every service type this binary knows. A service runs only when the configuration
 /// asks for it (see each service's `build`).
 pub fn services() -> Vec<ServiceType> {
-    vec![flotilla_wikimedia_dispatcher::SERVICE_TYPE]
+    vec![flotilla_wikimedia_dispatcher::SERVICE_TYPE, flotilla_webui::SERVICE_TYPE]
 }
 
 /// Every connector type this binary knows.

@@ -86,6 +86,7 @@ async fn offline_status(config: &flotilla_node::Config) -> anyhow::Result<NodeSt
             })
             .collect(),
         queues,
+        rates: Default::default(),
         bus: Default::default(),
         reactor: Default::default(),
         services: Default::default(),

@@ -11,18 +11,21 @@ fn a_valid_configuration_passes() {
     let out = ws.run(&["check"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("configuration is valid (node testnode, 1 connector, 1 rule, no services)"),
+        stdout(&out).contains("configuration is valid (node testnode, 1 connector, 1 rule, services: webui)"),
         "{}",
         stdout(&out)
     );
     // A service the configuration asks for is named.
     let ws = Workspace::new("dispatcher:\n  max_definitions: 5\n");
     let out = ws.run(&["check"]);
-    assert!(stdout(&out).contains("0 rules, services: dispatcher)"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("0 rules, services: dispatcher, webui)"), "{}", stdout(&out));
     // An empty section asks for it too.
     let out = Workspace::new("dispatcher:\n").run(&["check"]);
-    assert!(stdout(&out).contains("0 rules, services: dispatcher)"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("0 rules, services: dispatcher, webui)"), "{}", stdout(&out));
     let out = Workspace::new("dispatcher:\n  enabled: no\n").run(&["check"]);
+    assert!(stdout(&out).contains("0 rules, services: webui)"), "{}", stdout(&out));
+    // The web UI runs unless switched off.
+    let out = Workspace::new("webui:\n  enabled: no\n").run(&["check"]);
     assert!(stdout(&out).contains("0 rules, no services)"), "{}", stdout(&out));
 }
 

@@ -17,3 +17,4 @@ mod rules;
 mod security;
 mod send;
 mod support;
+mod webui;
