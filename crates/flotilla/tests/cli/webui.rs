@@ -3,7 +3,8 @@
 //! form without its CSRF token refused, `/tail` showing a message sent with `flotilla
 //! send` without a reload (and a subject of `<script>alert(1)</script>` as text), bad
 //! input said on the page, an expired session, phone width, and `/logs` finding a line
-//! really logged from ngIRCd. Screenshots of each page go to docs/screenshots/.
+//! really logged from ngIRCd. Screenshots of each page are taken (into docs/screenshots/
+//! with `FLOTILLA_SCREENSHOTS=docs`).
 
 use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
@@ -26,8 +27,16 @@ fn workspace_with_token(config: &str) -> Workspace {
     ws
 }
 
+/// Where the screenshots go: docs/screenshots/ when `FLOTILLA_SCREENSHOTS=docs` (to
+/// refresh the committed ones), else a directory under the system's temporary one, so
+/// a test run leaves the checkout as it found it. Taken either way.
 fn screenshots() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
+    if std::env::var("FLOTILLA_SCREENSHOTS").is_ok_and(|v| v == "docs") {
+        return PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+    }
+    let dir = std::env::temp_dir().join("flotilla-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// One GET over a plain socket: (status line, headers, body).
