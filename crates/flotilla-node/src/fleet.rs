@@ -226,14 +226,7 @@ impl FleetRuntime {
         let wanted: BTreeSet<String> = placed.iter().map(|p| p.name.clone()).collect();
         let gone: Vec<String> = self.connectors.keys().filter(|name| !wanted.contains(*name)).cloned().collect();
         for name in gone {
-            let (done, removed) = tokio::sync::oneshot::channel();
-            if self.changes.send(SlotChange::Remove(name.clone(), done)).is_ok() {
-                let _ = removed.await;
-            }
-            if let Some(placed) = self.connectors.remove(&name) {
-                placed.removed.cancel();
-                let _ = placed.task.await;
-            }
+            self.remove(&name).await;
             self.board.remove(&name);
             report.stopped.push(name);
         }
@@ -246,15 +239,7 @@ impl FleetRuntime {
                     let moved = running.plan.borrow().nodes != plan.nodes;
                     report.restarted.push(plan.name.clone());
                     if moved {
-                        let name = plan.name.clone();
-                        let (done, removed) = tokio::sync::oneshot::channel();
-                        if self.changes.send(SlotChange::Remove(name.clone(), done)).is_ok() {
-                            let _ = removed.await;
-                        }
-                        if let Some(placed) = self.connectors.remove(&name) {
-                            placed.removed.cancel();
-                            let _ = placed.task.await;
-                        }
+                        self.remove(&plan.name).await;
                         self.add(plan);
                     } else {
                         running.fingerprint = plan.fingerprint.clone();
@@ -266,6 +251,19 @@ impl FleetRuntime {
                     self.add(plan);
                 }
             }
+        }
+    }
+
+    /// Stops placing a connector: its slot leaves the loop (its connector told to stop),
+    /// then its task ends once the connector has stopped and the lease is released.
+    async fn remove(&mut self, name: &str) {
+        let (done, removed) = tokio::sync::oneshot::channel();
+        if self.changes.send(SlotChange::Remove(name.to_string(), done)).is_ok() {
+            let _ = removed.await;
+        }
+        if let Some(placed) = self.connectors.remove(name) {
+            placed.removed.cancel();
+            let _ = placed.task.await;
         }
     }
 

@@ -155,23 +155,24 @@ impl Collector for Scrape {
             MetricType::Gauge,
             queues.iter().map(|q| (labels([("queue", q.queue.as_str())]), q.bytes)),
         )?;
+        let by_group = |value: fn(&crate::status::GroupView) -> u64| {
+            queues.iter().flat_map(move |q| {
+                q.groups
+                    .iter()
+                    .map(move |g| (labels([("queue", q.queue.as_str()), ("group", g.group.as_str())]), value(g)))
+            })
+        };
         f.family(
             "flotilla_queue_group_pending",
             "Messages a consumer group has not acknowledged (its lag, in messages).",
             MetricType::Gauge,
-            queues.iter().flat_map(|q| {
-                q.groups.iter().map(|g| (labels([("queue", q.queue.as_str()), ("group", g.group.as_str())]), g.pending))
-            }),
+            by_group(|g| g.pending),
         )?;
         f.family(
             "flotilla_queue_group_in_flight",
             "Messages delivered to a consumer group and not yet acknowledged.",
             MetricType::Gauge,
-            queues.iter().flat_map(|q| {
-                q.groups
-                    .iter()
-                    .map(|g| (labels([("queue", q.queue.as_str()), ("group", g.group.as_str())]), g.in_flight))
-            }),
+            by_group(|g| g.in_flight),
         )?;
         // Without the admin token, queues named after a service's users are only summed up.
         if let Some(private) = &status.private_queues {
