@@ -93,6 +93,8 @@ pub struct ConnectorPlan {
     /// never runs it, in a fleet or alone.
     pub nodes: Option<Vec<String>>,
     pub connector: Arc<dyn Connector>,
+    /// Its section minus the common keys, for the services that serve its type.
+    pub section: Node,
 }
 
 /// One service the configuration asks for, built and ready to start.
@@ -691,6 +693,7 @@ fn connector_plan(
             restart,
             nodes,
             connector: Arc::from(connector),
+            section: rest.clone(),
         }),
         Err(errors) => {
             problems.0.extend(errors);
@@ -733,6 +736,7 @@ fn service_plans(
             kind: c.kind.clone(),
             queue: c.queue.clone(),
             enabled: c.enabled,
+            section: c.section.clone(),
         })
         .collect();
     let mut plans = Vec::new();
