@@ -31,7 +31,36 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod connector;
+pub mod consumer;
 pub mod event;
+pub mod gateway;
 pub mod handlers;
+pub mod outbox;
 pub mod persist;
+pub mod service;
 pub mod signature;
+pub mod webapi;
+
+use flotilla_config::Diagnostic;
+use flotilla_connector::{Connector, ConnectorSection, ConnectorType};
+
+pub use config::{SlackSettings, settings_from_section};
+pub use connector::SlackConnector;
+pub use service::SERVICE_TYPE;
+
+/// The `slack` connector type.
+pub const CONNECTOR_TYPE: ConnectorType = ConnectorType {
+    name: "slack",
+    description: "a Slack app: a signed Events API gateway on the node's HTTP server, handlers, the Web API for answers",
+    build,
+};
+
+fn build(section: &ConnectorSection<'_>) -> Result<Box<dyn Connector>, Vec<Diagnostic>> {
+    Ok(Box::new(SlackConnector::new(settings_from_section(section)?)))
+}
+
+/// The connector types this crate provides.
+pub fn connector_types() -> Vec<ConnectorType> {
+    vec![CONNECTOR_TYPE]
+}
