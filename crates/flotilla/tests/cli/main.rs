@@ -15,4 +15,5 @@ mod redis_bus;
 mod rules;
 mod security;
 mod send;
+mod slack;
 mod support;
