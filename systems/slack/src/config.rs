@@ -4,7 +4,8 @@
 //!
 //! | key | default | meaning |
 //! |---|---|---|
-//! | `signing_secret` | required | the app's signing secret (Basic Information → App Credentials) |
+//! | `signing_secret` | required without `app_token` | the app's signing secret (Basic Information → App Credentials): the HTTP gateway |
+//! | `app_token` | none | an app-level token (`xapp-…`, scope `connections:write`): Socket Mode |
 //! | `bot_token` | required | `xoxb-…`, sent only in the `Authorization` header |
 //! | `app_id`, `team_id` | not checked | requests for another app or workspace are refused (403) |
 //! | `bot_user_id` | none | the bot's user id: its own messages are ignored, mentions of it address it |
@@ -48,8 +49,9 @@ impl std::fmt::Debug for Secret {
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSlack {
-    signing_secret: Located<String>,
+    signing_secret: Option<Located<String>>,
     bot_token: Located<String>,
+    app_token: Option<Located<String>>,
     app_id: Option<String>,
     team_id: Option<String>,
     bot_user_id: Option<String>,
@@ -93,8 +95,11 @@ struct RawGlossary {
 /// Everything a `slack` connector and its gateway need, checked.
 #[derive(Debug, Clone)]
 pub struct SlackSettings {
-    pub signing_secret: Secret,
+    /// `None`: Socket Mode only, no HTTP route.
+    pub signing_secret: Option<Secret>,
     pub bot_token: Secret,
+    /// Socket Mode's app-level token (`xapp-…`).
+    pub app_token: Option<Secret>,
     pub expected: Expected,
     pub path: String,
     pub api_url: String,
@@ -112,10 +117,28 @@ pub const DEFAULT_API_URL: &str = "https://slack.com/api";
 pub fn settings_from_section(section: &ConnectorSection<'_>) -> Result<SlackSettings, Vec<Diagnostic>> {
     let raw: RawSlack = flotilla_connector::decode_section(section)?;
     let mut errors = Vec::new();
-    for (key, value) in [("signing_secret", &raw.signing_secret), ("bot_token", &raw.bot_token)] {
-        if value.value.trim().is_empty() {
+    for (key, value) in [
+        ("signing_secret", raw.signing_secret.as_ref()),
+        ("bot_token", Some(&raw.bot_token)),
+        ("app_token", raw.app_token.as_ref()),
+    ] {
+        if value.is_some_and(|v| v.value.trim().is_empty()) {
             errors.push(diagnostic_at(section, key, "must not be empty"));
         }
+    }
+    if raw.signing_secret.is_none() && raw.app_token.is_none() {
+        errors.push(diagnostic_at(
+            section,
+            "signing_secret",
+            "give signing_secret (the Events API over HTTP) or app_token (Socket Mode), or both",
+        ));
+    }
+    if raw.app_token.as_ref().is_some_and(|t| !t.value.starts_with("xapp-")) {
+        errors.push(diagnostic_at(
+            section,
+            "app_token",
+            "an app-level token starts with xapp- (Basic Information → App-Level Tokens)",
+        ));
     }
     let path = raw.path.as_ref().map_or(DEFAULT_PATH.to_string(), |p| p.value.clone());
     if !path.starts_with('/') || path.contains(['?', '#', ' ']) || path.contains("{") {
@@ -202,8 +225,9 @@ pub fn settings_from_section(section: &ConnectorSection<'_>) -> Result<SlackSett
     };
     match handlers {
         Some(handlers) if errors.is_empty() => Ok(SlackSettings {
-            signing_secret: Secret::new(raw.signing_secret.value),
+            signing_secret: raw.signing_secret.map(|s| Secret::new(s.value)),
             bot_token: Secret::new(raw.bot_token.value),
+            app_token: raw.app_token.map(|s| Secret::new(s.value)),
             expected: Expected { app_id: raw.app_id, team_id: raw.team_id },
             path,
             api_url,

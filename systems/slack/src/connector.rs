@@ -10,6 +10,9 @@
 //! unreachable. A message that cannot become a call (no channel) is dropped with a
 //! warning, its reason in `errmsg` on [`FAILED_QUEUE`].
 //!
+//! With `app_token`, the connector also keeps a Socket Mode connection ([`crate::socket`]):
+//! on a fleet it runs on one node at a time, as Socket Mode wants one client per app.
+//!
 //! The gateway and the handlers are not here but in the service ([`crate::service`]):
 //! they must run on every node, while one poster per connector drains the outbox.
 
@@ -23,6 +26,9 @@ use flotilla_connector::{Backoff, Connector, ConnectorContext};
 use flotilla_core::Message;
 
 use crate::config::SlackSettings;
+use crate::gateway::Intake;
+use crate::persist::SeenEvents;
+use crate::socket::SocketMode;
 use crate::webapi::{ApiError, WebApi};
 
 /// Where outbox messages Slack refused go, with `errmsg` (never read by the reactor, so
@@ -42,6 +48,8 @@ impl SlackConnector {
 
 #[derive(Default)]
 struct Counters {
+    /// Socket Mode connections made.
+    socket_connections: AtomicU64,
     posted: AtomicU64,
     failed: AtomicU64,
     retries: AtomicU64,
@@ -55,6 +63,7 @@ impl Counters {
             "posted": self.posted.load(Ordering::Relaxed),
             "failed": self.failed.load(Ordering::Relaxed),
             "retries": self.retries.load(Ordering::Relaxed),
+            "socket_connections": self.socket_connections.load(Ordering::Relaxed),
             "last_error": last_error,
         }));
     }
@@ -70,22 +79,66 @@ impl Counters {
 impl Connector for SlackConnector {
     async fn run(&self, ctx: &ConnectorContext) -> anyhow::Result<()> {
         let api = Arc::new(WebApi::new(&self.settings.api_url, self.settings.bot_token.clone())?);
-        let counters = Counters::default();
+        let counters = Arc::new(Counters::default());
         counters.report(ctx);
-        let mut outbox = ctx.outbox().await?;
-        tracing::info!(connector = %ctx.name(), api = %self.settings.api_url, "Slack connector started; posting its outbox.");
-        loop {
-            let fetched = tokio::select! {
-                fetched = outbox.fetch(64, Duration::from_secs(1)) => fetched?,
-                () = ctx.shutdown().cancelled() => return Ok(()),
-            };
-            for delivery in fetched {
-                if !post_one(ctx, &api, &counters, &delivery).await {
-                    return Ok(()); // shut down while retrying: the message stays on the bus
-                }
-                outbox.ack(std::slice::from_ref(&delivery.id)).await?;
-                counters.report(ctx);
+        let outbox = drain_outbox(ctx, &api, &counters);
+        tracing::info!(connector = %ctx.name(), api = %self.settings.api_url, socket_mode = self.settings.app_token.is_some(),
+            "Slack connector started; posting its outbox.");
+        let Some(app_token) = &self.settings.app_token else { return outbox.await };
+        ctx.store().migrate(&crate::persist::MIGRATIONS).await?;
+        let mode = SocketMode {
+            api: WebApi::new(&self.settings.api_url, app_token.clone())?,
+            expected: self.settings.expected.clone(),
+            intake: Arc::new(Intake {
+                connector: ctx.name().to_string(),
+                hostname: ctx.hostname().to_string(),
+                bus: ctx.bus().clone(),
+                seen: SeenEvents::new(ctx.store().clone(), ctx.name()),
+                counters: Arc::default(),
+            }),
+            tls: tls_config()?,
+        };
+        let report = {
+            let (ctx, counters) = (ctx.clone(), counters.clone());
+            move |connections: u64| {
+                counters.socket_connections.store(connections, Ordering::Relaxed);
+                counters.report(&ctx);
             }
+        };
+        let socket = crate::socket::run(mode, ctx.shutdown().clone(), report);
+        tokio::try_join!(outbox, socket).map(drop)
+    }
+}
+
+/// TLS for Socket Mode's `wss://`: aws-lc-rs (the binary's one provider), the system's roots.
+fn tls_config() -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        // A malformed system certificate is skipped; the others still count.
+        let _ = roots.add(cert);
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Posts the outbox until shutdown.
+async fn drain_outbox(ctx: &ConnectorContext, api: &WebApi, counters: &Counters) -> anyhow::Result<()> {
+    let mut outbox = ctx.outbox().await?;
+    loop {
+        let fetched = tokio::select! {
+            fetched = outbox.fetch(64, Duration::from_secs(1)) => fetched?,
+            () = ctx.shutdown().cancelled() => return Ok(()),
+        };
+        for delivery in fetched {
+            if !post_one(ctx, api, counters, &delivery).await {
+                return Ok(()); // shut down while retrying: the message stays on the bus
+            }
+            outbox.ack(std::slice::from_ref(&delivery.id)).await?;
+            counters.report(ctx);
         }
     }
 }

@@ -172,14 +172,24 @@ pub fn parse_command(
     gateway_ms: u64,
     request_id: &str,
 ) -> Result<Inbound, ParseError> {
-    let mut form = Map::new();
-    for (key, value) in form_urlencoded::parse(body) {
-        // `token` is Slack's deprecated verification token: the signature replaces it,
-        // and it is a secret that has no business on the bus.
-        if key != "token" {
-            form.insert(key.into_owned(), Value::String(value.into_owned()));
-        }
-    }
+    let form: Map<String, Value> =
+        form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), Value::String(v.into_owned()))).collect();
+    command_from_fields(form, expected, gateway_ms, request_id)
+}
+
+/// A slash command from its fields (Socket Mode sends them as a JSON object).
+///
+/// # Errors
+/// As [`parse_command`].
+pub fn command_from_fields(
+    mut form: Map<String, Value>,
+    expected: &Expected,
+    gateway_ms: u64,
+    request_id: &str,
+) -> Result<Inbound, ParseError> {
+    // `token` is Slack's deprecated verification token: the signature replaces it,
+    // and it is a secret that has no business on the bus.
+    form.remove("token");
     for field in COMMAND_FIELDS {
         if !form.contains_key(field) {
             return Err(ParseError::MissingField(field));

@@ -60,16 +60,22 @@ impl GatewayCounters {
     }
 }
 
-/// One connector's gateway.
-pub struct Gateway {
+/// Where accepted events go: claimed in the store, then published. Shared by the
+/// HTTP gateway and Socket Mode ([`crate::socket`]).
+pub struct Intake {
     pub connector: String,
     pub hostname: String,
-    pub verifier: Verifier,
-    pub expected: Expected,
-    pub max_body: usize,
     pub bus: Arc<dyn Bus>,
     pub seen: SeenEvents,
     pub counters: Arc<GatewayCounters>,
+}
+
+/// One connector's gateway.
+pub struct Gateway {
+    pub verifier: Verifier,
+    pub expected: Expected,
+    pub max_body: usize,
+    pub intake: Arc<Intake>,
 }
 
 impl Gateway {
@@ -100,7 +106,7 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
         Some("application/json") => Kind::Events,
         Some("application/x-www-form-urlencoded") => Kind::Command,
         _ => {
-            gateway.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            gateway.intake.counters.rejected.fetch_add(1, Ordering::Relaxed);
             return ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "expected Content-Type application/json (events) or application/x-www-form-urlencoded (slash commands)",
@@ -111,7 +117,7 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
     let body = match read_capped(body, gateway.max_body).await {
         Ok(body) => body,
         Err(status) => {
-            gateway.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            gateway.intake.counters.rejected.fetch_add(1, Ordering::Relaxed);
             let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
                 format!("the body is larger than {} bytes", gateway.max_body)
             } else {
@@ -128,8 +134,8 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
         &body,
         now_secs,
     ) {
-        gateway.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(connector = %gateway.connector, reason = %refused, "Refused a Slack request: bad signature.");
+        gateway.intake.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(connector = %gateway.intake.connector, reason = %refused, "Refused a Slack request: bad signature.");
         return ApiError::unauthorized(refused.to_string()).into_response();
     }
     let request_id = Ulid::generate(now_ms).to_text();
@@ -143,28 +149,28 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
             ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], challenge).into_response()
         }
         Ok(Inbound::Ignored { kind, event_id }) => {
-            gateway.counters.ignored.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(connector = %gateway.connector, r#type = %kind, event_id = event_id.as_deref().unwrap_or(""),
+            gateway.intake.counters.ignored.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(connector = %gateway.intake.connector, r#type = %kind, event_id = event_id.as_deref().unwrap_or(""),
                 "Slack sent an event type the gateway does not queue; answered 200 so it is not retried.");
             StatusCode::OK.into_response()
         }
         Ok(Inbound::Queue(queued)) => {
             let retry = parts.headers.get("x-slack-retry-num").and_then(|v| v.to_str().ok()).map(str::to_string);
-            accept(gateway, queued, retry).await
+            accept(gateway.intake.clone(), queued, retry).await
         }
     }
 }
 
 fn refuse(gateway: &Gateway, error: &ParseError) -> Response {
-    gateway.counters.rejected.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(connector = %gateway.connector, %error, "Refused a signed Slack request.");
+    gateway.intake.counters.rejected.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(connector = %gateway.intake.connector, %error, "Refused a signed Slack request.");
     let status = if error.is_origin() { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
     ApiError::new(status, error.to_string()).into_response()
 }
 
 /// Claims, publishes, answers (see the module docs for the deadline).
-async fn accept(gateway: Arc<Gateway>, queued: Queued, retry: Option<String>) -> Response {
-    let work = tokio::spawn(claim_and_publish(gateway.clone(), queued, retry));
+async fn accept(intake: Arc<Intake>, queued: Queued, retry: Option<String>) -> Response {
+    let work = tokio::spawn(claim_and_publish(intake.clone(), queued, retry));
     match tokio::time::timeout(ACK_DEADLINE, work).await {
         Ok(Ok(Ok(Accepted::Queued))) => StatusCode::OK.into_response(),
         Ok(Ok(Ok(Accepted::Duplicate))) => StatusCode::OK.into_response(),
@@ -173,32 +179,37 @@ async fn accept(gateway: Arc<Gateway>, queued: Queued, retry: Option<String>) ->
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the event could not be queued").into_response()
         }
         Err(_late) => {
-            tracing::warn!(connector = %gateway.connector, deadline = ?ACK_DEADLINE,
+            tracing::warn!(connector = %intake.connector, deadline = ?ACK_DEADLINE,
                 "Queueing a Slack event took longer than the deadline; answered 503 (it is still being queued).");
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the event is taking long to queue; retry").into_response()
         }
     }
 }
 
-enum Accepted {
+/// What became of an event.
+pub enum Accepted {
     Queued,
     Duplicate,
 }
 
-async fn claim_and_publish(gateway: Arc<Gateway>, queued: Queued, retry: Option<String>) -> Result<Accepted, String> {
+/// Claims the event's id and publishes it (see the module docs).
+///
+/// # Errors
+/// The store or the bus failed (the claim is then released), in words for the sender.
+pub async fn claim_and_publish(intake: Arc<Intake>, queued: Queued, retry: Option<String>) -> Result<Accepted, String> {
     let key = queued.dedupe_key.clone().filter(|k| !k.is_empty());
     if let Some(key) = &key {
-        match gateway.seen.claim(key).await {
+        match intake.seen.claim(key).await {
             Ok(true) => {}
             Ok(false) => {
-                gateway.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(connector = %gateway.connector, event_id = %key, retry = retry.as_deref().unwrap_or(""),
+                intake.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(connector = %intake.connector, event_id = %key, retry = retry.as_deref().unwrap_or(""),
                     "A Slack event already queued came again (a retry); not queued twice.");
                 return Ok(Accepted::Duplicate);
             }
             Err(error) => {
-                gateway.counters.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(connector = %gateway.connector, error = %error.chain(), "Could not record a Slack event id; answered 500 (Slack retries).");
+                intake.counters.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(connector = %intake.connector, error = %error.chain(), "Could not record a Slack event id; answered 500 (Slack retries).");
                 return Err("the event could not be recorded; retry".into());
             }
         }
@@ -207,22 +218,22 @@ async fn claim_and_publish(gateway: Arc<Gateway>, queued: Queued, retry: Option<
         Ok(message) => message,
         Err(error) => return Err(format!("the event could not be made a message: {error}")),
     };
-    message.set(flotilla_core::message::KEY, gateway.connector.as_str());
+    message.set(flotilla_core::message::KEY, intake.connector.as_str());
     message.set(flotilla_core::message::PLUGIN, "slack");
-    message.stamp(&gateway.hostname, SystemTime::now());
-    match gateway.bus.publish(queued.queue, vec![Bytes::from(message.to_json())]).await {
+    message.stamp(&intake.hostname, SystemTime::now());
+    match intake.bus.publish(queued.queue, vec![Bytes::from(message.to_json())]).await {
         Ok(_) => {
-            gateway.counters.queued.fetch_add(1, Ordering::Relaxed);
+            intake.counters.queued.fetch_add(1, Ordering::Relaxed);
             Ok(Accepted::Queued)
         }
         Err(error) => {
-            gateway.counters.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(connector = %gateway.connector, queue = queued.queue, %error,
+            intake.counters.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(connector = %intake.connector, queue = queued.queue, %error,
                 "Could not queue a Slack event; answered 500 (Slack retries).");
             if let Some(key) = &key
-                && let Err(error) = gateway.seen.release(key).await
+                && let Err(error) = intake.seen.release(key).await
             {
-                tracing::error!(connector = %gateway.connector, event_id = %key, error = %error.chain(),
+                tracing::error!(connector = %intake.connector, event_id = %key, error = %error.chain(),
                     "Could not forget a Slack event id that was not queued: Slack's retry of it will be dropped.");
             }
             Err("the event could not be queued; retry".into())

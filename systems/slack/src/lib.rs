@@ -40,6 +40,7 @@ pub mod outbox;
 pub mod persist;
 pub mod service;
 pub mod signature;
+pub mod socket;
 pub mod webapi;
 
 use flotilla_config::Diagnostic;

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::SlackSettings;
 use crate::consumer::Consumer;
 use crate::event::QUEUES;
-use crate::gateway::{Gateway, GatewayCounters};
+use crate::gateway::{Gateway, GatewayCounters, Intake};
 use crate::persist::{GlossaryTable, SeenEvents};
 use crate::signature::Verifier;
 
@@ -68,7 +68,8 @@ fn build(config: &ServiceConfig<'_>) -> Result<Option<Box<dyn Service>>, Vec<Dia
     Ok((!planned.is_empty()).then(|| Box::new(SlackService { planned }) as Box<dyn Service>))
 }
 
-fn short_hostname() -> Option<String> {
+/// The machine's short host name (the `hostname` of messages), if it can be read.
+pub fn short_hostname() -> Option<String> {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
     let short = name.trim().split('.').next()?.to_string();
     (!short.is_empty()).then_some(short)
@@ -90,17 +91,23 @@ impl Service for SlackService {
             }
             let seen = SeenEvents::new(ctx.store.clone(), &name);
             let counters = Arc::new(GatewayCounters::default());
-            let gateway = Arc::new(Gateway {
+            let intake = Arc::new(Intake {
                 connector: name.clone(),
                 hostname: hostname.clone(),
-                verifier: Verifier::new(planned.settings.signing_secret.expose()),
-                expected: planned.settings.expected.clone(),
-                max_body: planned.settings.max_body,
                 bus: ctx.bus.clone(),
                 seen: seen.clone(),
                 counters: counters.clone(),
             });
-            router = router.merge(gateway.router(&planned.settings.path));
+            // Without a signing secret the app uses Socket Mode only: no route.
+            if let Some(secret) = &planned.settings.signing_secret {
+                let gateway = Arc::new(Gateway {
+                    verifier: Verifier::new(secret.expose()),
+                    expected: planned.settings.expected.clone(),
+                    max_body: planned.settings.max_body,
+                    intake,
+                });
+                router = router.merge(gateway.router(&planned.settings.path));
+            }
             gateways.push((name.clone(), planned.settings.path.clone(), counters));
             let handlers = Arc::new(planned.settings.handlers.clone());
             for queue in QUEUES {

@@ -7,5 +7,6 @@
 
 mod end_to_end;
 mod gateway;
+mod socket;
 mod support;
 mod webapi;
