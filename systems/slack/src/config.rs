@@ -14,6 +14,7 @@
 //! | `max_body` | `1MiB` | larger requests are refused (413) before they are verified |
 //! | `dedupe_for` | `2h` | how long an `event_id` is remembered (at least `1h`) |
 //! | `max_age` | `30s` | messages older than this are not answered |
+//! | `tasks` | none | background tasks: `name`, `kind` (`channel_cache`), `every`, `singleton` (true: the only kind) |
 //! | `handlers` | none | `reactions`, `prefixes`, `responses`, `glossary` (see docs/slack.md) |
 
 use std::collections::HashMap;
@@ -61,6 +62,32 @@ struct RawSlack {
     dedupe_for: Option<Located<String>>,
     max_age: Option<Located<String>>,
     handlers: Option<RawHandlers>,
+    tasks: Option<Vec<RawTask>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    name: Located<String>,
+    /// What it does: `channel_cache`.
+    kind: Located<String>,
+    every: Located<String>,
+    singleton: Option<Located<bool>>,
+}
+
+/// A background task (`tasks:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSettings {
+    pub name: String,
+    pub kind: TaskKind,
+    pub every: Duration,
+}
+
+/// What a background task does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    /// `conversations.list`, every page, kept in the store (state `channels`).
+    ChannelCache,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -108,6 +135,7 @@ pub struct SlackSettings {
     pub handlers: Handlers,
     /// Glossary terms from the configuration (lower-cased), seeded into the store.
     pub glossary_seed: HashMap<String, String>,
+    pub tasks: Vec<TaskSettings>,
 }
 
 pub const DEFAULT_PATH: &str = "/slack/events";
@@ -180,6 +208,44 @@ pub fn settings_from_section(section: &ConnectorSection<'_>) -> Result<SlackSett
     let dedupe_for = duration("dedupe_for", &raw.dedupe_for, Duration::from_secs(7200), Duration::from_secs(3600));
     let max_age = duration("max_age", &raw.max_age, Duration::from_secs(30), Duration::from_secs(1));
 
+    let mut tasks = Vec::new();
+    for (i, task) in raw.tasks.unwrap_or_default().into_iter().enumerate() {
+        let at = |key: &str| format!("tasks.{i}.{key}");
+        let kind = match task.kind.value.as_str() {
+            "channel_cache" => Some(TaskKind::ChannelCache),
+            other => {
+                errors.push(diagnostic_at(
+                    section,
+                    &at("kind"),
+                    format!("unknown task kind '{other}' (known: channel_cache)"),
+                ));
+                None
+            }
+        };
+        // Tasks run inside the connector, which a fleet runs on one node at a time
+        // under its lease: every task is a singleton. A task on every node is not built.
+        if task.singleton.as_ref().is_some_and(|s| !s.value) {
+            errors.push(diagnostic_at(
+                section,
+                &at("singleton"),
+                "only singleton tasks exist (they run where the connector runs, one node of the fleet)",
+            ));
+        }
+        let every = match flotilla_core::parse_duration(&task.every.value) {
+            Ok(d) if d >= Duration::from_secs(1) => d,
+            Ok(_) => {
+                errors.push(diagnostic_at(section, &at("every"), "must be at least 1s"));
+                Duration::from_secs(1)
+            }
+            Err(e) => {
+                errors.push(diagnostic_at(section, &at("every"), e.to_string()));
+                Duration::from_secs(1)
+            }
+        };
+        if let Some(kind) = kind {
+            tasks.push(TaskSettings { name: task.name.value, kind, every });
+        }
+    }
     let handlers_raw = raw.handlers.unwrap_or_default();
     let pairs = |list: Vec<HashMap<String, String>>| -> Vec<(String, String)> {
         list.into_iter().flat_map(|m| m.into_iter()).collect()
@@ -235,6 +301,7 @@ pub fn settings_from_section(section: &ConnectorSection<'_>) -> Result<SlackSett
             dedupe_for,
             handlers,
             glossary_seed,
+            tasks,
         }),
         _ => Err(errors),
     }

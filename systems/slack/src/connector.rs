@@ -81,7 +81,10 @@ impl Connector for SlackConnector {
         let api = Arc::new(WebApi::new(&self.settings.api_url, self.settings.bot_token.clone())?);
         let counters = Arc::new(Counters::default());
         counters.report(ctx);
-        let outbox = drain_outbox(ctx, &api, &counters);
+        let outbox = async {
+            let tasks = self.settings.tasks.iter().map(|task| crate::tasks::run(ctx, &api, task));
+            tokio::try_join!(drain_outbox(ctx, &api, &counters), futures_util::future::try_join_all(tasks)).map(drop)
+        };
         tracing::info!(connector = %ctx.name(), api = %self.settings.api_url, socket_mode = self.settings.app_token.is_some(),
             "Slack connector started; posting its outbox.");
         let Some(app_token) = &self.settings.app_token else { return outbox.await };

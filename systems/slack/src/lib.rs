@@ -41,6 +41,7 @@ pub mod persist;
 pub mod service;
 pub mod signature;
 pub mod socket;
+pub mod tasks;
 pub mod webapi;
 
 use flotilla_config::Diagnostic;

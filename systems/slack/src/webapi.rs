@@ -176,7 +176,12 @@ impl WebApi {
             let mut form = form_urlencoded::Serializer::new(String::new());
             if let Some(map) = arguments.as_object() {
                 for (key, value) in map {
-                    form.append_pair(key, &flotilla_core::message::value_text(value));
+                    // Slack documents its boolean arguments as `true`/`false`.
+                    let text = match value {
+                        Value::Bool(flag) => std::borrow::Cow::Borrowed(if *flag { "true" } else { "false" }),
+                        other => flotilla_core::message::value_text(other),
+                    };
+                    form.append_pair(key, &text);
                 }
             }
             request.header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(form.finish())

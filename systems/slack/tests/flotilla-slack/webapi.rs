@@ -121,3 +121,81 @@ async fn the_connector_posts_its_outbox_keeps_refusals_and_retries_failures() {
         (Some(2), Some(2), Some(1))
     );
 }
+
+#[tokio::test]
+async fn the_channel_cache_task_pages_through_conversations_list_into_the_store() {
+    let node = TestNode::new().await;
+    let server = WebApiServer::start().await;
+    server.answer(
+        "conversations.list",
+        200,
+        None,
+        r#"{"ok":true,"channels":[{"id":"C2","name":"random"}],"response_metadata":{"next_cursor":"dGVhbTpDMDYxRkE1UEI="}}"#,
+    );
+    server.answer(
+        "conversations.list",
+        200,
+        None,
+        r#"{"ok":true,"channels":[{"id":"C1","name":"general"}],"response_metadata":{"next_cursor":""}}"#,
+    );
+    let yaml = section(
+        &server.url,
+        "tasks:\n  - name: channels\n    kind: channel_cache\n    every: 1h\n    singleton: true\n",
+    );
+    let parsed = parse_section(&yaml);
+    let section = flotilla_connector::ConnectorSection { name: "team", node: &parsed, path: "connectors.team".into() };
+    let connector = flotilla_slack::SlackConnector::new(flotilla_slack::settings_from_section(&section).unwrap());
+    let ctx = node.context("team", "slack", "reactor");
+    let run = tokio::spawn({
+        let ctx = ctx.clone();
+        async move { connector.run(&ctx).await }
+    });
+    let got = server.wait_for(2).await;
+    assert_eq!(got[0].body, "limit=200&exclude_archived=true&types=public_channel%2Cprivate_channel");
+    assert!(got[1].body.ends_with("&cursor=dGVhbTpDMDYxRkE1UEI%3D"), "{}", got[1].body);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let cached = loop {
+        if let Some(value) = node.store.get_state("connector:team", "channels").await.unwrap() {
+            break value;
+        }
+        assert!(Instant::now() < deadline, "the cache was not written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(cached, json!([{"id": "C1", "name": "general"}, {"id": "C2", "name": "random"}]));
+    ctx.shutdown().cancel();
+    run.await.unwrap().unwrap();
+}
+
+#[test]
+fn task_and_token_settings_are_checked() {
+    let check = |yaml: &str| {
+        let parsed = parse_section(yaml);
+        let section =
+            flotilla_connector::ConnectorSection { name: "team", node: &parsed, path: "connectors.team".into() };
+        match flotilla_slack::settings_from_section(&section) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.into_iter().map(|d| d.message).collect::<Vec<_>>(),
+        }
+    };
+    assert_eq!(
+        check("bot_token: x\n"),
+        [
+            "connectors.team.signing_secret: give signing_secret (the Events API over HTTP) or app_token (Socket Mode), or both"
+        ]
+    );
+    assert_eq!(
+        check("bot_token: x\napp_token: xoxb-wrong\n"),
+        ["connectors.team.app_token: an app-level token starts with xapp- (Basic Information → App-Level Tokens)"]
+    );
+    assert_eq!(
+        check(
+            "bot_token: x\nsigning_secret: s\ntasks:\n  - {name: a, kind: poll, every: 5m}\n  - {name: b, kind: channel_cache, every: 0s, singleton: false}\n"
+        ),
+        [
+            "connectors.team.tasks.0.kind: unknown task kind 'poll' (known: channel_cache)",
+            "connectors.team.tasks.1.singleton: only singleton tasks exist (they run where the connector runs, one node of the fleet)",
+            "connectors.team.tasks.1.every: must be at least 1s",
+        ]
+    );
+    assert_eq!(check("bot_token: x\nsigning_secret: s\nmax_body: 1B\ndedupe_for: 10m\n").len(), 2);
+}
