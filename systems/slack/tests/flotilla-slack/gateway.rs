@@ -229,3 +229,27 @@ async fn challenges_routes_commands_and_ignored_types() {
     assert_eq!(gateway.running.status()["gateways"][0]["ignored"], 1);
     gateway.stop().await;
 }
+
+/// Two nodes, each with its own bus, sharing one Postgres store (a fleet behind a load
+/// balancer): Slack's retry reaching the other node is not queued again.
+#[tokio::test]
+async fn two_nodes_on_one_postgres_queue_an_event_once() {
+    let database = flotilla_test_support::PgDatabase::create().await;
+    let alpha = TestNode::with_store(tempfile::tempdir().unwrap(), &database.url).await;
+    let beta = TestNode::with_store(tempfile::tempdir().unwrap(), &database.url).await;
+    let on_alpha = Gateway::start(&alpha, &section(NO_API, "")).await;
+    let on_beta = Gateway::start(&beta, &section(NO_API, "")).await;
+    let ts = now();
+    let body = message_event("EvFleet", "once in the fleet", ts as f64);
+    assert_eq!(post(&on_alpha.url(), &sign_json(&body, ts), &[]).await.0, 200);
+    assert_eq!(post(&on_beta.url(), &sign_json(&body, ts), &[("x-slack-retry-num", "1")]).await.0, 200);
+    let other = message_event("EvFleet2", "the other one", ts as f64);
+    assert_eq!(post(&on_beta.url(), &sign_json(&other, ts), &[]).await.0, 200);
+    assert_eq!(wait_for(&alpha, QUEUE_PUBLIC, 1).await.len(), 1);
+    let on_b = wait_for(&beta, QUEUE_PUBLIC, 1).await;
+    assert_eq!(on_b.iter().map(|m| m["event_id"].as_str().unwrap()).collect::<Vec<_>>(), ["EvFleet2"]);
+    assert_eq!(on_beta.running.status()["gateways"][0]["duplicates"], 1);
+    on_alpha.stop().await;
+    on_beta.stop().await;
+    database.drop_now().await;
+}
