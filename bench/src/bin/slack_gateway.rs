@@ -37,11 +37,11 @@ fn main() {
     );
 
     match bolt_peer() {
-        Ok((mut child, peer_addr)) => {
+        Ok((child, peer_addr)) => {
+            let peer = Peer(child);
             let peer_events = (events / 10).max(1000).min(events);
             let (theirs, mut peer_latencies) = drive(peer_addr, &requests[..peer_events], connections);
-            let _ = child.kill();
-            let _ = child.wait();
+            drop(peer);
             println!(
                 "slack_bolt app:   {peer_events} events over {connections} connections: {}/s, p50 {:?} p99 {:?}",
                 human(theirs),
@@ -182,6 +182,16 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> (u16, bool) {
         }
     }
     (status, keep)
+}
+
+/// The peer's process, stopped however the run ends (a refused request panics).
+struct Peer(std::process::Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Starts the slack_bolt app on a free port.
