@@ -100,6 +100,8 @@ pub struct ConnectorPlan {
     /// The connector's section as written (after includes and variables): a reload
     /// restarts the connector only when this changed.
     pub fingerprint: String,
+    /// Its section minus the common keys, for the services that serve its type.
+    pub section: Node,
 }
 
 /// One service the configuration asks for, built and ready to start.
@@ -714,6 +716,7 @@ fn connector_plan(
             nodes,
             connector: Arc::from(connector),
             fingerprint: section.to_json().to_string(),
+            section: rest.clone(),
         }),
         Err(errors) => {
             problems.0.extend(errors);
@@ -756,6 +759,7 @@ fn service_plans(
             kind: c.kind.clone(),
             queue: c.queue.clone(),
             enabled: c.enabled,
+            section: c.section.clone(),
         })
         .collect();
     let mut plans = Vec::new();

@@ -96,6 +96,10 @@ pub struct ConfiguredConnector {
     /// The queue it emits into.
     pub queue: String,
     pub enabled: bool,
+    /// Its configuration section without the node's common keys (`type`, `enabled`,
+    /// `queue`, …): a service that serves a connector type (Slack's gateway beside the
+    /// `slack` connector) decodes the same keys the connector does.
+    pub section: Node,
 }
 
 /// A service, built from its configuration and ready to start.

@@ -83,7 +83,7 @@ pub type Outcome = Result<(), Failure>;
 /// Every service type this binary knows. A service runs only when the configuration
 /// asks for it (see each service's `build`).
 pub fn services() -> Vec<ServiceType> {
-    vec![flotilla_wikimedia_dispatcher::SERVICE_TYPE, flotilla_webui::SERVICE_TYPE]
+    vec![flotilla_wikimedia_dispatcher::SERVICE_TYPE, flotilla_slack::SERVICE_TYPE, flotilla_webui::SERVICE_TYPE]
 }
 
 /// Every connector type this binary knows.
@@ -91,6 +91,7 @@ pub fn registry() -> Vec<ConnectorType> {
     let mut types = flotilla_monitors::connector_types();
     types.extend(flotilla_wikimedia_source::connector_types());
     types.extend(flotilla_irc::connector_types());
+    types.extend(flotilla_slack::connector_types());
     types
 }
 

@@ -16,5 +16,6 @@ mod reload;
 mod rules;
 mod security;
 mod send;
+mod slack;
 mod support;
 mod webui;
