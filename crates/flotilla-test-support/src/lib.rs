@@ -13,6 +13,9 @@
 //! - [`Ngircd`]: a throwaway ngIRCd on a free port that a test can kill, restart,
 //!   freeze and thaw.
 //!   fsync per write, that a test can kill and restart.
+//! - [`Prosody`] ([`prosody`]): a throwaway Prosody with STARTTLS and direct TLS from a
+//!   [`TestCa`], stream management, offline storage and a MUC service, that a test can
+//!   kill and restart; [`XmppServer`] is what the XMPP suite needs of any server.
 //! - [`NatsServer`]: a throwaway `nats-server -js` on a free port with its own store
 //!   directory, that a test can kill and restart (or start without JetStream).
 //!
@@ -20,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod prosody;
 pub mod tls;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +34,7 @@ use std::time::{Duration, Instant};
 use flotilla_bus::{Bus, EmbeddedBus, EmbeddedOptions};
 use flotilla_connector::{ConnectorContext, ConnectorState, NodeServices, StatusBoard};
 use flotilla_store::Store;
+pub use prosody::{Prosody, XmppServer};
 pub use tls::{PgTlsServer, TestCa};
 use tokio_util::sync::CancellationToken;
 

@@ -12,6 +12,7 @@
 //! | `tls_ca` | system roots | a PEM file of certificates to trust instead (local servers) |
 //! | `resource` | `flotilla` | |
 //! | `peers` | `[]` | JIDs of the other nodes: forwarded messages go to each, and only theirs are accepted as forwarded |
+//! | `accept_from` | `[]` | more JIDs whose forwarded messages are accepted (a ring's predecessor), not sent to |
 //! | `forward_queue` | none | a queue whose messages are sent to every peer (store-and-forward) |
 //! | `deliver_queue` | the connector's queue | where forwarded messages received are appended |
 //! | `rooms` | `[]` | multi-user chat rooms to join (`room@conference.host`) |
@@ -44,6 +45,7 @@ struct RawXmpp {
     peers: Option<Vec<Located<String>>>,
     /// wubot's single recipient.
     user: Option<Located<String>>,
+    accept_from: Option<Vec<Located<String>>>,
     #[serde(alias = "directory")]
     forward_queue: Option<Located<String>>,
     deliver_queue: Option<Located<String>>,
@@ -139,6 +141,8 @@ pub struct XmppSettings {
     pub resource: String,
     /// Bare JIDs of the peers.
     pub peers: Vec<String>,
+    /// Bare JIDs whose forwarded messages are accepted: the peers and `accept_from`.
+    pub accepted: Vec<String>,
     pub forward_queue: Option<String>,
     pub deliver_queue: Option<String>,
     /// Bare room JIDs.
@@ -244,6 +248,14 @@ pub fn settings_from_section(section: &ConnectorSection<'_>) -> Result<XmppSetti
             }
             Ok(peer) => peers.push(peer.bare()),
             Err(e) => errors.push(diagnostic_at(section, &key, e)),
+        }
+    }
+    let mut accepted = peers.clone();
+    for (i, text) in raw.accept_from.iter().flatten().enumerate() {
+        match Jid::parse(&text.value) {
+            Ok(jid) if !accepted.contains(&jid.bare()) => accepted.push(jid.bare()),
+            Ok(_) => {}
+            Err(e) => errors.push(diagnostic_at(section, &format!("accept_from.{i}"), e)),
         }
     }
     let queue = |value: &Option<Located<String>>, key: &str, errors: &mut Vec<Diagnostic>| -> Option<String> {
@@ -354,6 +366,7 @@ pub fn settings_from_section(section: &ConnectorSection<'_>) -> Result<XmppSetti
         tls_ca: raw.tls_ca.as_ref().map(|p| PathBuf::from(&p.value)),
         resource,
         peers,
+        accepted,
         forward_queue,
         deliver_queue,
         rooms,

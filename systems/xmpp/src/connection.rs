@@ -164,6 +164,39 @@ struct Resumption {
     inbound: InboundCount,
     /// Our counter on the last stream (the server's `h` on resuming refers to it).
     outbound: Outbound,
+    /// Where `id` and the inbound `h` are kept, so a node that crashed resumes its
+    /// session and the server replays what it had not acknowledged (rather than
+    /// bouncing it, as Prosody does for a session replaced while hibernating).
+    file: Option<std::path::PathBuf>,
+}
+
+impl Resumption {
+    fn load(file: Option<std::path::PathBuf>) -> Resumption {
+        let mut resumption = Resumption { file, ..Resumption::default() };
+        let text = resumption.file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()).unwrap_or_default();
+        if let Some((id, h)) = text.trim().split_once(' ')
+            && let Ok(h) = h.parse::<u32>()
+            && !id.is_empty()
+        {
+            resumption.id = Some(id.to_string());
+            resumption.inbound.handled(h);
+        }
+        resumption
+    }
+
+    /// Writes the state (no fsync: it must survive the process, not the machine; a
+    /// stale one only makes resumption fail, and the server then stores offline).
+    fn save(file: &Option<std::path::PathBuf>, id: &Option<String>, inbound: InboundCount) {
+        let Some(file) = file else { return };
+        let result = match id {
+            Some(id) => std::fs::write(file, format!("{id} {}\n", inbound.h())),
+            None => std::fs::remove_file(file)
+                .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }),
+        };
+        if let Err(e) = result {
+            tracing::warn!(file = %file.display(), error = %e, "Cannot record the XMPP stream resumption state.");
+        }
+    }
 }
 
 /// Starts the connection task; it runs until `stop` fires.
@@ -172,10 +205,11 @@ pub fn spawn<H: Inbound + 'static>(
     handler: H,
     stop: CancellationToken,
     stats: Arc<std::sync::Mutex<LinkStats>>,
+    state_file: Option<std::path::PathBuf>,
 ) -> (Link, tokio::task::JoinHandle<()>) {
     let (commands, receiver) = mpsc::channel(64);
     let (online_tx, online) = watch::channel(false);
-    let task = tokio::spawn(run(settings, handler, receiver, online_tx, stop, stats));
+    let task = tokio::spawn(run(settings, handler, receiver, online_tx, stop, stats, state_file));
     (Link { commands, online }, task)
 }
 
@@ -186,10 +220,11 @@ async fn run<H: Inbound>(
     online: watch::Sender<bool>,
     stop: CancellationToken,
     stats: Arc<std::sync::Mutex<LinkStats>>,
+    state_file: Option<std::path::PathBuf>,
 ) {
     let mut backoff = Backoff::new(settings.min_backoff, settings.max_backoff);
     let mut unacked: VecDeque<Unacked> = VecDeque::new();
-    let mut resumption = Resumption::default();
+    let mut resumption = Resumption::load(state_file);
     let tls = match settings.tls {
         TlsMode::None => None,
         _ => match crate::tls::client_config(settings.tls_ca.as_deref()) {
@@ -351,6 +386,7 @@ async fn open(
                     "XMPP stream resumption refused; starting a fresh session (what was unacknowledged is sent again).");
                 resumption.id = None;
                 resumption.inbound = InboundCount::default();
+                Resumption::save(&resumption.file, &None, resumption.inbound);
             }
         }
     }
@@ -381,6 +417,7 @@ async fn open(
     }
     resumption.id = None;
     resumption.inbound = InboundCount::default();
+    Resumption::save(&resumption.file, &None, resumption.inbound);
     if sm_offered {
         session.write(&Element::new("enable").attr("xmlns", sm::NS).attr("resume", "true").to_xml()).await?;
         // The answer may come after other stanzas; it is read in `serve`, but the
@@ -543,13 +580,15 @@ impl Session {
         stats: &std::sync::Mutex<LinkStats>,
     ) -> Result<(), LinkError> {
         let resumed = self.resumed.is_some();
-        let Resumption { id: resumption_id, inbound: saved_inbound, outbound } = resumption;
+        let Resumption { id: resumption_id, inbound: saved_inbound, outbound, file: state_file } = resumption;
         // What is still unacknowledged: after a resumption, drop what the server
         // says it took and send the rest again; on a fresh session, all of it.
         match self.resumed {
             Some(h) => {
                 match outbound.ack(h) {
                     Ok(newly) => settle(unacked, outbound, stats, newly),
+                    // Nothing of ours in hand (a restarted process): nothing to fit.
+                    Err(_) if unacked.is_empty() => {}
                     Err(e) => tracing::warn!(jid = %self.jid, error = %e,
                         "The resumed XMPP stream's count does not fit ours; sending everything unacknowledged again."),
                 }
@@ -637,8 +676,11 @@ impl Session {
                                     // Settle what came before the request first.
                                     self.flush_inbound(handler, &mut batch, &mut replies, &mut oldest_unsettled, stats).await?;
                                     let h = settled_h(inbound.h(), oldest_unsettled);
-                                    *saved_inbound = InboundCount::default();
-                                    saved_inbound.handled(h);
+                                    if saved_inbound.h() != h {
+                                        *saved_inbound = InboundCount::default();
+                                        saved_inbound.handled(h);
+                                        Resumption::save(state_file, resumption_id, *saved_inbound);
+                                    }
                                     replies.push_str(&format!("<a xmlns='urn:xmpp:sm:3' h='{h}'/>"));
                                 }
                                 "a" => {
@@ -650,6 +692,7 @@ impl Session {
                                 "enabled" => {
                                     if e.get_attr("resume").is_some_and(|r| r == "true" || r == "1") {
                                         *resumption_id = e.get_attr("id").map(str::to_string);
+                                        Resumption::save(state_file, resumption_id, *saved_inbound);
                                     }
                                 }
                                 "failed" => {
@@ -670,8 +713,11 @@ impl Session {
                     }
                     self.flush_inbound(handler, &mut batch, &mut replies, &mut oldest_unsettled, stats).await?;
                     let h = settled_h(inbound.h(), oldest_unsettled);
-                    *saved_inbound = InboundCount::default();
-                                    saved_inbound.handled(h);
+                    if saved_inbound.h() != h {
+                                        *saved_inbound = InboundCount::default();
+                                        saved_inbound.handled(h);
+                                        Resumption::save(state_file, resumption_id, *saved_inbound);
+                                    }
                     if !replies.is_empty() {
                         self.write(&replies).await?;
                     }

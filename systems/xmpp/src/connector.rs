@@ -65,7 +65,13 @@ impl Connector for XmppConnector {
         let inbound = XmppInbound::open(ctx, settings.clone(), link_slot.clone(), counters.clone()).await?;
         let stats = Arc::new(Mutex::new(LinkStats::default()));
         let stop = ctx.shutdown().child_token();
-        let (link, connection) = connection::spawn(settings.clone(), inbound, stop.clone(), stats.clone());
+        let (link, connection) = connection::spawn(
+            settings.clone(),
+            inbound,
+            stop.clone(),
+            stats.clone(),
+            Some(ctx.data_dir().join("stream-resumption")),
+        );
         let _ = link_slot.set(link.clone());
 
         let mut tasks = Vec::new();
@@ -112,18 +118,36 @@ impl Connector for XmppConnector {
                 }
             })
         };
+        // If this future is dropped (the supervisor gave up waiting), the tasks go too.
+        let mut guard = AbortOnDrop(tasks);
+        guard.0.push(status);
+        guard.0.push(connection);
         ctx.shutdown().cancelled().await;
-        for task in tasks {
+        let status = guard.0.pop();
+        let connection = guard.0.pop();
+        for task in std::mem::take(&mut guard.0) {
             let _ = task.await;
         }
         stop.cancel();
-        let _ = connection.await;
-        let _ = status.await;
+        for task in [connection, status].into_iter().flatten() {
+            let _ = task.await;
+        }
         Ok(())
     }
 
     fn warnings(&self) -> Vec<Diagnostic> {
         self.settings.warnings.clone()
+    }
+}
+
+/// Aborts the tasks it holds when dropped.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
     }
 }
 
@@ -354,12 +378,32 @@ impl XmppInbound {
             seen = window;
             file.map_err(|e| anyhow::anyhow!("cannot open the XMPP connector's list of delivered ids: {e}"))?
         };
+        // The ids recorded on disk cover everything but a batch that became durable just
+        // before a crash: those are still on the deliver queue, so take its ids too.
+        let deliver_queue = settings.deliver_queue.clone().unwrap_or_else(|| ctx.queue().to_string());
+        if !settings.accepted.is_empty() {
+            let mut reader = ctx.bus().read(&deliver_queue, flotilla_bus::ReadFrom::Start).await?;
+            loop {
+                let batch = reader.fetch(10_000, Duration::ZERO).await?;
+                if batch.is_empty() {
+                    break;
+                }
+                for delivery in &batch {
+                    if let Ok(message) = Message::from_json(&delivery.payload)
+                        && let Some(id) = message.id()
+                        && message.noforward()
+                    {
+                        seen.insert(id);
+                    }
+                }
+            }
+        }
         let rooms =
             settings.rooms.iter().map(|r| (r.clone(), Room { nick: settings.nick.clone(), attempts: 0 })).collect();
         Ok(XmppInbound {
             ctx: ctx.clone(),
             node: ctx.node_name().to_string(),
-            deliver_queue: settings.deliver_queue.clone().unwrap_or_else(|| ctx.queue().to_string()),
+            deliver_queue,
             settings,
             link,
             seen,
@@ -556,7 +600,7 @@ impl Inbound for XmppInbound {
                         continue;
                     }
                     if let Some(part) = forward::read_part(&stanza) {
-                        if self.settings.peers.contains(&bare) {
+                        if self.settings.accepted.contains(&bare) {
                             match part {
                                 Ok(part) => self.forwarded(number, &bare, part, &mut deliver),
                                 Err(detail) => {
