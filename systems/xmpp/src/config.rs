@@ -175,7 +175,11 @@ pub fn settings_from_section(section: &ConnectorSection<'_>) -> Result<XmppSetti
         Some(text) => match Jid::parse(&text.value) {
             Ok(jid) => Some(jid),
             Err(e) => {
-                errors.push(diagnostic_at(section, "jid", e));
+                // Located by the value: the key may be wubot's `account`.
+                errors.push(Diagnostic {
+                    location: Some(text.location.clone()),
+                    message: format!("{}.jid: {e}", section.path),
+                });
                 None
             }
         },
@@ -298,7 +302,7 @@ pub fn settings_from_section(section: &ConnectorSection<'_>) -> Result<XmppSetti
         .map(|n| n.value.clone())
         .or_else(|| jid.as_ref().map(|j| j.local.clone()))
         .unwrap_or_default();
-    if nick.trim().is_empty() || nick.chars().any(char::is_control) {
+    if jid.is_some() && (nick.trim().is_empty() || nick.chars().any(char::is_control)) {
         errors.push(diagnostic_at(section, "nick", "must be a non-empty name without control characters"));
     }
 

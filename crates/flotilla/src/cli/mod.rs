@@ -88,6 +88,7 @@ pub fn registry() -> Vec<ConnectorType> {
     let mut types = flotilla_monitors::connector_types();
     types.extend(flotilla_wikimedia_source::connector_types());
     types.extend(flotilla_irc::connector_types());
+    types.extend(flotilla_xmpp::connector_types());
     types
 }
 
