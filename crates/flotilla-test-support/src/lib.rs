@@ -15,7 +15,8 @@
 //!   fsync per write, that a test can kill and restart.
 //! - [`Prosody`] ([`prosody`]): a throwaway Prosody with STARTTLS and direct TLS from a
 //!   [`TestCa`], stream management, offline storage and a MUC service, that a test can
-//!   kill and restart; [`XmppServer`] is what the XMPP suite needs of any server.
+//!   kill and restart; [`Ejabberd`] the same with ejabberd; [`XmppServer`] is what the
+//!   XMPP suite needs of either.
 //! - [`NatsServer`]: a throwaway `nats-server -js` on a free port with its own store
 //!   directory, that a test can kill and restart (or start without JetStream).
 //!
@@ -23,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod ejabberd;
 pub mod prosody;
 pub mod tls;
 
@@ -31,6 +33,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use ejabberd::Ejabberd;
 use flotilla_bus::{Bus, EmbeddedBus, EmbeddedOptions};
 use flotilla_connector::{ConnectorContext, ConnectorState, NodeServices, StatusBoard};
 use flotilla_store::Store;

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use flotilla_bus::{Bus, ReadFrom};
 use flotilla_connector::{Connector, ConnectorContext, ConnectorSection, ConnectorState};
 use flotilla_core::Message;
-use flotilla_test_support::{Prosody, TestNode, XmppServer};
+use flotilla_test_support::{Ejabberd, Prosody, TestNode, XmppServer};
 use flotilla_xmpp::XmppConnector;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -510,4 +510,42 @@ async fn prosody_large_and_bad_input() {
 #[ignore = "open: Prosody answers the room join with item-not-found in this configuration"]
 async fn prosody_rooms() {
     rooms(Prosody::start()).await;
+}
+
+// ---------------------------------------------------------------------------------
+// The same scenarios on ejabberd.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ejabberd_chat_and_login() {
+    chat_and_login(Ejabberd::start()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ejabberd_two_nodes_10000_each_way() {
+    two_nodes(Ejabberd::start(), 10_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ejabberd_ring_of_three() {
+    ring(Ejabberd::start(), 500).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ejabberd_receiver_offline_5000() {
+    receiver_offline(Ejabberd::start(), 5_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ejabberd_restarts_lose_nothing() {
+    restarts(Ejabberd::start(), 5_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ejabberd_large_and_bad_input() {
+    large_and_bad_input(Ejabberd::start()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ejabberd_rooms() {
+    rooms(Ejabberd::start()).await;
 }
