@@ -192,6 +192,13 @@ impl XmppServer for Ejabberd {
             }
         }
     }
+    fn terminate(&mut self) {
+        if self.child.is_some() {
+            let _ = self.ctl().arg("stop").output();
+            let _ = self.ctl().arg("stopped").output();
+        }
+        self.kill();
+    }
     fn restart(&mut self) {
         self.kill();
         self.launch();

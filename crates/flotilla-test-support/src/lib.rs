@@ -332,7 +332,7 @@ pub fn wait_listening(port: u16, child: &mut Child, log: &Path) {
 
 /// Sends `signal` (`STOP`, `CONT`, `KILL`, …) to a child process of this test, with
 /// kill(1): this crate has no unsafe code.
-fn send_signal(pid: u32, signal: &str) {
+pub(crate) fn send_signal(pid: u32, signal: &str) {
     let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).stderr(Stdio::null()).status();
 }
 

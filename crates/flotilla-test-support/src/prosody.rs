@@ -32,6 +32,8 @@ pub trait XmppServer: Send {
     fn register(&self, user: &str, password: &str);
     /// Kills the server (SIGKILL) and waits for it.
     fn kill(&mut self);
+    /// Stops the server the way its init script does (SIGTERM) and waits for it.
+    fn terminate(&mut self);
     /// Starts it again on the same ports with the same data.
     fn restart(&mut self);
 }
@@ -172,6 +174,12 @@ impl XmppServer for Prosody {
     }
     fn kill(&mut self) {
         kill_child(&mut self.child);
+    }
+    fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            crate::send_signal(child.id(), "TERM");
+            let _ = child.wait();
+        }
     }
     fn restart(&mut self) {
         self.kill();
