@@ -104,6 +104,8 @@ VirtualHost "localhost"
     ssl = {{ certificate = "{cert}"; key = "{key}" }}
 Component "conference.localhost" "muc"
     restrict_room_creation = false
+    -- A new room is open at once (as ejabberd's are), not locked until configured.
+    muc_room_locking = false
 "#,
                 cert = cert.cert.display(),
                 key = cert.key.display(),

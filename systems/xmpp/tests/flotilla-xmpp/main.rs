@@ -511,7 +511,6 @@ async fn prosody_large_and_bad_input() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open: Prosody answers the room join with item-not-found in this configuration"]
 async fn prosody_rooms() {
     rooms(Prosody::start()).await;
 }
