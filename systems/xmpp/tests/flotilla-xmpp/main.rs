@@ -552,3 +552,58 @@ async fn ejabberd_large_and_bad_input() {
 async fn ejabberd_rooms() {
     rooms(Ejabberd::start()).await;
 }
+
+/// A room owner (an independent client: slixmpp) kicks the bot; the bot says so and
+/// rejoins after `rejoin_delay`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prosody_kicked_from_a_room_rejoins() {
+    let server = Prosody::start();
+    register(&server, &["ka", "boss"]);
+    let room = format!("kicks@{}", server.muc_domain());
+    let mut a =
+        Node::new("alpha", yaml(&server, "ka", "starttls", &format!("rooms: [{room}]\nnick: bot\nrejoin_delay: 1s\n")))
+            .await;
+    let mut owner = std::process::Command::new("python3")
+        .args(["-c", KICKER, &server.port().to_string(), &room])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with slixmpp (scripts/peers ensure python-slixmpp)");
+    // The owner created the room; give it a moment, then the bot joins and is kicked.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    a.start();
+    let got = a.collect("reactor", 3, Duration::from_secs(40)).await;
+    let kinds: Vec<&str> = got.iter().filter_map(|m| m.get_str("kind")).collect();
+    assert_eq!(kinds, ["joined", "kicked", "joined"], "{got:?}");
+    let _ = owner.kill();
+    let _ = owner.wait();
+    a.stop().await;
+}
+
+/// Joins as the room's owner, kicks `bot` once it is there, stays a while.
+const KICKER: &str = r#"
+import asyncio, sys, slixmpp
+port, room = int(sys.argv[1]), sys.argv[2]
+class Boss(slixmpp.ClientXMPP):
+    def __init__(self):
+        super().__init__('boss@localhost', 'boss-pass', plugin_config={'feature_mechanisms': {'unencrypted_scram': True}})
+        self.register_plugin('xep_0045')
+        self.kicked = False
+        self.add_event_handler('session_start', self.start)
+        self.add_event_handler('muc::%s::got_online' % room, self.online)
+    async def start(self, event):
+        self.send_presence()
+        self.plugin['xep_0045'].join_muc(room, 'boss')
+    async def online(self, presence):
+        if presence['muc']['nick'] == 'bot' and not self.kicked:
+            self.kicked = True
+            await asyncio.sleep(0.5)
+            await self.plugin['xep_0045'].set_role(room, 'bot', 'none')
+async def main():
+    b = Boss()
+    b.enable_starttls = False
+    b.enable_direct_tls = False
+    b.enable_plaintext = True
+    b.connect('127.0.0.1', port)
+    await asyncio.sleep(60)
+asyncio.run(main())
+"#;
