@@ -13,6 +13,10 @@
 //! - [`Ngircd`]: a throwaway ngIRCd on a free port that a test can kill, restart,
 //!   freeze and thaw.
 //!   fsync per write, that a test can kill and restart.
+//! - [`Prosody`] ([`prosody`]): a throwaway Prosody with STARTTLS and direct TLS from a
+//!   [`TestCa`], stream management, offline storage and a MUC service, that a test can
+//!   kill and restart; [`Ejabberd`] the same with ejabberd; [`XmppServer`] is what the
+//!   XMPP suite needs of either.
 //! - [`NatsServer`]: a throwaway `nats-server -js` on a free port with its own store
 //!   directory, that a test can kill and restart (or start without JetStream).
 //! - [`webdriver::Browser`]: a throwaway `chromedriver` driving a headless Chromium
@@ -22,6 +26,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod ejabberd;
+pub mod prosody;
 pub mod tls;
 pub mod webdriver;
 
@@ -30,9 +36,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use ejabberd::Ejabberd;
 use flotilla_bus::{Bus, EmbeddedBus, EmbeddedOptions};
 use flotilla_connector::{ConnectorContext, ConnectorState, NodeServices, StatusBoard};
 use flotilla_store::Store;
+pub use prosody::{Prosody, XmppServer};
 pub use tls::{PgTlsServer, TestCa};
 use tokio_util::sync::CancellationToken;
 
@@ -327,7 +335,7 @@ pub fn wait_listening(port: u16, child: &mut Child, log: &Path) {
 
 /// Sends `signal` (`STOP`, `CONT`, `KILL`, …) to a child process of this test, with
 /// kill(1): this crate has no unsafe code.
-fn send_signal(pid: u32, signal: &str) {
+pub(crate) fn send_signal(pid: u32, signal: &str) {
     let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).stderr(Stdio::null()).status();
 }
 

@@ -92,6 +92,7 @@ pub fn registry() -> Vec<ConnectorType> {
     types.extend(flotilla_wikimedia_source::connector_types());
     types.extend(flotilla_irc::connector_types());
     types.extend(flotilla_slack::connector_types());
+    types.extend(flotilla_xmpp::connector_types());
     types
 }
 
