@@ -98,6 +98,7 @@ async fn start_gateway(dir: &std::path::Path) -> SocketAddr {
     let service = (flotilla_slack::SERVICE_TYPE.build)(&config).ok().flatten().unwrap();
     let ctx = ServiceContext {
         node_name: "bench".into(),
+        node: Default::default(),
         data_dir: dir.to_path_buf(),
         bus,
         store,

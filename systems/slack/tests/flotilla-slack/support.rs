@@ -50,6 +50,7 @@ impl Gateway {
             (flotilla_slack::SERVICE_TYPE.build)(&config).unwrap_or_else(|e| panic!("{e:?}")).expect("configured");
         let ctx = ServiceContext {
             node_name: "testnode".into(),
+            node: Default::default(),
             data_dir: node.dir.path().to_path_buf(),
             bus: node.bus.clone(),
             store: node.store.clone(),
