@@ -169,28 +169,32 @@ impl FleetRuntime {
         let ttl = fleet.lease_ttl();
         let (changes, changes_rx) = tokio::sync::mpsc::unbounded_channel();
         let stop = CancellationToken::new();
-        let placement =
-            Placement { fleet: fleet.clone(), member: member.clone(), slots: Vec::new(), ttl, intake: intake.clone() };
-        let loop_task = tokio::spawn(placement.run(changes_rx, stop.clone()));
         let mut runtime = FleetRuntime {
-            fleet,
-            member,
-            loop_task,
+            fleet: fleet.clone(),
+            member: member.clone(),
+            loop_task: tokio::spawn(async {}),
             connectors: BTreeMap::new(),
             changes,
             services: services.clone(),
             board: board.clone(),
             intake: intake.clone(),
-            stop,
+            stop: stop.clone(),
         };
-        for plan in placed {
-            runtime.add(plan);
-        }
+        // The first slots are the loop's before it starts, so its first tick places them.
+        let slots = placed.into_iter().map(|plan| runtime.start_task(plan)).collect();
+        let placement = Placement { fleet, member, slots, ttl, intake: intake.clone() };
+        runtime.loop_task = tokio::spawn(placement.run(changes_rx, stop));
         runtime
     }
 
-    /// Places one more connector: a slot in the loop and a task waiting for its lease.
+    /// Places one more connector while the loop runs.
     fn add(&mut self, plan: Placed) {
+        let slot = self.start_task(plan);
+        let _ = self.changes.send(SlotChange::Add(slot));
+    }
+
+    /// Starts a connector's task, waiting for its lease, and returns its slot for the loop.
+    fn start_task(&mut self, plan: Placed) -> Slot {
         let (grant, grants) = watch::channel(None);
         self.board.register(&plan.name, &plan.kind, ConnectorState::Stopped);
         let slot = Slot {
@@ -202,7 +206,6 @@ impl FleetRuntime {
             free_since: None,
             not_before: None,
         };
-        let _ = self.changes.send(SlotChange::Add(slot));
         let name = plan.name.clone();
         let fingerprint = plan.fingerprint.clone();
         let (plan, plans) = watch::channel(Arc::new(plan));
@@ -216,6 +219,7 @@ impl FleetRuntime {
             self.fleet.lease_ttl() / 6,
         ));
         self.connectors.insert(name, PlacedTask { fingerprint, plan, removed, task });
+        slot
     }
 
     /// Applies a reloaded configuration's connectors: new ones are placed, removed ones
