@@ -14,8 +14,9 @@ use super::{ConfigArg, Failure, Outcome, load};
 pub struct Args {
     #[command(subcommand)]
     action: Action,
-    #[command(flatten)]
-    config: ConfigArg,
+    /// A YAML file or a directory of them; default ./flotilla.yaml if present.
+    #[arg(short = 'c', long = "config", value_name = "PATH", env = "FLOTILLA_CONFIG", global = true)]
+    config: Option<std::path::PathBuf>,
     /// The relay group (a key of `groups:`).
     #[arg(long, short = 'g', global = true)]
     group: Option<String>,
@@ -56,7 +57,7 @@ pub async fn run(args: Args) -> Outcome {
     let Some(group) = args.group.clone() else {
         return Err(Failure::Invalid("error: --group G is required (a key of groups:)".into()));
     };
-    let config = load(&args.config)?;
+    let config = load(&ConfigArg { path: args.config.clone() })?;
     let mut addr = args.http.unwrap_or(config.http_listen);
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());

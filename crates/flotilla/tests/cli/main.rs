@@ -12,6 +12,7 @@ mod manual;
 mod node;
 mod packaging;
 mod redis_bus;
+mod relay;
 mod rules;
 mod security;
 mod send;
