@@ -64,6 +64,9 @@ pub struct Group {
     pub counters: Counters,
     /// Pattern changes and decisions are written one at a time.
     write: tokio::sync::Mutex<()>,
+    /// Held from looking a report up to recording the decision, so two moderators
+    /// approving the same report at once relay it once.
+    pub reviewing: tokio::sync::Mutex<()>,
 }
 
 /// Why a change was refused.
@@ -118,6 +121,7 @@ impl Group {
             decisions: Mutex::new(decisions),
             counters: Counters::default(),
             write: tokio::sync::Mutex::new(()),
+            reviewing: tokio::sync::Mutex::new(()),
         })
     }
 

@@ -205,6 +205,7 @@ async fn approve(
 ) -> ApiResult<Json<Value>> {
     state.may_change(&headers)?;
     let group = state.group(&group)?;
+    let _one_decision_at_a_time = group.reviewing.lock().await;
     let held = find_undecided(&state, &group, &id).await?;
     let source = held.get("review_source").and_then(Value::as_str).unwrap_or_default().to_string();
     let report: Report = held.get("report").and_then(|r| serde_json::from_value(r.clone()).ok()).ok_or_else(|| {
@@ -235,6 +236,7 @@ async fn reject(
 ) -> ApiResult<Json<Value>> {
     state.may_change(&headers)?;
     let group = state.group(&group)?;
+    let _one_decision_at_a_time = group.reviewing.lock().await;
     find_undecided(&state, &group, &id).await?;
     group
         .decide(&state.store, &id, Decision::Rejected)
