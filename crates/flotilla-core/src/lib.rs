@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod censor;
 pub mod condition;
 pub mod duration;
 pub mod error;

@@ -155,7 +155,8 @@ impl Builder<'_> {
 
         match (&config.plugin, &config.config) {
             (Some(plugin_name), plugin_config) => {
-                let site = PluginSite { rule_path: path, file, dir, loader: self.ctx.loader };
+                let rule_name = self.rules[index as usize].name.clone();
+                let site = PluginSite { rule_path: path, rule_name: &rule_name, file, dir, loader: self.ctx.loader };
                 match Plugin::compile(plugin_name, plugin_config.as_ref(), &site) {
                     Ok(plugin) => {
                         if let Some((kind, name, key)) = plugin.reference() {

@@ -7,7 +7,9 @@
 //! - the **logger** ([`crate::logger`]) writes the log queue into the store;
 //! - the **outbox router** takes what rules hand this connector (`Send`) and gives each
 //!   message to the connection that is in its channel, acknowledging it only once the
-//!   lines are written.
+//!   lines are written. A relayed report (`relayed_from` set, no `target`: the relay
+//!   groups of `systems/relay`) is posted to every channel of the connector, in the
+//!   configured order.
 //!
 //! When every connection is sunk the connector logs `ARMADA-ALL-DEAD` and fails (the
 //! supervisor then restarts it after its own backoff); whenever it ends it logs
@@ -113,15 +115,17 @@ impl Connector for IrcConnector {
         let mut connections = JoinSet::new();
         let mut outboxes = Vec::new();
         let mut owners: HashMap<String, usize> = HashMap::new();
+        let mut channels = Vec::new();
         for plan in &settings.plans {
             let (tx, rx) = mpsc::channel(4);
             outboxes.push(tx);
             for channel in &plan.channels {
                 owners.insert(fold(&channel.name), plan.index);
+                channels.push(channel.name.clone());
             }
             connections.spawn(connection::run(plan.clone(), shared.clone(), rx));
         }
-        let router = tokio::spawn(route_outbox(ctx.clone(), outboxes, owners, status.clone(), stop.clone()));
+        let router = tokio::spawn(route_outbox(ctx.clone(), outboxes, owners, channels, status.clone(), stop.clone()));
         tracing::info!(connector = %ctx.name(), network = %settings.network, server = %settings.server(),
             connections = settings.plans.len(), "IRC fleet starting.");
 
@@ -298,15 +302,17 @@ pub struct OutboxRequest {
 }
 
 /// Reads an outbox message: `target` (or `channel`) and `text` (or `subject`, or
-/// `body`); `notice: true` for a NOTICE; or `raw`, one IRC line sent as is.
+/// `body`); `notice: true` for a NOTICE; or `raw`, one IRC line sent as is. A relayed
+/// report (`relayed_from` set) without a target has an empty `target`: every channel.
 pub fn outbox_request(message: &Message) -> Result<OutboxRequest, String> {
     let text_of = |field: &str| message.get(field).map(|v| flotilla_core::message::value_text(v).into_owned());
     let raw = text_of("raw").filter(|r| !r.is_empty());
     let target = text_of("target").or_else(|| text_of("channel")).unwrap_or_default();
     let text = text_of("text").or_else(|| text_of("subject")).or_else(|| text_of("body")).unwrap_or_default();
     let notice = message.get("notice").is_some_and(flotilla_core::message::is_truthy);
+    let relayed = message.get("relayed_from").is_some_and(flotilla_core::message::is_truthy);
     if raw.is_none() {
-        if target.is_empty() {
+        if target.is_empty() && !relayed {
             return Err("the message has no target or channel to post to".into());
         }
         if text.trim().is_empty() {
@@ -321,6 +327,7 @@ async fn route_outbox(
     ctx: ConnectorContext,
     outboxes: Vec<mpsc::Sender<Box<OutboxItem>>>,
     owners: HashMap<String, usize>,
+    channels: Vec<String>,
     status: Arc<StatusTable>,
     stop: tokio_util::sync::CancellationToken,
 ) {
@@ -351,6 +358,16 @@ async fn route_outbox(
             match request {
                 Err(reason) => {
                     tracing::warn!(connector = %ctx.name(), %reason, "An outbox message cannot be posted; dropping it.");
+                }
+                Ok(request) if request.target.is_empty() && request.raw.is_none() => {
+                    // A relayed report: every channel, in order. Stopping half-way
+                    // posts it again to all of them after the restart (at-least-once).
+                    for channel in &channels {
+                        let one = OutboxRequest { target: channel.clone(), ..request.clone() };
+                        if !deliver(&ctx, &outboxes, &owners, &status, &stop, one).await {
+                            return;
+                        }
+                    }
                 }
                 Ok(request) => {
                     if !deliver(&ctx, &outboxes, &owners, &status, &stop, request).await {
@@ -445,6 +462,7 @@ mod tests {
             Ok(OutboxRequest { target: String::new(), text: String::new(), notice: false, raw: Some("MAP".into()) })
         );
         assert!(request(r#"{"text":"no target"}"#).unwrap_err().contains("no target"));
+        assert_eq!(request(r#"{"text":"a report","relayed_from":"mail"}"#), ok("", "a report", false));
         assert!(request(r##"{"channel":"#a"}"##).unwrap_err().contains("no text"));
     }
 }

@@ -9,6 +9,7 @@
 //! Template from an empty source field) so do we: that is their documented behaviour,
 //! not a failure.
 
+mod censor;
 mod command;
 mod config;
 mod delivery;
@@ -33,6 +34,7 @@ pub(crate) use template::Template;
 /// Every plugin name a rule may use, sorted.
 pub const PLUGIN_NAMES: &[&str] = &[
     "CaptureData",
+    "Censor",
     "Command",
     "Console",
     "CopyField",
@@ -91,6 +93,7 @@ pub(crate) enum Plugin {
     State(memory::State),
     Status(memory::Status),
     Command(command::Command),
+    Censor(censor::Censor),
     Drop,
     Dedupe(flow::Dedupe),
     Stale(flow::Stale),
@@ -100,6 +103,8 @@ pub(crate) enum Plugin {
 pub(crate) struct PluginSite<'a> {
     /// The dotted path of the rule, e.g. `rules[2].rules[0]`.
     pub rule_path: &'a str,
+    /// The rule's name (Censor names its review queue after it).
+    pub rule_name: &'a str,
     /// The rules file the rule came from, if not the main configuration.
     pub file: Option<&'a Path>,
     /// The directory relative file names are resolved against.
@@ -135,6 +140,7 @@ impl Plugin {
             "State" => memory::State::compile(&mut cfg).map(Plugin::State),
             "Status" => memory::Status::compile(&mut cfg).map(Plugin::Status),
             "Command" => command::Command::compile(&mut cfg).map(Plugin::Command),
+            "Censor" => censor::Censor::compile(&mut cfg, site.rule_name).map(Plugin::Censor),
             "Drop" => Some(Plugin::Drop),
             "Dedupe" => flow::Dedupe::compile(&mut cfg).map(Plugin::Dedupe),
             "Stale" => flow::Stale::compile(&mut cfg).map(Plugin::Stale),
@@ -162,6 +168,7 @@ impl Plugin {
             Plugin::State(_) => "State",
             Plugin::Status(_) => "Status",
             Plugin::Command(_) => "Command",
+            Plugin::Censor(_) => "Censor",
             Plugin::Drop => "Drop",
             Plugin::Dedupe(_) => "Dedupe",
             Plugin::Stale(_) => "Stale",
@@ -172,6 +179,7 @@ impl Plugin {
     pub(crate) fn reference(&self) -> Option<(ReferenceKind, &str, &'static str)> {
         match self {
             Plugin::MessageQueue(p) => Some((ReferenceKind::Queue, p.queue(), p.key())),
+            Plugin::Censor(p) => Some((ReferenceKind::Queue, p.review_queue(), "review_queue")),
             Plugin::Send(p) => Some((ReferenceKind::Connector, p.connector(), "connector")),
             Plugin::Sql(p) => Some((ReferenceKind::Table, p.table(), p.key())),
             _ => None,
@@ -197,6 +205,7 @@ impl Plugin {
             Plugin::State(p) => p.apply(message, effects).await,
             Plugin::Status(p) => p.apply(message, effects).await,
             Plugin::Command(p) => p.apply(message, effects).await,
+            Plugin::Censor(p) => p.apply(message, effects).await,
             Plugin::Drop => Ok(Flow::Drop),
             Plugin::Dedupe(p) => p.apply(message, effects),
             Plugin::Stale(p) => p.apply(message, effects),

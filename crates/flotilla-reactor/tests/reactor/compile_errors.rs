@@ -42,7 +42,7 @@ fn every_error_is_reported_with_its_path() {
             vec![(
                 None,
                 "rules[0].plugin",
-                "unknown plugin 'setfield' (did you mean 'SetField'?); known plugins: CaptureData, Command,",
+                "unknown plugin 'setfield' (did you mean 'SetField'?); known plugins: CaptureData, Censor, Command,",
             )],
         ),
         (
@@ -164,6 +164,7 @@ fn every_plugin_rejects_unknown_keys() {
         ("Drop", json!({})),
         ("Dedupe", json!({"window": "10m"})),
         ("Stale", json!({"max_age": 30})),
+        ("Censor", json!({"trigger": ["kontrolle"], "blocklist": ["nazi"]})),
     ];
     assert_eq!(valid.len(), flotilla_reactor::PLUGIN_NAMES.len(), "every plugin is covered");
     for (plugin, mut config) in valid {

@@ -5,6 +5,7 @@ mod check;
 mod dispatcher_cli;
 mod manual;
 mod reload;
+mod review;
 mod rules;
 mod run;
 mod send;
@@ -49,6 +50,8 @@ enum Command {
     /// The Wikimedia dispatcher's client: subscribe, add and remove definitions, list.
     #[command(name = "dispatcher-cli")]
     DispatcherCli(Box<dispatcher_cli::Args>),
+    /// A relay group's review queue and censor patterns: list, approve, reject, censor.
+    Review(review::Args),
     /// Print a shell completion script: `flotilla completions bash > /etc/bash_completion.d/flotilla`.
     Completions(manual::CompletionsArgs),
     /// Print the manual page (roff), or write one page per command into a directory.
@@ -83,7 +86,12 @@ pub type Outcome = Result<(), Failure>;
 /// Every service type this binary knows. A service runs only when the configuration
 /// asks for it (see each service's `build`).
 pub fn services() -> Vec<ServiceType> {
-    vec![flotilla_wikimedia_dispatcher::SERVICE_TYPE, flotilla_slack::SERVICE_TYPE, flotilla_webui::SERVICE_TYPE]
+    vec![
+        flotilla_wikimedia_dispatcher::SERVICE_TYPE,
+        flotilla_slack::SERVICE_TYPE,
+        flotilla_relay::SERVICE_TYPE,
+        flotilla_webui::SERVICE_TYPE,
+    ]
 }
 
 /// Every connector type this binary knows.
@@ -168,6 +176,7 @@ pub fn main() -> ExitCode {
             Command::Tail(args) => tail::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Reload(args) => reload::run(args).await,
+            Command::Review(args) => review::run(args).await,
             Command::Rules(command) => rules::run(command).await,
             Command::DispatcherCli(args) => dispatcher_cli::run(*args).await,
             Command::Completions(args) => manual::completions(args, Cli::command()),

@@ -13,6 +13,7 @@ mod node;
 mod packaging;
 mod redis_bus;
 mod reload;
+mod relay;
 mod rules;
 mod security;
 mod send;
